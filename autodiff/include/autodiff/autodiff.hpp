@@ -1,0 +1,9 @@
+#pragma once
+// tapegrad's autodiff: everything public, in one include.
+
+#include <autodiff/derivatives.hpp>
+#include <autodiff/error.hpp>
+#include <autodiff/format.hpp>
+#include <autodiff/gradcheck.hpp>
+#include <autodiff/tape.hpp>
+#include <autodiff/var.hpp>

@@ -1,0 +1,27 @@
+#pragma once
+// Derivatives of whole functions: Hessians, Hessian-vector products, Jacobians and vector-Jacobian
+// products of functions of Var. Each runs on a Tape of its own.
+
+#include <autodiff/gradcheck.hpp>
+#include <autodiff/var.hpp>
+
+#include <functional>
+#include <span>
+#include <vector>
+
+namespace autodiff {
+
+using Matrix = std::vector<std::vector<double>>; // row-major rows
+using VectorFunction = std::function<std::vector<Var>(const std::vector<Var>&)>;
+
+// The Hessian of f at x: one create_graph gradient, then one reverse sweep per row.
+Matrix hessian(const ScalarFunction& f, std::span<const double> x);
+// H v without forming H: the gradient of <grad f, v>, two reverse sweeps (about 4x one gradient).
+std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std::span<const double> v);
+// The Jacobian of f at x, one reverse sweep per output (row). For many outputs and few inputs,
+// forward mode would be cheaper; reverse costs m sweeps of the whole tape for m outputs.
+Matrix jacobian(const VectorFunction& f, std::span<const double> x);
+// u^T J, one reverse sweep.
+std::vector<double> vjp(const VectorFunction& f, std::span<const double> x, std::span<const double> u);
+
+} // namespace autodiff

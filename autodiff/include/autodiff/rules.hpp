@@ -1,0 +1,430 @@
+#pragma once
+// The scalar primitives: each op's forward value and its derivative rule, side by side.
+//
+// This is the one file to touch when adding a scalar op (see docs/design.md, "Adding an op").
+// A rule is a vector-Jacobian product written once as a template over a context `x`:
+//   x.g()            the adjoint of the result
+//   x.a(), x.b()     the operands, x.r() the result, x.c() the recorded constant
+//   x.da(v), x.db(v) add v to the operands' adjoints (not calling one means "contributes nothing")
+// The reverse sweep runs it with doubles; a create_graph sweep runs the same rule with Var, which
+// records the backward pass so it can be differentiated again. In the Var case x.a() and x.r() are
+// the recorded nodes themselves, so reusing the result (d exp = g * r) stays exact to any order.
+//
+// Inside rules, math functions are called unqualified after `using std::f;` so that doubles get
+// the standard function and Var finds autodiff::f by argument-dependent lookup.
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <string_view>
+
+namespace autodiff::rules {
+
+// How an op sits on the tape: how many tape operands it reads and whether it stores a constant.
+enum class Form : std::uint8_t { leaf, unary, binary, unary_const };
+
+inline constexpr double two_over_sqrt_pi = 2.0 / 1.7724538509055160273; // 2/sqrt(pi)
+
+// Numerically stable forms shared by the double overloads and the rules.
+inline double sigmoid_value(double a) {
+  if (a >= 0) return 1.0 / (1.0 + std::exp(-a));
+  const double e = std::exp(a);
+  return e / (1.0 + e);
+}
+inline double softplus_value(double a) { return std::fmax(a, 0.0) + std::log1p(std::exp(-std::fabs(a))); }
+
+struct Leaf {
+  static constexpr std::string_view name = "leaf";
+  static constexpr Form form = Form::leaf;
+  template <class X> static void vjp(X&) {}
+};
+
+// ---- binary: both operands on the tape -------------------------------------------------------
+struct Add {
+  static constexpr std::string_view name = "add";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a + b; }
+  template <class X> static void vjp(X& x) {
+    x.da(x.g());
+    x.db(x.g());
+  }
+};
+struct Sub {
+  static constexpr std::string_view name = "sub";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a - b; }
+  template <class X> static void vjp(X& x) {
+    x.da(x.g());
+    x.db(-x.g());
+  }
+};
+struct Mul {
+  static constexpr std::string_view name = "mul";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a * b; }
+  template <class X> static void vjp(X& x) {
+    x.da(x.g() * x.b());
+    x.db(x.g() * x.a());
+  }
+};
+struct Div {
+  static constexpr std::string_view name = "div";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a / b; }
+  template <class X> static void vjp(X& x) {
+    const auto ga = x.g() / x.b();
+    x.da(ga);
+    x.db(-ga * x.r());
+  }
+};
+struct Pow {
+  static constexpr std::string_view name = "pow";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return std::pow(a, b); }
+  template <class X> static void vjp(X& x) {
+    using std::log;
+    using std::pow;
+    // d/da is 0 for b == 0 (pow(a, 0) == 1 everywhere), not 0 * inf at a == 0.
+    if (x.b() != 0) x.da(x.g() * x.b() * pow(x.a(), x.b() - 1.0));
+    // d/db = r log a; where a <= 0 the real power is only defined on integers (or is 0), so the
+    // derivative in b is taken as 0 there, as PyTorch does, instead of NaN from log.
+    if (x.a() > 0) x.db(x.g() * x.r() * log(x.a()));
+  }
+};
+struct Atan2 { // atan2(a, b): the angle of the point (b, a)
+  static constexpr std::string_view name = "atan2";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return std::atan2(a, b); }
+  template <class X> static void vjp(X& x) {
+    const auto s = x.g() / (x.a() * x.a() + x.b() * x.b());
+    x.da(s * x.b());
+    x.db(-s * x.a());
+  }
+};
+struct Hypot {
+  static constexpr std::string_view name = "hypot";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return std::hypot(a, b); }
+  template <class X> static void vjp(X& x) {
+    if (x.r() == 0) return; // subgradient 0 at the origin
+    const auto s = x.g() / x.r();
+    x.da(s * x.a());
+    x.db(s * x.b());
+  }
+};
+// At a tie the gradient is split evenly, as PyTorch's maximum/minimum do.
+struct Max {
+  static constexpr std::string_view name = "max";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a >= b ? a : b; }
+  template <class X> static void vjp(X& x) {
+    if (x.a() > x.b())
+      x.da(x.g());
+    else if (x.b() > x.a())
+      x.db(x.g());
+    else {
+      x.da(0.5 * x.g());
+      x.db(0.5 * x.g());
+    }
+  }
+};
+struct Min {
+  static constexpr std::string_view name = "min";
+  static constexpr Form form = Form::binary;
+  static double f(double a, double b) { return a <= b ? a : b; }
+  template <class X> static void vjp(X& x) {
+    if (x.a() < x.b())
+      x.da(x.g());
+    else if (x.b() < x.a())
+      x.db(x.g());
+    else {
+      x.da(0.5 * x.g());
+      x.db(0.5 * x.g());
+    }
+  }
+};
+
+// ---- one tape operand and a plain double constant ---------------------------------------------
+// Constants whose value the rule does not need (a + c, c - a) are not stored: the tape stays small.
+struct AddC {
+  static constexpr std::string_view name = "add_const";
+  static constexpr Form form = Form::unary;
+  template <class X> static void vjp(X& x) { x.da(x.g()); }
+};
+struct RSubC { // c - a
+  static constexpr std::string_view name = "rsub_const";
+  static constexpr Form form = Form::unary;
+  template <class X> static void vjp(X& x) { x.da(-x.g()); }
+};
+struct MulC {
+  static constexpr std::string_view name = "mul_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) { x.da(x.g() * x.c()); }
+};
+struct DivC { // a / c
+  static constexpr std::string_view name = "div_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) { x.da(x.g() / x.c()); }
+};
+struct RDivC { // c / a: d/da = -c/a^2 = -r/a, so c need not be stored
+  static constexpr std::string_view name = "rdiv_const";
+  static constexpr Form form = Form::unary;
+  template <class X> static void vjp(X& x) { x.da(-x.g() * x.r() / x.a()); }
+};
+struct PowC { // a^c
+  static constexpr std::string_view name = "pow_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) {
+    using std::pow;
+    if (x.c() == 0) return;
+    if (x.c() == 2)
+      x.da(2.0 * x.g() * x.a()); // exact, and keeps the second-order graph small
+    else
+      x.da(x.g() * x.c() * pow(x.a(), x.c() - 1.0));
+  }
+};
+struct RPowC { // c^a
+  static constexpr std::string_view name = "rpow_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) {
+    if (x.c() > 0) x.da(x.g() * x.r() * std::log(x.c()));
+  }
+};
+struct MaxC {
+  static constexpr std::string_view name = "max_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) {
+    if (x.a() > x.c())
+      x.da(x.g());
+    else if (x.a() == x.c())
+      x.da(0.5 * x.g());
+  }
+};
+struct MinC {
+  static constexpr std::string_view name = "min_const";
+  static constexpr Form form = Form::unary_const;
+  template <class X> static void vjp(X& x) {
+    if (x.a() < x.c())
+      x.da(x.g());
+    else if (x.a() == x.c())
+      x.da(0.5 * x.g());
+  }
+};
+
+// ---- unary functions -----------------------------------------------------------------------
+struct Neg {
+  static constexpr std::string_view name = "neg";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return -a; }
+  template <class X> static void vjp(X& x) { x.da(-x.g()); }
+};
+struct Exp {
+  static constexpr std::string_view name = "exp";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::exp(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() * x.r()); }
+};
+struct Log {
+  static constexpr std::string_view name = "log";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::log(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() / x.a()); }
+};
+struct Log1p {
+  static constexpr std::string_view name = "log1p";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::log1p(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() + 1.0)); }
+};
+struct Expm1 {
+  static constexpr std::string_view name = "expm1";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::expm1(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() + 1.0)); }
+};
+struct Sqrt {
+  static constexpr std::string_view name = "sqrt";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::sqrt(a); }
+  template <class X> static void vjp(X& x) { x.da(0.5 * x.g() / x.r()); }
+};
+struct Cbrt {
+  static constexpr std::string_view name = "cbrt";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::cbrt(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() / (3.0 * x.r() * x.r())); }
+};
+struct Square {
+  static constexpr std::string_view name = "square";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return a * a; }
+  template <class X> static void vjp(X& x) { x.da(2.0 * x.g() * x.a()); }
+};
+struct Sin {
+  static constexpr std::string_view name = "sin";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::sin(a); }
+  template <class X> static void vjp(X& x) {
+    using std::cos;
+    x.da(x.g() * cos(x.a()));
+  }
+};
+struct Cos {
+  static constexpr std::string_view name = "cos";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::cos(a); }
+  template <class X> static void vjp(X& x) {
+    using std::sin;
+    x.da(-x.g() * sin(x.a()));
+  }
+};
+struct Tan {
+  static constexpr std::string_view name = "tan";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::tan(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() * x.r() + 1.0)); }
+};
+struct Asin {
+  static constexpr std::string_view name = "asin";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::asin(a); }
+  template <class X> static void vjp(X& x) {
+    using std::sqrt;
+    x.da(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0))); // (1-a)(1+a) is exact near |a| = 1
+  }
+};
+struct Acos {
+  static constexpr std::string_view name = "acos";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::acos(a); }
+  template <class X> static void vjp(X& x) {
+    using std::sqrt;
+    x.da(-x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0)));
+  }
+};
+struct Atan {
+  static constexpr std::string_view name = "atan";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::atan(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() * x.a() + 1.0)); }
+};
+struct Sinh {
+  static constexpr std::string_view name = "sinh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::sinh(a); }
+  template <class X> static void vjp(X& x) {
+    using std::cosh;
+    x.da(x.g() * cosh(x.a()));
+  }
+};
+struct Cosh {
+  static constexpr std::string_view name = "cosh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::cosh(a); }
+  template <class X> static void vjp(X& x) {
+    using std::sinh;
+    x.da(x.g() * sinh(x.a()));
+  }
+};
+struct Tanh {
+  static constexpr std::string_view name = "tanh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::tanh(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() * (1.0 - x.r() * x.r())); }
+};
+struct Asinh {
+  static constexpr std::string_view name = "asinh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::asinh(a); }
+  template <class X> static void vjp(X& x) {
+    using std::hypot;
+    x.da(x.g() / hypot(x.a(), 1.0)); // sqrt(a^2 + 1) without overflow for |a| > 1e154
+  }
+};
+struct Acosh {
+  static constexpr std::string_view name = "acosh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::acosh(a); }
+  template <class X> static void vjp(X& x) {
+    using std::sqrt;
+    x.da(x.g() / sqrt((x.a() - 1.0) * (x.a() + 1.0)));
+  }
+};
+struct Atanh {
+  static constexpr std::string_view name = "atanh";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::atanh(a); }
+  template <class X> static void vjp(X& x) { x.da(x.g() / ((1.0 - x.a()) * (x.a() + 1.0))); }
+};
+struct Sigmoid {
+  static constexpr std::string_view name = "sigmoid";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return sigmoid_value(a); }
+  template <class X> static void vjp(X& x) {
+    using std::exp;
+    // s' = s (1 - s). For a > 0, 1 - s cancels catastrophically; 1 - s = s e^-a there is exact.
+    if (x.a() <= 0)
+      x.da(x.g() * x.r() * (1.0 - x.r()));
+    else
+      x.da(x.g() * x.r() * x.r() * exp(-x.a()));
+  }
+};
+struct Relu {
+  static constexpr std::string_view name = "relu";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return a > 0 ? a : 0.0; }
+  template <class X> static void vjp(X& x) {
+    if (x.a() > 0) x.da(x.g()); // 0 at the kink, as PyTorch
+  }
+};
+struct Softplus {
+  static constexpr std::string_view name = "softplus";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return softplus_value(a); }
+  template <class X> static void vjp(X& x) {
+    using std::exp;
+    // softplus' = sigmoid(a) = exp(a - softplus(a)): reuses the result, stable for any |a|.
+    x.da(x.g() * exp(x.a() - x.r()));
+  }
+};
+struct Abs {
+  static constexpr std::string_view name = "abs";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::fabs(a); }
+  template <class X> static void vjp(X& x) {
+    if (x.a() > 0)
+      x.da(x.g());
+    else if (x.a() < 0)
+      x.da(-x.g()); // 0 at the kink, as PyTorch's sign(0) = 0
+  }
+};
+struct Erf {
+  static constexpr std::string_view name = "erf";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::erf(a); }
+  template <class X> static void vjp(X& x) {
+    using std::exp;
+    x.da(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
+  }
+};
+struct Erfc {
+  static constexpr std::string_view name = "erfc";
+  static constexpr Form form = Form::unary;
+  static double f(double a) { return std::erfc(a); }
+  template <class X> static void vjp(X& x) {
+    using std::exp;
+    x.da(-two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
+  }
+};
+
+} // namespace autodiff::rules
+
+// Every scalar op, in op-code order. The engine's switch, the op codes and the op names are all
+// generated from this list; a new op is one struct above and one line here.
+#define TAPEGRAD_SCALAR_OPS(X)                                                                                         \
+  X(Leaf)                                                                                                              \
+  X(Add)                                                                                                               \
+  X(Sub) X(Mul) X(Div) X(Pow) X(Atan2) X(Hypot) X(Max) X(Min) X(AddC) X(RSubC) X(MulC) X(DivC) X(RDivC) X(PowC)        \
+      X(RPowC) X(MaxC) X(MinC) X(Neg) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Cbrt) X(Square) X(Sin) X(Cos) X(Tan)   \
+          X(Asin) X(Acos) X(Atan) X(Sinh) X(Cosh) X(Tanh) X(Asinh) X(Acosh) X(Atanh) X(Sigmoid) X(Relu) X(Softplus)    \
+              X(Abs) X(Erf) X(Erfc)

@@ -1,0 +1,135 @@
+#pragma once
+// The tape: the record of every scalar operation, in the order it ran. See docs/design.md.
+
+#include <autodiff/error.hpp>
+#include <autodiff/rules.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace autodiff {
+
+class Var;
+
+// Op codes, generated from the rules table.
+enum class OpCode : std::uint8_t {
+#define TAPEGRAD_X(Name) Name,
+  TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+};
+
+namespace detail {
+template <class Rule> inline constexpr OpCode code_of = OpCode::Leaf;
+#define TAPEGRAD_X(Name) template <> inline constexpr OpCode code_of<rules::Name> = OpCode::Name;
+TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+
+// A growable array that never shrinks: reset() keeps its memory, so re-recording allocates nothing.
+template <class T> struct Stream {
+  std::unique_ptr<T[]> data;
+  std::size_t size = 0;
+  std::size_t capacity = 0;
+  void grow(std::size_t at_least);
+};
+} // namespace detail
+
+// The name of an op code ("exp", "mul_const", ...).
+std::string_view op_name(OpCode op);
+
+// One recorded node, for inspection and drawing (see autodiff::to_dot); not used on hot paths.
+struct NodeInfo {
+  std::uint32_t index;
+  OpCode op;
+  double value;
+  std::uint32_t operands[2];
+  int operand_count;
+  std::optional<double> constant;
+  std::optional<double> adjoint; // set after backward() for nodes it reached
+};
+
+// A tape records scalar operations of this thread while it is active. Constructing a Tape makes it
+// the thread's active tape; destroying it re-activates the previous one (scopes nest, LIFO).
+// Each thread also has a default tape, active when no Tape object is alive on it.
+class Tape {
+public:
+  Tape();
+  ~Tape();
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // Forgets every recorded value but keeps the memory: Vars recorded before become invalid, and
+  // using one throws autodiff::Error.
+  void reset();
+
+  std::size_t size() const { return n_; }             // recorded nodes
+  std::size_t operation_count() const;                // nodes that are not leaves
+  std::size_t bytes_used() const;                     // bytes of record (values, codes, operands)
+  std::size_t bytes_reserved() const;                 // bytes allocated for the record
+  std::uint32_t generation() const { return epoch_; } // changes on every reset
+  std::vector<NodeInfo> nodes() const;
+
+  // The tape that records on this thread now.
+  static Tape& active() {
+    if (tl_active_ != nullptr) [[likely]]
+      return *tl_active_;
+    return default_tape();
+  }
+
+private:
+  friend class Var;
+  friend struct TapeAccess;
+  struct DefaultTag {};
+  explicit Tape(DefaultTag);
+  static Tape& default_tape();
+  static thread_local constinit Tape* tl_active_;
+
+  // Recording: one node (op code + value), then its operand indices and constant, if any.
+  std::uint32_t push_node(OpCode op, double value) {
+    if (n_ == cap_) [[unlikely]]
+      grow_nodes();
+    values_[n_] = value;
+    ops_[n_] = op;
+    return n_++;
+  }
+  void push_operands(std::uint32_t a) {
+    if (args_.size + 1 > args_.capacity) [[unlikely]]
+      args_.grow(args_.size + 1);
+    args_.data[args_.size++] = a;
+  }
+  void push_operands(std::uint32_t a, std::uint32_t b) {
+    if (args_.size + 2 > args_.capacity) [[unlikely]]
+      args_.grow(args_.size + 2);
+    args_.data[args_.size] = a;
+    args_.data[args_.size + 1] = b;
+    args_.size += 2;
+  }
+  void push_constant(double c) {
+    if (consts_.size == consts_.capacity) [[unlikely]]
+      consts_.grow(consts_.size + 1);
+    consts_.data[consts_.size++] = c;
+  }
+  void grow_nodes();
+
+  // Reverse sweeps (backward.cpp).
+  void sweep(std::uint32_t output);
+  std::vector<Var> sweep_recording(const Var& output, const std::vector<Var>& inputs);
+  double adjoint(const Var& v) const;
+
+  std::unique_ptr<double[]> values_;
+  std::unique_ptr<OpCode[]> ops_;
+  std::uint32_t n_ = 0;
+  std::uint32_t cap_ = 0;
+  detail::Stream<std::uint32_t> args_;
+  detail::Stream<double> consts_;
+  std::uint32_t epoch_;
+  std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then
+  bool swept_ = false;
+  Tape* previous_ = nullptr;
+  bool is_default_ = false;
+};
+
+} // namespace autodiff

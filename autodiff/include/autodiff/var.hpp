@@ -1,0 +1,240 @@
+#pragma once
+// autodiff::Var: a double whose operations are recorded on the thread's active tape.
+
+#include <autodiff/tape.hpp>
+
+#include <compare>
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace autodiff {
+
+class Var {
+public:
+  // An independent variable (a leaf of the active tape) with value 0 or v.
+  Var() : Var(0.0) {}
+  Var(double v) { // NOLINT(google-explicit-constructor): `Var x = 1.5;` is the intended spelling
+    Tape& t = Tape::active();
+    v_ = v;
+    i_ = t.push_node(OpCode::Leaf, v);
+    e_ = t.epoch_;
+  }
+
+  double value() const { return v_; }
+  explicit operator double() const { return v_; }
+
+  // Reverse sweep from this value: afterwards x.grad() is d(this)/dx for every x recorded before
+  // it. Each call recomputes every adjoint from scratch (it does not accumulate), so calling it
+  // twice gives the same gradients; call it on a sum to get the gradient of a sum.
+  void backward() const;
+
+  // The adjoint left by the last backward() on this tape; leaves and intermediate values alike.
+  double grad() const;
+
+  std::uint32_t index() const { return i_; }
+  std::uint32_t generation() const { return e_; }
+
+  Var& operator+=(const Var& o);
+  Var& operator-=(const Var& o);
+  Var& operator*=(const Var& o);
+  Var& operator/=(const Var& o);
+  Var& operator+=(double c);
+  Var& operator-=(double c);
+  Var& operator*=(double c);
+  Var& operator/=(double c);
+
+private:
+  friend class Tape;
+  friend struct TapeAccess;
+  struct Node {};
+  Var(Node, double v, std::uint32_t i, std::uint32_t e) : v_(v), i_(i), e_(e) {}
+
+  double v_;
+  std::uint32_t i_;
+  std::uint32_t e_;
+};
+static_assert(sizeof(Var) == 16);
+
+// Recording primitives, one per Form of the rules table. Public so that rules tables elsewhere
+// (the expression parser, user extensions) can record through them.
+struct TapeAccess {
+  [[noreturn]] static void foreign(std::string_view op, const Var& v, const Tape& t);
+  static std::vector<double> gradient(const Var& y, std::span<const Var> xs);
+  static std::vector<Var> grad_recording(const Var& y, std::span<const Var> xs);
+
+  static Tape& checked(std::string_view op, const Var& a) {
+    Tape& t = Tape::active();
+    if (a.e_ != t.epoch_) [[unlikely]]
+      foreign(op, a, t);
+    return t;
+  }
+  static Tape& checked(std::string_view op, const Var& a, const Var& b) {
+    Tape& t = Tape::active();
+    if (a.e_ != t.epoch_) [[unlikely]]
+      foreign(op, a, t);
+    if (b.e_ != t.epoch_) [[unlikely]]
+      foreign(op, b, t);
+    return t;
+  }
+  static Var make(const Tape& t, double v, std::uint32_t i) { return Var(Var::Node{}, v, i, t.epoch_); }
+
+  template <class R> static Var unary(const Var& a, double r) {
+    Tape& t = checked(R::name, a);
+    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
+    t.push_operands(a.i_);
+    return make(t, r, i);
+  }
+  template <class R> static Var unary_const(const Var& a, double c, double r) {
+    Tape& t = checked(R::name, a);
+    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
+    t.push_operands(a.i_);
+    t.push_constant(c);
+    return make(t, r, i);
+  }
+  template <class R> static Var binary(const Var& a, const Var& b, double r) {
+    Tape& t = checked(R::name, a, b);
+    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
+    t.push_operands(a.i_, b.i_);
+    return make(t, r, i);
+  }
+};
+
+// ---- arithmetic ---------------------------------------------------------------------------------
+inline Var operator+(const Var& a, const Var& b) { return TapeAccess::binary<rules::Add>(a, b, a.value() + b.value()); }
+inline Var operator-(const Var& a, const Var& b) { return TapeAccess::binary<rules::Sub>(a, b, a.value() - b.value()); }
+inline Var operator*(const Var& a, const Var& b) { return TapeAccess::binary<rules::Mul>(a, b, a.value() * b.value()); }
+inline Var operator/(const Var& a, const Var& b) { return TapeAccess::binary<rules::Div>(a, b, a.value() / b.value()); }
+inline Var operator-(const Var& a) { return TapeAccess::unary<rules::Neg>(a, -a.value()); }
+inline Var operator+(const Var& a) { return a; }
+
+inline Var operator+(const Var& a, double c) { return TapeAccess::unary<rules::AddC>(a, a.value() + c); }
+inline Var operator+(double c, const Var& a) { return TapeAccess::unary<rules::AddC>(a, c + a.value()); }
+inline Var operator-(const Var& a, double c) { return TapeAccess::unary<rules::AddC>(a, a.value() - c); }
+inline Var operator-(double c, const Var& a) { return TapeAccess::unary<rules::RSubC>(a, c - a.value()); }
+inline Var operator*(const Var& a, double c) { return TapeAccess::unary_const<rules::MulC>(a, c, a.value() * c); }
+inline Var operator*(double c, const Var& a) { return TapeAccess::unary_const<rules::MulC>(a, c, c * a.value()); }
+inline Var operator/(const Var& a, double c) { return TapeAccess::unary_const<rules::DivC>(a, c, a.value() / c); }
+inline Var operator/(double c, const Var& a) { return TapeAccess::unary<rules::RDivC>(a, c / a.value()); }
+
+inline Var& Var::operator+=(const Var& o) { return *this = *this + o; }
+inline Var& Var::operator-=(const Var& o) { return *this = *this - o; }
+inline Var& Var::operator*=(const Var& o) { return *this = *this * o; }
+inline Var& Var::operator/=(const Var& o) { return *this = *this / o; }
+inline Var& Var::operator+=(double c) { return *this = *this + c; }
+inline Var& Var::operator-=(double c) { return *this = *this - c; }
+inline Var& Var::operator*=(double c) { return *this = *this * c; }
+inline Var& Var::operator/=(double c) { return *this = *this / c; }
+
+// Comparisons look at values only and record nothing.
+inline bool operator==(const Var& a, const Var& b) { return a.value() == b.value(); }
+inline bool operator==(const Var& a, double b) { return a.value() == b; }
+inline std::partial_ordering operator<=>(const Var& a, const Var& b) { return a.value() <=> b.value(); }
+inline std::partial_ordering operator<=>(const Var& a, double b) { return a.value() <=> b; }
+
+// ---- functions ----------------------------------------------------------------------------------
+// The functions are templates constrained to Var so that a double argument never converts to a new
+// leaf: inside namespace autodiff `exp(1.0)` then fails to compile instead of recording silently,
+// and in user code with `using namespace autodiff;` it still finds ::exp.
+template <class V>
+concept IsVar = std::same_as<V, Var>;
+
+#define TAPEGRAD_UNARY(fn, Rule)                                                                                       \
+  template <IsVar V> Var fn(const V& a) { return TapeAccess::unary<rules::Rule>(a, rules::Rule::f(a.value())); }
+TAPEGRAD_UNARY(exp, Exp)
+TAPEGRAD_UNARY(log, Log)
+TAPEGRAD_UNARY(log1p, Log1p)
+TAPEGRAD_UNARY(expm1, Expm1)
+TAPEGRAD_UNARY(sqrt, Sqrt)
+TAPEGRAD_UNARY(cbrt, Cbrt)
+TAPEGRAD_UNARY(square, Square)
+TAPEGRAD_UNARY(sin, Sin)
+TAPEGRAD_UNARY(cos, Cos)
+TAPEGRAD_UNARY(tan, Tan)
+TAPEGRAD_UNARY(asin, Asin)
+TAPEGRAD_UNARY(acos, Acos)
+TAPEGRAD_UNARY(atan, Atan)
+TAPEGRAD_UNARY(sinh, Sinh)
+TAPEGRAD_UNARY(cosh, Cosh)
+TAPEGRAD_UNARY(tanh, Tanh)
+TAPEGRAD_UNARY(asinh, Asinh)
+TAPEGRAD_UNARY(acosh, Acosh)
+TAPEGRAD_UNARY(atanh, Atanh)
+TAPEGRAD_UNARY(sigmoid, Sigmoid)
+TAPEGRAD_UNARY(relu, Relu)
+TAPEGRAD_UNARY(softplus, Softplus)
+TAPEGRAD_UNARY(abs, Abs)
+TAPEGRAD_UNARY(fabs, Abs)
+TAPEGRAD_UNARY(erf, Erf)
+TAPEGRAD_UNARY(erfc, Erfc)
+#undef TAPEGRAD_UNARY
+
+template <IsVar V> Var pow(const V& a, const V& b) {
+  return TapeAccess::binary<rules::Pow>(a, b, rules::Pow::f(a.value(), b.value()));
+}
+template <IsVar V> Var pow(const V& a, double c) {
+  return TapeAccess::unary_const<rules::PowC>(a, c, std::pow(a.value(), c));
+}
+template <IsVar V> Var pow(double c, const V& a) {
+  return TapeAccess::unary_const<rules::RPowC>(a, c, std::pow(c, a.value()));
+}
+template <IsVar V> Var atan2(const V& a, const V& b) {
+  return TapeAccess::binary<rules::Atan2>(a, b, rules::Atan2::f(a.value(), b.value()));
+}
+template <IsVar V> Var hypot(const V& a, const V& b) {
+  return TapeAccess::binary<rules::Hypot>(a, b, rules::Hypot::f(a.value(), b.value()));
+}
+template <IsVar V> Var max(const V& a, const V& b) {
+  return TapeAccess::binary<rules::Max>(a, b, rules::Max::f(a.value(), b.value()));
+}
+template <IsVar V> Var min(const V& a, const V& b) {
+  return TapeAccess::binary<rules::Min>(a, b, rules::Min::f(a.value(), b.value()));
+}
+template <IsVar V> Var max(const V& a, double c) {
+  return TapeAccess::unary_const<rules::MaxC>(a, c, a.value() >= c ? a.value() : c);
+}
+template <IsVar V> Var max(double c, const V& a) { return max(a, c); }
+template <IsVar V> Var min(const V& a, double c) {
+  return TapeAccess::unary_const<rules::MinC>(a, c, a.value() <= c ? a.value() : c);
+}
+template <IsVar V> Var min(double c, const V& a) { return min(a, c); }
+// The rarely mixed binary functions take a double as a constant leaf.
+template <IsVar V> Var atan2(const V& a, double b) { return atan2(a, Var(b)); }
+template <IsVar V> Var atan2(double a, const V& b) { return atan2(Var(a), b); }
+template <IsVar V> Var hypot(const V& a, double b) { return hypot(a, Var(b)); }
+template <IsVar V> Var hypot(double a, const V& b) { return hypot(Var(a), b); }
+
+// Double versions of the functions <cmath> lacks, so that generic code (`template <class T>`) can
+// call them unqualified with T = double after `using namespace autodiff;`.
+inline double square(double a) { return a * a; }
+inline double sigmoid(double a) { return rules::sigmoid_value(a); }
+inline double relu(double a) { return a > 0 ? a : 0.0; }
+inline double softplus(double a) { return rules::softplus_value(a); }
+inline double max(double a, double b) { return a >= b ? a : b; }
+// Without this, abs(double) in generic code can silently pick the C library's abs(int). A
+// template, so that it neither clashes with std::abs after `using std::abs;` nor loses to abs(int).
+template <std::floating_point F> F abs(F a) { return std::fabs(a); }
+inline double min(double a, double b) { return a <= b ? a : b; }
+
+// ---- gradients ------------------------------------------------------------------------------
+// d y / d x for each x, by one reverse sweep.
+std::vector<double> gradient(const Var& y, std::span<const Var> xs);
+inline std::vector<double> gradient(const Var& y, std::initializer_list<Var> xs) {
+  return gradient(y, std::span<const Var>(xs.begin(), xs.size()));
+}
+
+struct GradOptions {
+  // Record the backward pass so the returned gradients can be differentiated again.
+  bool create_graph = false;
+};
+
+// d y / d x as Vars. With create_graph they are functions of the inputs recorded on the tape;
+// without, they are new leaves holding the values.
+std::vector<Var> grad(const Var& y, std::span<const Var> xs, GradOptions options = {});
+inline std::vector<Var> grad(const Var& y, std::initializer_list<Var> xs, GradOptions options = {}) {
+  return grad(y, std::span<const Var>(xs.begin(), xs.size()), options);
+}
+
+} // namespace autodiff

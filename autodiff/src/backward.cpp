@@ -1,0 +1,181 @@
+// The reverse sweeps: one loop backwards over the tape, dispatching each op code to its rule.
+// The same rules run with doubles (sweep) and with Var (sweep_recording, for create_graph).
+
+#include <autodiff/var.hpp>
+
+#include <fmt/format.h>
+
+namespace autodiff {
+
+namespace {
+
+// The rule context of the first-order sweep: plain doubles read from and written to the tape.
+struct DoubleContext {
+  const double* values;
+  double* adj;
+  std::uint32_t i, a_, b_;
+  double c_, g_;
+  double g() const { return g_; }
+  double a() const { return values[a_]; }
+  double b() const { return values[b_]; }
+  double r() const { return values[i]; }
+  double c() const { return c_; }
+  void da(double v) { adj[a_] += v; }
+  void db(double v) { adj[b_] += v; }
+};
+
+// Walks nodes [0, n) from last to first, keeping the operand and constant cursors in step, and
+// calls visit(rule-type tag, node, first operand, second operand, constant) for each node.
+template <class Visit> void reverse_walk(const OpCode* ops, const std::uint32_t* args, std::size_t nargs,
+                                         const double* consts, std::size_t nconsts, std::uint32_t n, Visit&& visit) {
+  std::size_t ap = nargs, cp = nconsts;
+  for (std::uint32_t i = n; i-- > 0;) {
+    switch (ops[i]) {
+#define TAPEGRAD_X(Name)                                                                                               \
+  case OpCode::Name: {                                                                                                 \
+    using R = rules::Name;                                                                                             \
+    std::uint32_t a = 0, b = 0;                                                                                        \
+    double c = 0;                                                                                                      \
+    if constexpr (R::form == rules::Form::binary) {                                                                    \
+      ap -= 2;                                                                                                         \
+      a = args[ap];                                                                                                    \
+      b = args[ap + 1];                                                                                                \
+    } else if constexpr (R::form != rules::Form::leaf) {                                                               \
+      a = args[--ap];                                                                                                  \
+    }                                                                                                                  \
+    if constexpr (R::form == rules::Form::unary_const) c = consts[--cp];                                               \
+    visit(R{}, i, a, b, c);                                                                                            \
+    break;                                                                                                             \
+  }
+      TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+    }
+  }
+}
+
+} // namespace
+
+void Tape::sweep(std::uint32_t output) {
+  adj_.assign(n_, 0.0);
+  adj_[output] = 1.0;
+  double* adj = adj_.data();
+  const double* values = values_.get();
+  // The walk starts at the end of the tape so the operand cursors line up; nodes after the output
+  // have a zero adjoint and are skipped.
+  reverse_walk(ops_.get(), args_.data.get(), args_.size, consts_.data.get(), consts_.size, n_,
+               [&](auto rule, std::uint32_t i, std::uint32_t a, std::uint32_t b, double c) {
+                 const double g = adj[i];
+                 // Nodes the output does not depend on are skipped: faster, and a zero adjoint
+                 // never meets an infinite partial derivative to make NaN.
+                 if (g == 0) return;
+                 DoubleContext x{values, adj, i, a, b, c, g};
+                 decltype(rule)::vjp(x);
+               });
+  swept_ = true;
+}
+
+double Tape::adjoint(const Var& v) const {
+  if (v.e_ != epoch_) TapeAccess::foreign("grad", v, *this);
+  if (!swept_)
+    throw Error(fmt::format("autodiff: grad: no backward() has run on this tape since it was last reset "
+                            "(node {})",
+                            v.i_));
+  if (v.i_ >= adj_.size())
+    throw Error(fmt::format("autodiff: grad: node {} was recorded after the last backward(), which "
+                            "reached nodes 0..{}",
+                            v.i_, adj_.size() - 1));
+  return adj_[v.i_];
+}
+
+void Var::backward() const {
+  Tape& t = TapeAccess::checked("backward", *this);
+  t.sweep(i_);
+}
+
+double Var::grad() const { return Tape::active().adjoint(*this); }
+
+std::vector<double> gradient(const Var& y, std::span<const Var> xs) { return TapeAccess::gradient(y, xs); }
+
+std::vector<double> TapeAccess::gradient(const Var& y, std::span<const Var> xs) {
+  Tape& t = TapeAccess::checked("gradient", y);
+  for (const Var& x : xs)
+    TapeAccess::checked("gradient", x);
+  t.sweep(y.index());
+  std::vector<double> out;
+  out.reserve(xs.size());
+  for (const Var& x : xs)
+    out.push_back(t.adj_[x.index()]);
+  return out;
+}
+
+// The create_graph sweep: adjoints are Vars, and each rule's arithmetic is recorded as it runs.
+// New nodes go after the end of the tape, so the walk over the original nodes is unaffected;
+// everything is addressed by index because recording may move the tape's arrays.
+std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>& inputs) {
+  // Nodes after the output are walked too (they have no adjoint): that keeps the operand cursors
+  // simple, and costs little since the output is almost always the last node.
+  const std::uint32_t n = n_;
+  std::vector<Var> adj(n, output); // placeholders; `has` says which hold an adjoint
+  std::vector<char> has(n, 0);
+  adj[output.i_] = Var(1.0);
+  has[output.i_] = 1;
+
+  struct VarContext {
+    Tape& t;
+    std::vector<Var>& adj;
+    std::vector<char>& has;
+    std::uint32_t i, a_, b_;
+    double c_;
+    Var g_;
+    const Var& g() const { return g_; }
+    Var a() const { return TapeAccess::make(t, t.values_[a_], a_); }
+    Var b() const { return TapeAccess::make(t, t.values_[b_], b_); }
+    Var r() const { return TapeAccess::make(t, t.values_[i], i); }
+    double c() const { return c_; }
+    void add(std::uint32_t k, const Var& v) {
+      if (has[k])
+        adj[k] = adj[k] + v;
+      else
+        adj[k] = v, has[k] = 1;
+    }
+    void da(const Var& v) { add(a_, v); }
+    void db(const Var& v) { add(b_, v); }
+  };
+
+  // The walk reads a copy of the record: recording appends to (and may reallocate) the tape's arrays.
+  const std::size_t nargs = args_.size, nconsts = consts_.size;
+  std::vector<OpCode> ops(ops_.get(), ops_.get() + n);
+  std::vector<std::uint32_t> args(args_.data.get(), args_.data.get() + nargs);
+  std::vector<double> consts(consts_.data.get(), consts_.data.get() + nconsts);
+  reverse_walk(ops.data(), args.data(), nargs, consts.data(), nconsts, n,
+               [&](auto rule, std::uint32_t i, std::uint32_t a, std::uint32_t b, double c) {
+                 if (!has[i]) return;
+                 VarContext x{*this, adj, has, i, a, b, c, adj[i]};
+                 decltype(rule)::vjp(x);
+               });
+
+  std::vector<Var> out;
+  out.reserve(inputs.size());
+  for (const Var& x : inputs) {
+    if (x.i_ < n && has[x.i_])
+      out.push_back(adj[x.i_]);
+    else
+      out.push_back(Var(0.0)); // y does not depend on x
+  }
+  return out;
+}
+
+std::vector<Var> grad(const Var& y, std::span<const Var> xs, GradOptions options) {
+  TapeAccess::checked("grad", y);
+  for (const Var& x : xs)
+    TapeAccess::checked("grad", x);
+  if (options.create_graph) return TapeAccess::grad_recording(y, xs);
+  const std::vector<double> g = gradient(y, xs);
+  return std::vector<Var>(g.begin(), g.end());
+}
+
+std::vector<Var> TapeAccess::grad_recording(const Var& y, std::span<const Var> xs) {
+  return Tape::active().sweep_recording(y, std::vector<Var>(xs.begin(), xs.end()));
+}
+
+} // namespace autodiff

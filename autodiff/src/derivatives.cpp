@@ -1,0 +1,63 @@
+// Hessians, Hessian-vector products, Jacobians, vector-Jacobian products.
+
+#include <autodiff/derivatives.hpp>
+
+#include <fmt/format.h>
+
+namespace autodiff {
+
+namespace {
+void same_size(std::string_view op, std::span<const double> x, std::span<const double> v, std::string_view what) {
+  if (x.size() != v.size())
+    throw Error(fmt::format("autodiff: {}: x has {} components but {} has {}", op, x.size(), what, v.size()));
+}
+} // namespace
+
+Matrix hessian(const ScalarFunction& f, std::span<const double> x) {
+  Tape tape;
+  const std::vector<Var> xs(x.begin(), x.end());
+  const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
+  Matrix h;
+  h.reserve(x.size());
+  for (const Var& gi : g)
+    h.push_back(gradient(gi, xs));
+  return h;
+}
+
+std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std::span<const double> v) {
+  same_size("hvp", x, v, "v");
+  Tape tape;
+  const std::vector<Var> xs(x.begin(), x.end());
+  const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
+  if (g.empty()) return {};
+  Var s = g[0] * v[0];
+  for (std::size_t i = 1; i < g.size(); ++i)
+    s = s + g[i] * v[i];
+  return gradient(s, xs);
+}
+
+Matrix jacobian(const VectorFunction& f, std::span<const double> x) {
+  Tape tape;
+  const std::vector<Var> xs(x.begin(), x.end());
+  const std::vector<Var> ys = f(xs);
+  Matrix j;
+  j.reserve(ys.size());
+  for (const Var& y : ys)
+    j.push_back(gradient(y, xs));
+  return j;
+}
+
+std::vector<double> vjp(const VectorFunction& f, std::span<const double> x, std::span<const double> u) {
+  Tape tape;
+  const std::vector<Var> xs(x.begin(), x.end());
+  const std::vector<Var> ys = f(xs);
+  if (ys.size() != u.size())
+    throw Error(fmt::format("autodiff: vjp: f has {} outputs but u has {} components", ys.size(), u.size()));
+  if (ys.empty()) return std::vector<double>(x.size(), 0.0);
+  Var s = ys[0] * u[0];
+  for (std::size_t i = 1; i < ys.size(); ++i)
+    s = s + ys[i] * u[i];
+  return gradient(s, xs);
+}
+
+} // namespace autodiff

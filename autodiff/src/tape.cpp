@@ -1,0 +1,145 @@
+// Tape storage, scopes and generations. The reverse sweeps live in backward.cpp.
+
+#include <autodiff/var.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+
+namespace autodiff {
+
+namespace {
+// Generations are unique across all tapes and resets of the process, so a Var from any other tape,
+// or from before a reset, never matches the active tape's generation.
+std::atomic<std::uint32_t> next_generation{1};
+std::uint32_t new_generation() { return next_generation.fetch_add(1, std::memory_order_relaxed); }
+
+constexpr std::uint32_t max_nodes = std::numeric_limits<std::uint32_t>::max() - 1;
+
+template <class T> void grow_array(std::unique_ptr<T[]>& data, std::size_t size, std::size_t new_capacity) {
+  auto bigger = std::make_unique_for_overwrite<T[]>(new_capacity);
+  if (size != 0) std::memcpy(bigger.get(), data.get(), size * sizeof(T));
+  data = std::move(bigger);
+}
+} // namespace
+
+template <class T> void detail::Stream<T>::grow(std::size_t at_least) {
+  const std::size_t new_capacity = std::max({at_least, capacity * 2, std::size_t{1024}});
+  grow_array(data, size, new_capacity);
+  capacity = new_capacity;
+}
+template struct detail::Stream<std::uint32_t>;
+template struct detail::Stream<double>;
+
+thread_local constinit Tape* Tape::tl_active_ = nullptr;
+
+Tape::Tape() : epoch_(new_generation()), previous_(tl_active_) { tl_active_ = this; }
+
+Tape::Tape(DefaultTag) : epoch_(new_generation()), is_default_(true) {}
+
+Tape::~Tape() {
+  if (tl_active_ == this) tl_active_ = previous_;
+}
+
+Tape& Tape::default_tape() {
+  thread_local Tape tape{DefaultTag{}};
+  tl_active_ = &tape; // later lookups skip this function
+  return tape;
+}
+
+void Tape::reset() {
+  n_ = 0;
+  args_.size = 0;
+  consts_.size = 0;
+  adj_.clear();
+  swept_ = false;
+  epoch_ = new_generation();
+}
+
+void Tape::grow_nodes() {
+  if (cap_ >= max_nodes)
+    throw Error(fmt::format("autodiff: tape is full ({} nodes); reset it or use a new Tape", cap_));
+  const std::uint32_t new_cap =
+      static_cast<std::uint32_t>(std::min<std::size_t>(max_nodes, std::max<std::size_t>(std::size_t{cap_} * 2, 1024)));
+  grow_array(values_, n_, new_cap);
+  grow_array(ops_, n_, new_cap);
+  cap_ = new_cap;
+}
+
+std::size_t Tape::operation_count() const {
+  return static_cast<std::size_t>(n_ - std::count(ops_.get(), ops_.get() + n_, OpCode::Leaf));
+}
+
+std::size_t Tape::bytes_used() const {
+  return n_ * (sizeof(double) + sizeof(OpCode)) + args_.size * sizeof(std::uint32_t) + consts_.size * sizeof(double);
+}
+
+std::size_t Tape::bytes_reserved() const {
+  return cap_ * (sizeof(double) + sizeof(OpCode)) + args_.capacity * sizeof(std::uint32_t) +
+         consts_.capacity * sizeof(double) + adj_.capacity() * sizeof(double);
+}
+
+std::string_view op_name(OpCode op) {
+  switch (op) {
+#define TAPEGRAD_X(Name)                                                                                               \
+  case OpCode::Name:                                                                                                   \
+    return rules::Name::name;
+    TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr rules::Form form_of(OpCode op) {
+  switch (op) {
+#define TAPEGRAD_X(Name)                                                                                               \
+  case OpCode::Name:                                                                                                   \
+    return rules::Name::form;
+    TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+  }
+  return rules::Form::leaf;
+}
+} // namespace
+
+std::vector<NodeInfo> Tape::nodes() const {
+  std::vector<NodeInfo> out;
+  out.reserve(n_);
+  std::size_t ap = 0, cp = 0;
+  for (std::uint32_t i = 0; i < n_; ++i) {
+    NodeInfo node{i, ops_[i], values_[i], {0, 0}, 0, std::nullopt, std::nullopt};
+    switch (form_of(ops_[i])) {
+    case rules::Form::leaf:
+      break;
+    case rules::Form::unary:
+      node.operands[0] = args_.data[ap++], node.operand_count = 1;
+      break;
+    case rules::Form::binary:
+      node.operands[0] = args_.data[ap++];
+      node.operands[1] = args_.data[ap++];
+      node.operand_count = 2;
+      break;
+    case rules::Form::unary_const:
+      node.operands[0] = args_.data[ap++];
+      node.operand_count = 1;
+      node.constant = consts_.data[cp++];
+      break;
+    }
+    if (swept_ && i < adj_.size()) node.adjoint = adj_[i];
+    out.push_back(node);
+  }
+  return out;
+}
+
+void TapeAccess::foreign(std::string_view op, const Var& v, const Tape& t) {
+  throw Error(
+      fmt::format("autodiff: {}: operand (node {}, tape generation {}) is not on the active tape (generation {}): "
+                  "it was recorded before the tape was reset, or on another tape or thread",
+                  op, v.index(), v.generation(), t.generation()));
+}
+
+} // namespace autodiff

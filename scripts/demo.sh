@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds Release, and runs the main example.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh dataset-fashion-mnist
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j2
+echo
+./build/release/examples/scalar_quickstart "$@"

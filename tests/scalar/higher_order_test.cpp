@@ -1,0 +1,176 @@
+// Gradients of gradients: known Hessians, HVPs, third order, every op of the table twice.
+
+#include "op_table.hpp"
+
+#include <autodiff/autodiff.hpp>
+
+#include <boost/test/unit_test.hpp>
+#include <fmt/format.h>
+
+#include <random>
+
+using namespace autodiff;
+
+namespace {
+template <class T> T rosenbrock(const std::vector<T>& x) {
+  T s = x[0] * 0.0;
+  for (std::size_t i = 0; i + 1 < x.size(); ++i)
+    s = s + 100.0 * square(x[i + 1] - square(x[i])) + square(1.0 - x[i]);
+  return s;
+}
+// Its Hessian, by hand.
+Matrix rosenbrock_hessian(const std::vector<double>& x) {
+  const std::size_t n = x.size();
+  Matrix h(n, std::vector<double>(n, 0.0));
+  for (std::size_t i = 0; i + 1 < n; ++i) {
+    h[i][i] += 1200 * x[i] * x[i] - 400 * x[i + 1] + 2;
+    h[i][i + 1] += -400 * x[i];
+    h[i + 1][i] += -400 * x[i];
+    h[i + 1][i + 1] += 200;
+  }
+  return h;
+}
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(higher_order)
+
+BOOST_AUTO_TEST_CASE(rosenbrock_hessian_is_exact) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(-2, 2);
+  for (std::size_t n : {2u, 5u, 12u}) {
+    std::vector<double> x(n);
+    for (auto& v : x)
+      v = u(rng);
+    const Matrix h = hessian([](const std::vector<Var>& v) { return rosenbrock(v); }, x);
+    const Matrix want = rosenbrock_hessian(x);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        BOOST_TEST(std::fabs(h[i][j] - want[i][j]) <= 1e-12 * (1 + std::fabs(want[i][j])));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(quadratic_form_hessian_is_a_plus_a_transpose) {
+  const Matrix a{{1.0, 2.0, -0.5}, {0.3, -4.0, 1.5}, {2.5, 0.0, 0.7}};
+  auto f = [&](const std::vector<Var>& x) {
+    Var s = x[0] * 0.0;
+    for (std::size_t i = 0; i < 3; ++i)
+      for (std::size_t j = 0; j < 3; ++j)
+        s = s + x[i] * a[i][j] * x[j];
+    return s;
+  };
+  const Matrix h = hessian(f, std::vector<double>{0.2, -1.0, 3.0});
+  for (std::size_t i = 0; i < 3; ++i)
+    for (std::size_t j = 0; j < 3; ++j)
+      BOOST_TEST(h[i][j] == a[i][j] + a[j][i]);
+}
+
+BOOST_AUTO_TEST_CASE(logsumexp_hessian_is_the_softmax_jacobian) {
+  const std::vector<double> x{0.5, -1.0, 2.0, 0.1};
+  auto lse = [](const std::vector<Var>& v) {
+    Var s = exp(v[0]);
+    for (std::size_t i = 1; i < v.size(); ++i)
+      s = s + exp(v[i]);
+    return log(s);
+  };
+  double z = 0;
+  for (double v : x)
+    z += std::exp(v);
+  const Matrix h = hessian(lse, x);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    for (std::size_t j = 0; j < x.size(); ++j) {
+      const double pi = std::exp(x[i]) / z, pj = std::exp(x[j]) / z;
+      BOOST_TEST(std::fabs(h[i][j] - ((i == j ? pi : 0.0) - pi * pj)) < 1e-15);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(third_derivative_of_sin_x_squared) {
+  for (double x0 : {-1.3, 0.4, 2.2}) {
+    Tape tape;
+    Var x = x0;
+    const Var d1 = grad(sin(x * x), {x}, {.create_graph = true})[0];
+    const Var d2 = grad(d1, {x}, {.create_graph = true})[0];
+    const Var d3 = grad(d2, {x}, {.create_graph = true})[0];
+    const double s = std::sin(x0 * x0), c = std::cos(x0 * x0);
+    BOOST_TEST(std::fabs(d1.value() - 2 * x0 * c) < 1e-13);
+    BOOST_TEST(std::fabs(d2.value() - (2 * c - 4 * x0 * x0 * s)) < 1e-12);
+    BOOST_TEST(std::fabs(d3.value() - (-12 * x0 * s - 8 * x0 * x0 * x0 * c)) < 1e-11);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_op_has_a_correct_second_derivative) {
+  std::size_t checked = 0;
+  for (const auto& op : tapegrad_test::op_table()) {
+    for (const auto& p : op.points) {
+      const GradcheckReport r = gradgradcheck(op.f, p, {.order = 4});
+      BOOST_TEST_CONTEXT(fmt::format("{} at ({})\n{}", op.name, fmt::join(p, ", "), r)) { BOOST_TEST(r.passed); }
+      ++checked;
+    }
+  }
+  BOOST_TEST(checked >= 200u);
+}
+
+BOOST_AUTO_TEST_CASE(hvp_matches_differences_of_gradients) {
+  auto f = [](const std::vector<Var>& x) { return rosenbrock(x) + sin(x[0] * x[2]) * exp(0.1 * x[1]); };
+  const std::vector<double> x{0.3, -0.8, 1.1, 0.5};
+  const std::vector<double> v{1.0, -2.0, 0.5, 0.25};
+  const std::vector<double> hv = hvp(f, x, v);
+  // (grad f(x + h v) - grad f(x - h v)) / 2h
+  auto grad_at = [&](double h) {
+    Tape tape;
+    std::vector<Var> xs;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      xs.push_back(x[i] + h * v[i]);
+    return gradient(f(xs), xs);
+  };
+  const double h = 1e-5;
+  const auto gp = grad_at(h), gm = grad_at(-h);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    BOOST_TEST(std::fabs(hv[i] - (gp[i] - gm[i]) / (2 * h)) < 1e-5 * (1 + std::fabs(hv[i])));
+  // and against the full Hessian
+  const Matrix hm = hessian(f, x);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    double s = 0;
+    for (std::size_t j = 0; j < x.size(); ++j)
+      s += hm[i][j] * v[j];
+    BOOST_TEST(std::fabs(hv[i] - s) < 1e-11 * (1 + std::fabs(s)));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(jacobian_and_vjp) {
+  auto f = [](const std::vector<Var>& x) { return std::vector<Var>{x[0] * x[1], sin(x[1]), x[0] + 2.0 * x[1]}; };
+  const std::vector<double> x{1.5, -0.5};
+  const Matrix j = jacobian(f, x);
+  const Matrix want{{-0.5, 1.5}, {0.0, std::cos(-0.5)}, {1.0, 2.0}};
+  for (std::size_t r = 0; r < 3; ++r)
+    for (std::size_t c = 0; c < 2; ++c)
+      BOOST_TEST(j[r][c] == want[r][c]);
+  const std::vector<double> u{2.0, -1.0, 0.5};
+  const auto g = vjp(f, x, u);
+  BOOST_TEST(std::fabs(g[0] - (2 * -0.5 + 0.5)) < 1e-15);
+  BOOST_TEST(std::fabs(g[1] - (2 * 1.5 - std::cos(-0.5) + 1.0)) < 1e-15);
+}
+
+BOOST_AUTO_TEST_CASE(second_order_graphs_do_not_grow_memory) {
+  Tape tape;
+  std::size_t reserved = 0;
+  for (int k = 0; k < 50; ++k) {
+    tape.reset();
+    Var x = 0.5 + 0.01 * k, y = -0.3;
+    const auto g = grad(exp(x * y) + x * x * y, {x, y}, {.create_graph = true});
+    const auto h = gradient(g[0] * g[1], {x, y});
+    BOOST_TEST(std::isfinite(h[0]));
+    if (k == 1) reserved = tape.bytes_reserved();
+    if (k > 1) BOOST_TEST(tape.bytes_reserved() == reserved);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(grad_without_create_graph_returns_values) {
+  Tape tape;
+  Var x = 3.0;
+  const auto g = grad(x * x, {x});
+  BOOST_TEST(g[0].value() == 6.0);
+  // g is a plain leaf: its own gradient with respect to x is 0
+  BOOST_TEST(gradient(g[0], {x})[0] == 0.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
