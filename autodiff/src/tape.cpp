@@ -57,6 +57,7 @@ void Tape::reset() {
   adj_.clear();
   swept_ = false;
   epoch_ = new_generation();
+  if (extension_) extension_->reset();
 }
 
 void Tape::grow_nodes() {

@@ -51,6 +51,14 @@ struct NodeInfo {
   std::optional<double> adjoint; // set after backward() for nodes it reached
 };
 
+// Something recorded alongside the scalar nodes (the tensor record): it lives as long as the tape,
+// and is reset with it, so both share one scope, one generation and one reset.
+class TapeExtension {
+public:
+  virtual ~TapeExtension() = default;
+  virtual void reset() = 0;
+};
+
 // A tape records scalar operations of this thread while it is active. Constructing a Tape makes it
 // the thread's active tape; destroying it re-activates the previous one (scopes nest, LIFO).
 // Each thread also has a default tape, active when no Tape object is alive on it.
@@ -71,6 +79,10 @@ public:
   std::size_t bytes_reserved() const;                 // bytes allocated for the record
   std::uint32_t generation() const { return epoch_; } // changes on every reset
   std::vector<NodeInfo> nodes() const;
+
+  // The tensor record of this tape (null until first set); owned and reset by the tape.
+  TapeExtension* extension() const { return extension_.get(); }
+  void set_extension(std::unique_ptr<TapeExtension> e) { extension_ = std::move(e); }
 
   // The tape that records on this thread now.
   static Tape& active() {
@@ -128,6 +140,7 @@ private:
   std::uint32_t epoch_;
   std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then
   bool swept_ = false;
+  std::unique_ptr<TapeExtension> extension_;
   Tape* previous_ = nullptr;
   bool is_default_ = false;
 };
