@@ -1,0 +1,403 @@
+#pragma once
+// autodiff::Tensor: n-dimensional arrays whose operations are recorded on the thread's active Tape,
+// next to the scalar nodes (see docs/design.md and docs/tensor_ops.md).
+
+#include <autodiff/error.hpp>
+#include <autodiff/tape.hpp>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace autodiff {
+
+enum class DType : std::uint8_t { float32, float64, int64 };
+std::string_view dtype_name(DType d);
+inline std::size_t dtype_size(DType d) { return d == DType::float32 ? 4 : 8; }
+
+// A shape of up to 8 dimensions, stored inline so that shapes never touch the heap.
+class Shape {
+public:
+  static constexpr int max_rank = 8;
+  Shape() = default;
+  Shape(std::initializer_list<std::int64_t> dims) : Shape(std::span<const std::int64_t>(dims.begin(), dims.size())) {}
+  explicit Shape(std::span<const std::int64_t> dims);
+  explicit Shape(const std::vector<std::int64_t>& dims) : Shape(std::span<const std::int64_t>(dims)) {}
+
+  int rank() const { return rank_; }
+  std::int64_t operator[](int i) const { return d_[static_cast<std::size_t>(i)]; }
+  std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i)]; }
+  std::int64_t numel() const {
+    std::int64_t n = 1;
+    for (int i = 0; i < rank_; ++i)
+      n *= d_[static_cast<std::size_t>(i)];
+    return n;
+  }
+  const std::int64_t* begin() const { return d_.data(); }
+  const std::int64_t* end() const { return d_.data() + rank_; }
+  std::vector<std::int64_t> vec() const { return {begin(), end()}; }
+  void push_back(std::int64_t d);
+  friend bool operator==(const Shape& a, const Shape& b) {
+    if (a.rank_ != b.rank_) return false;
+    for (int i = 0; i < a.rank_; ++i)
+      if (a.d_[static_cast<std::size_t>(i)] != b.d_[static_cast<std::size_t>(i)]) return false;
+    return true;
+  }
+
+private:
+  std::array<std::int64_t, max_rank> d_{};
+  std::uint8_t rank_ = 0;
+};
+
+namespace detail {
+// Reference-counted storage from a caching allocator (tensor.cpp): freed buffers are kept by size
+// and reused, across Tape::reset(), so a training loop allocates nothing after its first step.
+struct Buffer {
+  std::atomic<std::int32_t> refs{1};
+  std::uint32_t size_class = 0;
+  std::size_t bytes = 0;
+  void* data = nullptr;
+};
+void release(Buffer* b);
+// The gradient slot of a leaf (or of a tensor that asked for retain_grad()): shared by the copies
+// of the tensor, so `w.grad()` sees what a backward through any copy of w accumulated.
+struct GradSlot;
+void retain(GradSlot* s);
+void release(GradSlot* s);
+struct Record;
+struct Access;
+} // namespace detail
+
+class Tensor {
+public:
+  Tensor() = default; // undefined: no storage; defined() is false
+  Tensor(const Tensor& o)
+      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), node_(o.node_), gen_(o.gen_),
+        dtype_(o.dtype_), requires_grad_(o.requires_grad_) {
+    if (buf_) buf_->refs.fetch_add(1, std::memory_order_relaxed);
+    if (slot_) detail::retain(slot_);
+  }
+  Tensor(Tensor&& o) noexcept
+      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), node_(o.node_), gen_(o.gen_),
+        dtype_(o.dtype_), requires_grad_(o.requires_grad_) {
+    o.buf_ = nullptr;
+    o.slot_ = nullptr;
+  }
+  Tensor& operator=(const Tensor& o) {
+    if (this != &o) *this = Tensor(o);
+    return *this;
+  }
+  Tensor& operator=(Tensor&& o) noexcept {
+    if (this != &o) {
+      drop();
+      buf_ = o.buf_, slot_ = o.slot_, offset_ = o.offset_, shape_ = o.shape_, node_ = o.node_, gen_ = o.gen_;
+      dtype_ = o.dtype_, requires_grad_ = o.requires_grad_;
+      o.buf_ = nullptr, o.slot_ = nullptr;
+    }
+    return *this;
+  }
+  ~Tensor() { drop(); }
+
+  bool defined() const { return buf_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int dim() const { return shape_.rank(); }
+  std::int64_t size(int d) const; // negative d counts from the end
+  std::int64_t numel() const { return shape_.numel(); }
+  DType dtype() const { return dtype_; }
+
+  // ---- autograd --------------------------------------------------------------------------------
+  bool requires_grad() const { return requires_grad_; }
+  // Makes this tensor a leaf whose gradient is accumulated by backward(); only on tensors that no
+  // recorded op produced, and never on int64 tensors.
+  Tensor& requires_grad(bool on);
+  bool is_leaf() const { return node_ == npos; }
+  // The gradient accumulated so far (undefined before the first backward that reaches it). For a
+  // non-leaf tensor only after retain_grad().
+  Tensor grad() const;
+  void zero_grad();   // forgets the accumulated gradient
+  void retain_grad(); // makes backward() keep this non-leaf tensor's gradient
+  // Reverse sweep from this tensor, which must have one element (or pass a seed of its shape).
+  // Gradients ACCUMULATE into the leaves' grad() across calls, as in PyTorch (the scalar Var API
+  // recomputes instead); zero_grad() resets them.
+  void backward() const;
+  void backward(const Tensor& seed) const;
+  Tensor detach() const; // the same storage, not recorded, requires_grad false
+
+  // ---- values --------------------------------------------------------------------------------
+  double item() const; // the value of a one-element tensor
+  template <class T> T at(std::initializer_list<std::int64_t> index) const {
+    return static_cast<T>(value_at(std::span<const std::int64_t>(index.begin(), index.size())));
+  }
+  double value_at(std::span<const std::int64_t> index) const;
+  // The elements in row-major order; T must match dtype() (float, double or std::int64_t).
+  template <class T> std::span<const T> data() const;
+  template <class T> std::span<T> mutable_data(); // writes bypass autograd: only for building inputs
+  std::vector<double> to_vector() const;          // any dtype, converted to double
+  Tensor to(DType d) const;                       // differentiable between float dtypes
+  Tensor clone() const;                           // a copy of the storage (differentiable)
+
+  Tensor reshape(const Shape& s) const;
+  Tensor t() const; // 2-D transpose
+
+  // Tape bookkeeping, for tests and tools.
+  std::uint32_t node() const { return node_; }
+  std::uint32_t generation() const { return gen_; }
+  static constexpr std::uint32_t npos = 0xffffffffu;
+
+private:
+  friend struct detail::Access;
+  void drop() {
+    if (buf_ && buf_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::release(buf_);
+    if (slot_) detail::release(slot_);
+  }
+  void* raw() const { return static_cast<char*>(buf_->data) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_)); }
+
+  detail::Buffer* buf_ = nullptr;
+  detail::GradSlot* slot_ = nullptr;
+  std::int64_t offset_ = 0; // in elements
+  Shape shape_;
+  std::uint32_t node_ = npos; // node in the tape's tensor record, npos for leaves and constants
+  std::uint32_t gen_ = 0;     // tape generation the node belongs to
+  DType dtype_ = DType::float32;
+  bool requires_grad_ = false;
+};
+
+// Disables recording on this thread while alive (RAII; nests).
+class NoGradGuard {
+public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+  bool previous_;
+};
+bool grad_enabled();
+
+// ---- factories ------------------------------------------------------------------------------
+Tensor zeros(const Shape& s, DType d = DType::float32);
+Tensor ones(const Shape& s, DType d = DType::float32);
+Tensor full(const Shape& s, double value, DType d = DType::float32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor arange(double end, DType d = DType::float32);
+Tensor arange(double start, double end, double step = 1, DType d = DType::float32);
+Tensor linspace(double start, double end, std::int64_t steps, DType d = DType::float32);
+Tensor eye(std::int64_t n, DType d = DType::float32);
+Tensor eye(std::int64_t n, std::int64_t m, DType d = DType::float32);
+Tensor rand(const Shape& s, DType d = DType::float32);  // uniform in [0, 1)
+Tensor randn(const Shape& s, DType d = DType::float32); // standard normal
+void manual_seed(std::uint64_t seed);                   // seeds this thread's generator
+
+// The caching allocator of this thread: how often it went to the system heap, and what it holds.
+// After the first step of a training loop (reset, record, backward), heap_allocations stays put.
+struct TensorMemoryStats {
+  std::size_t heap_allocations = 0;
+  std::size_t cached_bytes = 0;
+};
+TensorMemoryStats tensor_memory_stats();
+Tensor from_vector(const std::vector<double>& v, const Shape& s, DType d = DType::float32);
+Tensor from_vector(const std::vector<float>& v, const Shape& s);
+Tensor from_vector(const std::vector<std::int64_t>& v, const Shape& s);
+Tensor tensor(std::initializer_list<double> v, DType d = DType::float32);
+Tensor tensor(std::initializer_list<std::initializer_list<double>> v, DType d = DType::float32);
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> v, DType d = DType::float32);
+
+// ---- elementwise (numpy broadcasting) ---------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double c);
+Tensor sub(const Tensor& a, double c);
+Tensor rsub(const Tensor& a, double c); // c - a
+Tensor mul(const Tensor& a, double c);
+Tensor div(const Tensor& a, double c);
+Tensor rdiv(const Tensor& a, double c); // c / a
+Tensor pow(const Tensor& a, double c);
+Tensor maximum(const Tensor& a, double c);
+Tensor minimum(const Tensor& a, double c);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, double c) { return add(a, c); }
+inline Tensor operator+(double c, const Tensor& a) { return add(a, c); }
+inline Tensor operator-(const Tensor& a, double c) { return sub(a, c); }
+inline Tensor operator-(double c, const Tensor& a) { return rsub(a, c); }
+inline Tensor operator*(const Tensor& a, double c) { return mul(a, c); }
+inline Tensor operator*(double c, const Tensor& a) { return mul(a, c); }
+inline Tensor operator/(const Tensor& a, double c) { return div(a, c); }
+inline Tensor operator/(double c, const Tensor& a) { return rdiv(a, c); }
+Tensor neg(const Tensor& a);
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor log1p(const Tensor& a);
+Tensor expm1(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor rsqrt(const Tensor& a);
+Tensor square(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor sign(const Tensor& a); // gradient 0
+Tensor sin(const Tensor& a);
+Tensor cos(const Tensor& a);
+Tensor tan(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor leaky_relu(const Tensor& a, double negative_slope = 0.01);
+Tensor elu(const Tensor& a, double alpha = 1.0);
+Tensor gelu(const Tensor& a); // the exact (erf) form
+Tensor softplus(const Tensor& a);
+Tensor clamp(const Tensor& a, double lo, double hi);
+
+// Comparisons give a mask of the operands' dtype holding 0 and 1; masks are never differentiable.
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, double c);
+Tensor lt(const Tensor& a, double c);
+Tensor ge(const Tensor& a, double c);
+Tensor le(const Tensor& a, double c);
+Tensor eq(const Tensor& a, double c);
+Tensor ne(const Tensor& a, double c);
+inline Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
+inline Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
+inline Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+inline Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
+inline Tensor operator>(const Tensor& a, double c) { return gt(a, c); }
+inline Tensor operator<(const Tensor& a, double c) { return lt(a, c); }
+inline Tensor operator>=(const Tensor& a, double c) { return ge(a, c); }
+inline Tensor operator<=(const Tensor& a, double c) { return le(a, c); }
+// mask ? a : b, broadcast over all three. The branch not taken gets an exactly zero gradient, and
+// rules skip zero adjoints, so a NaN or Inf derivative there never leaks into the result.
+Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
+
+// ---- reductions -----------------------------------------------------------------------------
+// `dim` may be negative (counted from the end).
+Tensor sum(const Tensor& a);
+Tensor sum(const Tensor& a, int dim, bool keepdim = false);
+Tensor mean(const Tensor& a);
+Tensor mean(const Tensor& a, int dim, bool keepdim = false);
+Tensor max(const Tensor& a); // ties: the first maximum gets the gradient
+Tensor max(const Tensor& a, int dim, bool keepdim = false);
+Tensor min(const Tensor& a);
+Tensor min(const Tensor& a, int dim, bool keepdim = false);
+Tensor argmax(const Tensor& a); // int64 index into the flattened tensor
+Tensor argmax(const Tensor& a, int dim, bool keepdim = false);
+Tensor argmin(const Tensor& a);
+Tensor argmin(const Tensor& a, int dim, bool keepdim = false);
+Tensor prod(const Tensor& a);
+Tensor prod(const Tensor& a, int dim, bool keepdim = false);
+Tensor var(const Tensor& a, int correction = 1);
+Tensor var(const Tensor& a, int dim, bool keepdim, int correction = 1);
+Tensor stddev(const Tensor& a, int correction = 1);
+Tensor stddev(const Tensor& a, int dim, bool keepdim, int correction = 1);
+Tensor logsumexp(const Tensor& a);
+Tensor logsumexp(const Tensor& a, int dim, bool keepdim = false);
+Tensor norm(const Tensor& a); // 2-norm; subgradient 0 at 0
+Tensor norm(const Tensor& a, int dim, bool keepdim = false);
+
+// ---- linear algebra and shapes --------------------------------------------------------------
+// 1-D and 2-D operands as numpy; 3-D x 2-D and 3-D x 3-D (same batch) as batched products.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x w^T + b as one node, the layout of PyTorch's Linear: x [..., in], w [out, in], b [out] or
+// undefined. Both products of its backward use BLAS transpose flags; nothing is transposed by copy.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+Tensor reshape(const Tensor& a, const Shape& s); // a view (no copy); one dim may be -1
+Tensor flatten(const Tensor& a, int start_dim = 0, int end_dim = -1);
+Tensor squeeze(const Tensor& a, int dim);
+Tensor unsqueeze(const Tensor& a, int dim);
+Tensor transpose(const Tensor& a); // 2-D; copies (matmul uses BLAS transpose flags instead)
+Tensor transpose(const Tensor& a, int d0, int d1);
+Tensor permute(const Tensor& a, const std::vector<int>& dims); // copies
+Tensor expand(const Tensor& a, const Shape& s);                // copies
+Tensor slice(const Tensor& a, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1);
+Tensor index_select(const Tensor& a, int dim, const Tensor& index); // index: 1-D int64
+Tensor gather(const Tensor& a, int dim, const Tensor& index);       // index: int64, a's rank
+Tensor concat(const std::vector<Tensor>& ts, int dim = 0);
+Tensor stack(const std::vector<Tensor>& ts, int dim = 0);
+
+// ---- softmax and losses ---------------------------------------------------------------------
+enum class Reduction : std::uint8_t { mean, sum, none };
+Tensor softmax(const Tensor& a, int dim = -1);
+Tensor log_softmax(const Tensor& a, int dim = -1);
+// logits [N, C], targets int64 [N] with values in [0, C). Fused and stable for any logit size.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r = Reduction::mean);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction r = Reduction::mean);
+Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction r = Reduction::mean);
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction r = Reduction::mean);
+
+// ---- gradients ------------------------------------------------------------------------------
+// d(sum of outputs weighted by seeds)/d inputs without touching any grad(): inputs may be leaves
+// or recorded tensors; an input the outputs do not depend on gets zeros. Seeds may be omitted for
+// one-element outputs.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds = {});
+inline std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs) {
+  return grad(std::vector<Tensor>{output}, inputs);
+}
+
+// ---- custom differentiable functions ------------------------------------------------------------
+// forward runs with recording off on detached inputs; backward gets the output's gradient, the
+// (detached) inputs and the output, and returns one gradient per input (an undefined Tensor means
+// zero). The engine sums broadcast gradients back to each input's shape and checks it.
+struct CustomFunction {
+  std::string name;
+  std::function<Tensor(const std::vector<Tensor>& inputs)> forward;
+  std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<Tensor>& inputs, const Tensor& output)>
+      backward;
+};
+Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs);
+
+} // namespace autodiff
+
+// Prints values (eliding the middle of dimensions longer than 6 once a tensor has more than 1000
+// elements), then shape and dtype: `tensor([[1, 2], [3, 4]], shape=[2, 2], dtype=float32)`.
+// A float format spec applies to each element: `{:.3f}`.
+template <> struct fmt::formatter<autodiff::Tensor> {
+  char spec[32] = "{:.4g}"; // the element format, "{:" + the user's spec + "}"
+  constexpr auto parse(format_parse_context& ctx) {
+    auto it = ctx.begin();
+    auto end = it;
+    while (end != ctx.end() && *end != '}')
+      ++end;
+    if (end != it) {
+      if (end - it > 28) throw format_error("tensor format spec too long");
+      std::size_t n = 0;
+      spec[n++] = '{', spec[n++] = ':';
+      for (auto p = it; p != end; ++p)
+        spec[n++] = *p;
+      spec[n++] = '}', spec[n] = 0;
+    }
+    return end;
+  }
+  format_context::iterator format(const autodiff::Tensor& t, format_context& ctx) const;
+};
+template <> struct fmt::formatter<autodiff::Shape> {
+  constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+  format_context::iterator format(const autodiff::Shape& s, format_context& ctx) const;
+};
+template <> struct fmt::formatter<autodiff::DType> {
+  constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+  format_context::iterator format(autodiff::DType d, format_context& ctx) const;
+};

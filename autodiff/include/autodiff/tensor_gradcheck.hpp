@@ -1,0 +1,60 @@
+#pragma once
+// Finite-difference checks of tensor gradients: the full Jacobian of a scalar tensor function by
+// central differences in float64, or (fast mode) one random projection of it.
+
+#include <autodiff/tensor.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace autodiff {
+
+struct TensorGradcheckOptions {
+  double eps = 1e-6;  // step of the central difference
+  double atol = 1e-5; // a component passes when |analytic - numeric| <= atol + rtol * |numeric|
+  double rtol = 1e-3;
+  // float32 inputs are refused: a central difference with a step float32 can resolve has an error
+  // near 1e-3, hiding real mistakes. With this set they are checked as float64 copies.
+  bool convert_float32 = false;
+  // Compare one random projection u of the Jacobian (J u against (f(x + eps u) - f(x - eps u)) / 2 eps)
+  // instead of every element: two evaluations of f instead of two per element.
+  bool fast = false;
+  std::uint64_t seed = 0x9e3779b9; // for the projection of the fast mode
+};
+
+struct TensorGradcheckReport {
+  bool passed = true;
+  bool fast = false;
+  std::size_t checked = 0;         // components compared
+  std::size_t input = 0;           // the worst component: which input ...
+  std::vector<std::int64_t> index; // ... and which element of it (empty in fast mode)
+  double analytic = 0;
+  double numeric = 0;
+  double abs_error = 0;
+  double rel_error = 0;
+  explicit operator bool() const { return passed; }
+};
+
+using TensorFunction = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// f takes the inputs and returns a one-element tensor. int64 inputs are passed through as constants.
+// It runs on a Tape of its own, so it neither needs nor disturbs the caller's tape.
+TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
+                                        const TensorGradcheckOptions& options = {});
+
+template <class F>
+requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
+& > TensorGradcheckReport gradcheck(F&& f, const std::vector<Tensor>& inputs,
+                                    const TensorGradcheckOptions& options = {}) {
+  return gradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
+}
+
+} // namespace autodiff
+
+template <> struct fmt::formatter<autodiff::TensorGradcheckReport> {
+  constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+  format_context::iterator format(const autodiff::TensorGradcheckReport& r, format_context& ctx) const;
+};

@@ -1,0 +1,158 @@
+// Finite-difference checks of tensor functions.
+
+#include "internal.hpp"
+
+#include <autodiff/tensor_gradcheck.hpp>
+
+#include <limits>
+#include <random>
+
+namespace autodiff {
+
+namespace {
+std::vector<std::int64_t> unravel(std::int64_t flat, const Shape& s) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(s.rank()));
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    idx[static_cast<std::size_t>(d)] = s[d] == 0 ? 0 : flat % s[d];
+    flat = s[d] == 0 ? 0 : flat / s[d];
+  }
+  return idx;
+}
+
+double eval(const TensorFunction& f, const std::vector<Tensor>& xs) {
+  NoGradGuard no_grad;
+  const Tensor y = f(xs);
+  return y.item();
+}
+
+// Records one comparison; keeps the component furthest outside (or nearest to) its tolerance.
+void judge(TensorGradcheckReport& r, double& worst, const TensorGradcheckOptions& o, double analytic, double numeric,
+           std::size_t input, std::vector<std::int64_t> index) {
+  const double err = std::fabs(analytic - numeric);
+  const double tol = o.atol + o.rtol * std::fabs(numeric);
+  const bool ok = err <= tol; // false for NaN
+  const double ratio = ok ? err / tol : std::numeric_limits<double>::infinity();
+  ++r.checked;
+  if (!ok) r.passed = false;
+  if (ratio > worst || r.checked == 1) {
+    worst = ratio;
+    r.input = input;
+    r.index = std::move(index);
+    r.analytic = analytic;
+    r.numeric = numeric;
+    r.abs_error = err;
+    r.rel_error = numeric != 0 ? err / std::fabs(numeric) : std::numeric_limits<double>::infinity();
+  }
+}
+} // namespace
+
+TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
+                                        const TensorGradcheckOptions& o) {
+  if (!(o.eps > 0) || !(o.atol >= 0) || !(o.rtol >= 0))
+    detail::fail("gradcheck: options need eps > 0, atol >= 0 and rtol >= 0 (got eps {}, atol {}, rtol {})", o.eps,
+                 o.atol, o.rtol);
+  std::vector<Tensor> xs;
+  std::vector<std::size_t> diff; // the inputs that are differentiated
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    const Tensor& t = inputs[k];
+    detail::check_defined("gradcheck", t);
+    if (t.dtype() == DType::float32 && !o.convert_float32)
+      detail::fail("gradcheck: input {} (shape {}) is float32; central differences in float32 have errors near "
+                   "1e-3 and hide real mistakes. Pass float64 inputs, or set convert_float32 = true to check "
+                   "float64 copies",
+                   k, t.shape());
+    if (t.dtype() == DType::int64) {
+      xs.push_back(t.detach());
+    } else {
+      xs.push_back(detail::convert(t, DType::float64));
+      xs.back().requires_grad(true);
+      diff.push_back(k);
+    }
+  }
+  Tape tape;
+  TensorGradcheckReport r;
+  r.fast = o.fast;
+  std::vector<Tensor> analytic;
+  {
+    const Tensor y = f(xs);
+    detail::check_defined("gradcheck", y);
+    if (y.numel() != 1)
+      detail::fail("gradcheck: f must return a one-element tensor, got shape {}; reduce it, e.g. sum(w * y) with "
+                   "random w",
+                   y.shape());
+    std::vector<Tensor> wrt;
+    for (std::size_t k : diff)
+      wrt.push_back(xs[k]);
+    if (y.requires_grad() && !wrt.empty()) {
+      analytic = grad(std::vector<Tensor>{y}, wrt);
+    } else {
+      for (const Tensor& w : wrt)
+        analytic.push_back(zeros(w.shape(), DType::float64));
+    }
+  }
+  tape.reset();
+  double worst = -1;
+  if (o.fast) {
+    std::mt19937_64 gen(o.seed);
+    std::uniform_real_distribution<double> unif(-1.0, 1.0);
+    std::vector<std::vector<double>> u(diff.size());
+    double ju = 0;
+    for (std::size_t j = 0; j < diff.size(); ++j) {
+      const auto g = analytic[j].data<double>();
+      for (double gv : g) {
+        u[j].push_back(unif(gen));
+        ju += gv * u[j].back();
+      }
+    }
+    auto shifted = [&](double h) {
+      std::vector<std::vector<double>> saved;
+      for (std::size_t j = 0; j < diff.size(); ++j) {
+        auto x = xs[diff[j]].mutable_data<double>();
+        saved.emplace_back(x.begin(), x.end());
+        for (std::size_t e = 0; e < x.size(); ++e)
+          x[e] += h * u[j][e];
+      }
+      const double v = eval(f, xs);
+      for (std::size_t j = 0; j < diff.size(); ++j)
+        std::copy(saved[j].begin(), saved[j].end(), xs[diff[j]].mutable_data<double>().begin());
+      return v;
+    };
+    const double numeric = (shifted(o.eps) - shifted(-o.eps)) / (2 * o.eps);
+    judge(r, worst, o, ju, numeric, 0, {});
+    return r;
+  }
+  for (std::size_t j = 0; j < diff.size(); ++j) {
+    Tensor& x = xs[diff[j]];
+    auto xv = x.mutable_data<double>();
+    const auto g = analytic[j].data<double>();
+    for (std::size_t e = 0; e < xv.size(); ++e) {
+      const double orig = xv[e];
+      xv[e] = orig + o.eps;
+      const double up = eval(f, xs);
+      xv[e] = orig - o.eps;
+      const double down = eval(f, xs);
+      xv[e] = orig;
+      judge(r, worst, o, g[e], (up - down) / (2 * o.eps), diff[j], unravel(static_cast<std::int64_t>(e), x.shape()));
+    }
+  }
+  return r;
+}
+
+} // namespace autodiff
+
+fmt::format_context::iterator
+fmt::formatter<autodiff::TensorGradcheckReport>::format(const autodiff::TensorGradcheckReport& r,
+                                                        format_context& ctx) const {
+  const char* verdict = r.passed ? "passed" : "FAILED";
+  if (r.checked == 0) return fmt::format_to(ctx.out(), "gradcheck {}: nothing to check (no float inputs)", verdict);
+  if (r.fast)
+    return fmt::format_to(ctx.out(),
+                          "gradcheck {} (fast, one random projection J u): analytic {:.10g} vs numeric {:.10g} "
+                          "(abs error {:.3g}, rel error {:.3g})",
+                          verdict, r.analytic, r.numeric, r.abs_error, r.rel_error);
+  return fmt::format_to(ctx.out(),
+                        "gradcheck {} ({} components); {}: input {} element [{}]: analytic {:.10g} vs numeric "
+                        "{:.10g} (abs error {:.3g}, rel error {:.3g})",
+                        verdict, r.checked, r.passed ? "closest to its tolerance" : "worst", r.input,
+                        fmt::join(r.index, ","), r.analytic, r.numeric, r.abs_error, r.rel_error);
+}

@@ -1,0 +1,200 @@
+#pragma once
+// Internals of the tensor engine shared by its source files: the record kept in the tape's
+// extension slot, the rule interface, and the kernels' building blocks. See docs/tensor_ops.md.
+
+#include <autodiff/tensor.hpp>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace autodiff::detail {
+
+struct GradSlot {
+  std::atomic<std::int32_t> refs{1};
+  Tensor grad;
+  std::uint32_t node = Tensor::npos; // the leaf's node on the tape of generation `gen`
+  std::uint32_t gen = 0;
+  bool leaf = true;
+};
+
+struct BackwardCtx;
+
+// One entry of the rules table: the op's name (for errors) and its vector-Jacobian product. Each
+// op defines its forward function and its OpInfo side by side, in one place.
+struct OpInfo {
+  std::string_view name;
+  void (*backward)(BackwardCtx&);
+};
+extern const OpInfo leaf_op;
+
+// One recorded tensor operation. Inputs that do not require grad are stored as npos, and their
+// values (if the rule needs them) are among the saved tensors.
+struct Node {
+  const OpInfo* op;
+  Shape shape;
+  DType dtype;
+  std::uint8_t nin = 0;
+  std::uint8_t nsaved = 0;
+  std::uint16_t nints = 0;
+  std::uint32_t args = 0;  // first input index in Record::args
+  std::uint32_t saved = 0; // first saved tensor in Record::saved
+  std::uint32_t ints = 0;  // first integer parameter in Record::ints
+  double c[2] = {0, 0};
+  GradSlot* slot = nullptr; // leaf gradient slot, or a retained gradient (owns a reference)
+};
+
+struct Record final : TapeExtension {
+  std::vector<Node> nodes;
+  std::vector<std::uint32_t> args;
+  std::vector<Tensor> saved;
+  std::vector<std::int64_t> ints;
+  std::vector<CustomFunction> customs;
+  std::vector<Tensor> adj; // adjoints of a sweep; emptied after it, capacity kept
+  std::vector<char> keep;  // nodes whose adjoint a functional grad() returns
+  bool sweeping = false;
+  ~Record() override { reset(); }
+  void reset() override;
+};
+
+// The record of the active tape, created on first use; null when nothing is to be recorded.
+Record& record_of(Tape& t);
+
+struct Access {
+  static Tensor make(const Shape& s, DType d); // uninitialized storage
+  static void* raw(const Tensor& t) { return t.raw(); }
+  static Buffer* buffer(const Tensor& t) { return t.buf_; }
+  static GradSlot* slot(const Tensor& t) { return t.slot_; }
+  static void set_node(Tensor& t, std::uint32_t node, std::uint32_t gen) {
+    t.node_ = node;
+    t.gen_ = gen;
+    t.requires_grad_ = true;
+  }
+  static Tensor view(const Tensor& t, const Shape& s) { // same storage, another shape, not recorded
+    Tensor v = t.detach();
+    v.shape_ = s;
+    return v;
+  }
+  static bool unique(const Tensor& t) { return t.buf_ && t.buf_->refs.load(std::memory_order_acquire) == 1; }
+};
+
+template <class T> T* ptr(const Tensor& t) { return static_cast<T*>(Access::raw(t)); }
+
+// ---- recording --------------------------------------------------------------------------------
+// Whether an op with these inputs records a node (grad mode on and some input requires grad).
+inline bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
+  if (!grad_enabled()) return false;
+  for (const Tensor* t : ts)
+    if (t->requires_grad()) return true;
+  return false;
+}
+bool any_requires_grad(std::span<const Tensor> ts);
+
+// Appends a node for `op` with these inputs and returns it (to add saved tensors and constants);
+// `out` becomes the node's tensor. Throws if an input was recorded on another tape or generation.
+Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> inputs);
+inline Node& record(const OpInfo& op, Tensor& out, std::initializer_list<const Tensor*> inputs) {
+  return record(op, out, std::span<const Tensor* const>(inputs.begin(), inputs.size()));
+}
+void save(Node& n, const Tensor& t); // tensors must be saved right after record(), in order
+void save_ints(Node& n, std::span<const std::int64_t> v);
+
+// What a rule sees during the reverse sweep.
+struct BackwardCtx {
+  Record& rec;
+  const Node& node;
+  const Tensor& g; // the adjoint of the node's output
+  bool needs(int k) const { return rec.args[node.args + static_cast<std::uint32_t>(k)] != Tensor::npos; }
+  const Tensor& saved(int k) const { return rec.saved[node.saved + static_cast<std::uint32_t>(k)]; }
+  const Shape& in_shape(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].shape; }
+  std::span<const std::int64_t> ints() const { return {rec.ints.data() + node.ints, node.nints}; }
+  double c(int k) const { return node.c[k]; }
+  std::string_view name() const { return node.op->name; }
+  // Adds gk to input k's adjoint. gk may have the broadcast (output) shape: the engine sums it back
+  // to the input's shape, and reports a gradient of any other shape as an error naming the op.
+  void grad(int k, Tensor gk);
+};
+
+// ---- errors and checks --------------------------------------------------------------------------
+template <class... A> [[noreturn]] void fail(fmt::format_string<A...> f, A&&... a) {
+  throw Error(fmt::format(f, std::forward<A>(a)...));
+}
+void check_defined(std::string_view op, const Tensor& t);
+void check_float(std::string_view op, const Tensor& t); // float32 or float64
+void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
+int normalize_dim(std::string_view op, int dim, int rank); // negative dims from the end
+Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
+bool broadcastable_to(const Shape& from, const Shape& to);
+
+// Calls f(T{}) with T = float or double according to d; int64 is an error naming the op.
+template <class F> decltype(auto) dispatch_float(std::string_view op, DType d, F&& f) {
+  if (d == DType::float32) return f(float{});
+  if (d == DType::float64) return f(double{});
+  fail("{}: int64 tensors are not supported here; convert with .to(DType::float32)", op);
+}
+template <class F> decltype(auto) dispatch_all(DType d, F&& f) {
+  if (d == DType::float32) return f(float{});
+  if (d == DType::float64) return f(double{});
+  return f(std::int64_t{});
+}
+
+// ---- kernels' building blocks ---------------------------------------------------------------------
+// Strides (in elements) of a contiguous tensor of shape `s` read as the broadcast shape `out`:
+// 0 along broadcast dimensions. Right-aligned, so result[i] belongs to out dim i.
+std::array<std::int64_t, Shape::max_rank> broadcast_strides(const Shape& s, const Shape& out);
+
+// Walks `out` (contiguous) row by row, the innermost dimension being a row, calling
+// row(out_offset, offsets of each operand, row length, inner strides of each operand).
+template <std::size_t K, class Row>
+void for_rows(const Shape& out, const std::array<std::array<std::int64_t, Shape::max_rank>, K>& st, Row&& row) {
+  const int r = out.rank();
+  const std::int64_t total = out.numel();
+  if (total == 0) return;
+  if (r == 0) {
+    std::array<std::int64_t, K> off{}, inner{};
+    row(std::int64_t{0}, off, std::int64_t{1}, inner);
+    return;
+  }
+  const std::int64_t n = out[r - 1];
+  std::array<std::int64_t, K> inner;
+  for (std::size_t k = 0; k < K; ++k)
+    inner[k] = st[k][static_cast<std::size_t>(r - 1)];
+  std::array<std::int64_t, Shape::max_rank> idx{};
+  std::array<std::int64_t, K> off{};
+  for (std::int64_t o = 0; o < total; o += n) {
+    row(o, off, n, inner);
+    for (int d = r - 2; d >= 0; --d) { // odometer over the outer dimensions
+      const auto du = static_cast<std::size_t>(d);
+      ++idx[du];
+      for (std::size_t k = 0; k < K; ++k)
+        off[k] += st[k][du];
+      if (idx[du] < out[d]) break;
+      for (std::size_t k = 0; k < K; ++k)
+        off[k] -= st[k][du] * idx[du];
+      idx[du] = 0;
+    }
+  }
+}
+
+// A contiguous copy of `t` broadcast to `s` (t must be broadcastable to s).
+Tensor expand_copy(const Tensor& t, const Shape& s);
+// Sums `g` over the dimensions broadcasting added, giving shape `s` (s broadcastable to g's shape).
+Tensor sum_to(const Tensor& g, const Shape& s);
+// a + b for same-shape, same-dtype float tensors, in place into a when a's storage is unshared.
+Tensor accumulate(Tensor a, const Tensor& b);
+// A contiguous copy of `t` converted to dtype d (not recorded).
+Tensor convert(const Tensor& t, DType d);
+// Shape with dimension `dim` set to 1 (keepdim) or removed.
+Shape reduced_shape(const Shape& s, int dim, bool keepdim);
+// outer x n x inner decomposition of a shape around `dim`.
+struct Split {
+  std::int64_t outer, n, inner;
+};
+Split split_at(const Shape& s, int dim);
+
+} // namespace autodiff::detail

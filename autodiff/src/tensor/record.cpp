@@ -1,0 +1,348 @@
+// The tensor record on the tape (its extension slot), recording, and the reverse sweep: one loop
+// from the last node to the first, as for scalars (docs/design.md).
+
+#include "internal.hpp"
+
+#include <typeinfo>
+
+namespace autodiff {
+
+namespace detail {
+
+const OpInfo leaf_op{"leaf", nullptr};
+
+void Record::reset() {
+  for (Node& n : nodes)
+    if (n.slot) release(n.slot);
+  nodes.clear();
+  args.clear();
+  saved.clear();
+  ints.clear();
+  customs.clear();
+  adj.clear();
+  keep.clear();
+}
+
+Record& record_of(Tape& t) {
+  TapeExtension* e = t.extension();
+  // typeid of a final class is one pointer compare: no dynamic_cast on the hot path.
+  if (e != nullptr && typeid(*e) == typeid(Record)) [[likely]]
+    return *static_cast<Record*>(e);
+  if (e != nullptr) fail("tensor: the active tape's extension slot holds something other than the tensor record");
+  auto r = std::make_unique<Record>();
+  Record* p = r.get();
+  t.set_extension(std::move(r));
+  return *p;
+}
+
+namespace {
+[[noreturn]] void foreign(std::string_view op, const Tensor& t, const Tape& tape) {
+  fail("{}: tensor of shape {} (node {}, tape generation {}) is not on the active tape (generation {}): it was "
+       "recorded before the tape was reset, or on another tape or thread",
+       op, t.shape(), t.node(), t.generation(), tape.generation());
+}
+
+// The node of a leaf on this generation of the tape, appended on its first use.
+std::uint32_t leaf_node(Record& rec, const Tensor& t, std::uint32_t gen) {
+  GradSlot* s = Access::slot(t);
+  if (s->gen == gen && s->node < rec.nodes.size()) return s->node;
+  if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
+  Node n{&leaf_op, t.shape(), t.dtype()};
+  retain(s);
+  n.slot = s;
+  rec.nodes.push_back(n);
+  s->node = static_cast<std::uint32_t>(rec.nodes.size() - 1);
+  s->gen = gen;
+  return s->node;
+}
+
+// The node index of a tensor that requires grad, on the active tape.
+std::uint32_t node_of(std::string_view op, Record& rec, const Tensor& t, const Tape& tape) {
+  if (t.is_leaf()) return leaf_node(rec, t, tape.generation());
+  if (t.generation() != tape.generation()) foreign(op, t, tape);
+  return t.node();
+}
+} // namespace
+
+bool any_requires_grad(std::span<const Tensor> ts) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : ts)
+    if (t.requires_grad()) return true;
+  return false;
+}
+
+namespace {
+// The record the last node went to: save() and save_ints() right after record() append there.
+thread_local Record* tl_last = nullptr;
+} // namespace
+
+Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> inputs) {
+  Tape& tape = Tape::active();
+  Record& rec = record_of(tape);
+  tl_last = &rec;
+  const std::uint32_t gen = tape.generation();
+  for (const Tensor* t : inputs) // check all before changing anything
+    if (t->requires_grad() && !t->is_leaf() && t->generation() != gen) foreign(op.name, *t, tape);
+  std::uint32_t in[16];
+  const std::size_t nin = inputs.size();
+  std::vector<std::uint32_t> many;
+  std::uint32_t* idx = in;
+  if (nin > 16) {
+    many.resize(nin);
+    idx = many.data();
+  }
+  for (std::size_t k = 0; k < nin; ++k)
+    idx[k] = inputs[k]->requires_grad() ? node_of(op.name, rec, *inputs[k], tape) : Tensor::npos;
+  if (nin > 255) fail("{}: at most 255 inputs can be recorded, got {}", op.name, nin);
+  if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
+  Node n{&op, out.shape(), out.dtype()};
+  n.nin = static_cast<std::uint8_t>(nin);
+  n.args = static_cast<std::uint32_t>(rec.args.size());
+  n.saved = static_cast<std::uint32_t>(rec.saved.size());
+  n.ints = static_cast<std::uint32_t>(rec.ints.size());
+  rec.args.insert(rec.args.end(), idx, idx + nin);
+  rec.nodes.push_back(n);
+  Access::set_node(out, static_cast<std::uint32_t>(rec.nodes.size() - 1), gen);
+  return rec.nodes.back();
+}
+
+void save(Node& n, const Tensor& t) {
+  // A plain copy: rules read only values and shapes, so the node and gradient slot it carries along
+  // are harmless, and skipping detach() keeps recording cheap.
+  tl_last->saved.push_back(t);
+  ++n.nsaved;
+}
+void save_ints(Node& n, std::span<const std::int64_t> v) {
+  Record& rec = *tl_last;
+  rec.ints.insert(rec.ints.end(), v.begin(), v.end());
+  n.nints = static_cast<std::uint16_t>(n.nints + v.size());
+}
+
+namespace {
+const OpInfo custom_op{"custom", [](BackwardCtx& x) {
+                         const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.c(0))];
+                         std::vector<Tensor> inputs;
+                         for (int k = 0; k < x.node.nin; ++k)
+                           inputs.push_back(x.saved(k));
+                         std::vector<Tensor> grads = f.backward(x.g, inputs, x.saved(x.node.nin));
+                         if (grads.size() != inputs.size())
+                           fail("{}: backward returned {} gradients for {} inputs", f.name, grads.size(),
+                                inputs.size());
+                         for (int k = 0; k < x.node.nin; ++k)
+                           if (x.needs(k)) x.grad(k, std::move(grads[static_cast<std::size_t>(k)]));
+                       }};
+} // namespace
+
+void BackwardCtx::grad(int k, Tensor gk) {
+  const std::uint32_t j = rec.args[node.args + static_cast<std::uint32_t>(k)];
+  if (j == Tensor::npos || !gk.defined()) return;
+  const Node& in = rec.nodes[j];
+  const std::string_view op =
+      node.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(node.c[0])].name) : name();
+  if (gk.dtype() != in.dtype)
+    fail("{}: backward produced a {} gradient for input {}, which is {}", op, gk.dtype(), k, in.dtype);
+  if (!(gk.shape() == in.shape)) {
+    if (!broadcastable_to(in.shape, gk.shape()))
+      fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in.shape);
+    gk = sum_to(gk, in.shape); // broadcasting is undone here, once, for every op
+  }
+  Tensor& a = rec.adj[j];
+  if (a.defined())
+    a = accumulate(std::move(a), gk);
+  else
+    a = std::move(gk);
+}
+
+namespace {
+enum class Mode { accumulate, functional };
+
+void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Tensor> seeds, Mode mode) {
+  if (rec.sweeping)
+    fail("backward: called from inside a backward pass (a custom function's backward?); that is not supported");
+  struct Flag {
+    bool& f;
+    ~Flag() { f = false; }
+  } flag{rec.sweeping = true};
+  NoGradGuard no_grad; // rules (and custom backwards) compute with tensors; none of it is recorded
+  const std::size_t n = rec.nodes.size();
+  rec.adj.clear();
+  rec.adj.resize(n);
+  if (mode == Mode::accumulate) {
+    rec.keep.clear();
+  }
+  rec.keep.resize(n, 0);
+  std::uint32_t top = 0;
+  for (std::size_t k = 0; k < roots.size(); ++k) {
+    Tensor& a = rec.adj[roots[k]];
+    a = a.defined() ? accumulate(std::move(a), seeds[k]) : seeds[k].detach();
+    top = std::max(top, roots[k] + 1);
+  }
+  struct Cleanup { // leaves no adjoints behind, even when a rule throws
+    Record& rec;
+    ~Cleanup() {
+      for (std::size_t i = 0; i < rec.adj.size(); ++i)
+        if (!rec.keep[i]) rec.adj[i] = Tensor();
+    }
+  } cleanup{rec};
+  for (std::uint32_t i = top; i-- > 0;) {
+    if (!rec.adj[i].defined()) continue; // the outputs do not depend on this node
+    const Node& nd = rec.nodes[i];
+    if (mode == Mode::accumulate && nd.slot != nullptr) {
+      Tensor& g = nd.slot->grad;
+      g = g.defined() ? accumulate(std::move(g), rec.adj[i]) : rec.adj[i];
+    }
+    if (nd.op->backward != nullptr) {
+      BackwardCtx ctx{rec, nd, rec.adj[i]};
+      nd.op->backward(ctx);
+    }
+    if (!rec.keep[i]) rec.adj[i] = Tensor(); // frees memory as early as possible
+  }
+}
+
+Tensor checked_seed(std::string_view op, const Tensor& out, const Tensor& seed) {
+  if (!seed.defined()) {
+    if (out.numel() != 1)
+      fail("{}: the output has shape {} ({} elements); a non-scalar output needs an explicit seed gradient of "
+           "that shape, e.g. backward(ones_like(y))",
+           op, out.shape(), out.numel());
+    return ones(out.shape(), out.dtype());
+  }
+  if (!(seed.shape() == out.shape()) || seed.dtype() != out.dtype())
+    fail("{}: the seed has shape {} and dtype {}, but the output has shape {} and dtype {}", op, seed.shape(),
+         seed.dtype(), out.shape(), out.dtype());
+  return seed;
+}
+} // namespace
+
+} // namespace detail
+
+using detail::Access;
+using detail::fail;
+
+// ---- Tensor autograd members ---------------------------------------------------------------------
+Tensor& Tensor::requires_grad(bool on) {
+  detail::check_defined("requires_grad", *this);
+  if (!is_leaf()) {
+    if (on) return *this;
+    fail("requires_grad: this tensor was computed by a recorded op (node {}); use detach() for a constant copy", node_);
+  }
+  if (on && dtype_ == DType::int64)
+    fail("requires_grad: int64 tensors are never differentiable (shape {}); convert with .to(DType::float32)", shape_);
+  if (on && slot_ == nullptr) slot_ = new detail::GradSlot;
+  requires_grad_ = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const {
+  if (slot_ != nullptr) return slot_->grad;
+  if (!is_leaf())
+    fail("grad: this tensor is not a leaf (node {}); call retain_grad() on it before backward() to keep its "
+         "gradient",
+         node_);
+  return Tensor();
+}
+
+void Tensor::zero_grad() {
+  if (slot_ != nullptr) slot_->grad = Tensor();
+}
+
+void Tensor::retain_grad() {
+  if (!requires_grad_) fail("retain_grad: the tensor does not require grad (shape {})", shape_);
+  if (is_leaf()) return; // leaves keep their gradient anyway
+  Tape& tape = Tape::active();
+  if (gen_ != tape.generation()) detail::foreign("retain_grad", *this, tape);
+  detail::Node& n = detail::record_of(tape).nodes[node_];
+  if (n.slot == nullptr) {
+    n.slot = new detail::GradSlot;
+    n.slot->leaf = false;
+  }
+  if (slot_ != n.slot) {
+    if (slot_) detail::release(slot_);
+    slot_ = n.slot;
+    detail::retain(slot_);
+  }
+}
+
+void Tensor::backward() const { backward(Tensor()); }
+
+void Tensor::backward(const Tensor& seed) const {
+  detail::check_defined("backward", *this);
+  if (!requires_grad_)
+    fail("backward: the tensor (shape {}) does not require grad: no input had requires_grad(true), or it was "
+         "computed under NoGradGuard",
+         shape_);
+  const Tensor s = detail::checked_seed("backward", *this, seed);
+  Tape& tape = Tape::active();
+  detail::Record& rec = detail::record_of(tape);
+  const std::uint32_t root = detail::node_of("backward", rec, *this, tape);
+  detail::sweep(rec, std::span<const std::uint32_t>(&root, 1), std::span<const Tensor>(&s, 1),
+                detail::Mode::accumulate);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds) {
+  if (!seeds.empty() && seeds.size() != outputs.size())
+    fail("grad: {} seeds given for {} outputs", seeds.size(), outputs.size());
+  Tape& tape = Tape::active();
+  detail::Record& rec = detail::record_of(tape);
+  std::vector<std::uint32_t> roots, wanted;
+  std::vector<Tensor> s;
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    detail::check_defined("grad", outputs[k]);
+    if (!outputs[k].requires_grad()) fail("grad: output {} (shape {}) does not require grad", k, outputs[k].shape());
+    s.push_back(detail::checked_seed("grad", outputs[k], seeds.empty() ? Tensor() : seeds[k]));
+    roots.push_back(detail::node_of("grad", rec, outputs[k], tape));
+  }
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    detail::check_defined("grad", inputs[k]);
+    if (!inputs[k].requires_grad())
+      fail("grad: input {} (shape {}) does not require grad; call requires_grad(true) on it first", k,
+           inputs[k].shape());
+    wanted.push_back(detail::node_of("grad", rec, inputs[k], tape));
+  }
+  rec.keep.assign(rec.nodes.size(), 0);
+  for (std::uint32_t w : wanted)
+    rec.keep[w] = 1;
+  detail::sweep(rec, roots, s, detail::Mode::functional);
+  std::vector<Tensor> out;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    Tensor& a = rec.adj[wanted[k]];
+    out.push_back(a.defined() ? a : zeros(inputs[k].shape(), inputs[k].dtype()));
+  }
+  for (std::uint32_t w : wanted) {
+    rec.adj[w] = Tensor();
+    rec.keep[w] = 0;
+  }
+  return out;
+}
+
+Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs) {
+  if (!f.forward) fail("{}: custom function has no forward", f.name);
+  std::vector<Tensor> detached;
+  for (const Tensor& t : inputs) {
+    detail::check_defined(f.name, t);
+    detached.push_back(t.detach());
+  }
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = f.forward(detached);
+  }
+  if (!out.defined()) fail("{}: custom forward returned an undefined tensor", f.name);
+  out = out.detach();
+  if (!detail::any_requires_grad(std::span<const Tensor>(inputs))) return out;
+  if (!f.backward) fail("{}: custom function has no backward, but an input requires grad", f.name);
+  std::vector<const Tensor*> ptrs;
+  for (const Tensor& t : inputs)
+    ptrs.push_back(&t);
+  detail::Record& rec = detail::record_of(Tape::active());
+  detail::Node& n = detail::record(detail::custom_op, out, ptrs);
+  n.c[0] = static_cast<double>(rec.customs.size());
+  rec.customs.push_back(f);
+  for (const Tensor& t : detached)
+    detail::save(n, t);
+  detail::save(n, out);
+  return out;
+}
+
+} // namespace autodiff

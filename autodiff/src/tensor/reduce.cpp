@@ -1,0 +1,557 @@
+// Reductions, softmax and the fused losses. Each op's forward function and its OpInfo (the rule)
+// sit side by side. A reduction over `dim` views its input as [outer, n, inner]: element (o, k, i)
+// is at (o n + k) inner + i, and the reduced element (o, i) at o inner + i.
+
+#include "internal.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace autodiff {
+
+namespace detail {
+namespace {
+
+Tensor scaled(const Tensor& t, double c) {
+  if (c == 1) return t;
+  Tensor out = Access::make(t.shape(), t.dtype());
+  dispatch_float("scale", t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* a = ptr<T>(t);
+    T* o = ptr<T>(out);
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      o[i] = a[i] * T(c);
+  });
+  return out;
+}
+
+// The adjoint of a reduced tensor spread back over the input's shape (times c).
+Tensor spread(const BackwardCtx& x, double c) {
+  const Shape& in = x.in_shape(0);
+  if (x.node.nints == 0) return full(in, x.g.item() * c, x.g.dtype());
+  const int dim = static_cast<int>(x.ints()[0]);
+  return scaled(expand_copy(Access::view(x.g, reduced_shape(in, dim, true)), in), c);
+}
+
+// ---- sum and mean ---------------------------------------------------------------------------------
+const OpInfo sum_info{"sum", [](BackwardCtx& x) { x.grad(0, spread(x, 1.0)); }};
+const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, x.c(0))); }};
+
+Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
+  check_float(op.name, a);
+  const int dim = dimp ? normalize_dim(op.name, *dimp, a.dim()) : 0;
+  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
+  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  const double scale = is_mean ? 1.0 / static_cast<double>(p.n) : 1.0;
+  Tensor out = Access::make(s, a.dtype());
+  dispatch_float(op.name, a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    if (p.inner == 1) {
+      for (std::int64_t q = 0; q < p.outer; ++q) {
+        double acc = 0; // float32 sums accumulate in double
+        const T* row = av + q * p.n;
+        for (std::int64_t k = 0; k < p.n; ++k)
+          acc += row[k];
+        o[q] = static_cast<T>(acc * scale);
+      }
+    } else {
+      std::vector<double> acc(static_cast<std::size_t>(p.inner));
+      for (std::int64_t q = 0; q < p.outer; ++q) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const T* row = av + (q * p.n + k) * p.inner;
+          for (std::int64_t i = 0; i < p.inner; ++i)
+            acc[static_cast<std::size_t>(i)] += row[i];
+        }
+        for (std::int64_t i = 0; i < p.inner; ++i)
+          o[q * p.inner + i] = static_cast<T>(acc[static_cast<std::size_t>(i)] * scale);
+      }
+    }
+  });
+  if (any_requires_grad({&a})) {
+    Node& n = record(op, out, {&a});
+    n.c[0] = scale;
+    if (dimp) {
+      const std::int64_t v[2] = {dim, keepdim};
+      save_ints(n, v);
+    }
+  }
+  return out;
+}
+
+// ---- max and min ------------------------------------------------------------------------------
+// The gradient goes to the first extremal element of each slice (the one argmax reports).
+void extremum_backward(BackwardCtx& x) {
+  const Shape& in = x.in_shape(0);
+  Tensor ga = zeros(in, x.g.dtype());
+  const Tensor& idx = x.saved(0);
+  const std::int64_t* iv = ptr<std::int64_t>(idx);
+  dispatch_float(x.name(), ga.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* gv = ptr<T>(x.g);
+    T* o = ptr<T>(ga);
+    if (x.node.nints == 0) {
+      o[iv[0]] = gv[0];
+      return;
+    }
+    const Split p = split_at(in, static_cast<int>(x.ints()[0]));
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        const std::int64_t j = q * p.inner + i;
+        o[(q * p.n + iv[j]) * p.inner + i] = gv[j];
+      }
+  });
+  x.grad(0, std::move(ga));
+}
+const OpInfo max_info{"max", extremum_backward};
+const OpInfo min_info{"min", extremum_backward};
+
+// Returns {values, int64 indices} of the extremum along dim (or of everything).
+template <bool IsMax>
+std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const int* dimp, bool keepdim) {
+  check_defined(name, a);
+  const int dim = dimp ? normalize_dim(name, *dimp, a.dim()) : 0;
+  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
+  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  if (p.n == 0) fail("{}: cannot reduce over an empty dimension (shape {})", name, a.shape());
+  Tensor val = Access::make(s, a.dtype());
+  Tensor idx = Access::make(s, DType::int64);
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* vo = ptr<T>(val);
+    std::int64_t* io = ptr<std::int64_t>(idx);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        const T* base = av + q * p.n * p.inner + i;
+        T best = base[0];
+        std::int64_t bk = 0;
+        for (std::int64_t k = 1; k < p.n; ++k) {
+          const T v = base[k * p.inner];
+          if (IsMax ? v > best : v < best) best = v, bk = k;
+        }
+        vo[q * p.inner + i] = best;
+        io[q * p.inner + i] = bk;
+      }
+  });
+  return {val, idx};
+}
+
+template <bool IsMax> Tensor extremum_op(const Tensor& a, const int* dimp, bool keepdim) {
+  const OpInfo& op = IsMax ? max_info : min_info;
+  auto [val, idx] = extremum<IsMax>(op.name, a, dimp, keepdim);
+  if (any_requires_grad({&a})) {
+    check_float(op.name, a);
+    Node& n = record(op, val, {&a});
+    save(n, idx);
+    if (dimp) {
+      const std::int64_t v[1] = {normalize_dim(op.name, *dimp, a.dim())};
+      save_ints(n, v);
+    }
+  }
+  return val;
+}
+
+// ---- prod ------------------------------------------------------------------------------------
+// d prod / d a_k is the product of the others, from prefix and suffix products: exact with zeros.
+const OpInfo prod_info{
+    "prod", [](BackwardCtx& x) {
+      const Tensor& a = x.saved(0);
+      const Split p = x.node.nints ? split_at(a.shape(), static_cast<int>(x.ints()[0])) : Split{1, a.numel(), 1};
+      Tensor ga = Access::make(a.shape(), a.dtype());
+      dispatch_float("prod", a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* av = ptr<T>(a);
+        const T* gv = ptr<T>(x.g);
+        T* o = ptr<T>(ga);
+        for (std::int64_t q = 0; q < p.outer; ++q)
+          for (std::int64_t i = 0; i < p.inner; ++i) {
+            const std::int64_t b = q * p.n * p.inner + i;
+            T pre = 1;
+            for (std::int64_t k = 0; k < p.n; ++k) { // o holds the prefix products
+              o[b + k * p.inner] = pre;
+              pre *= av[b + k * p.inner];
+            }
+            T suf = 1;
+            const T g = gv[q * p.inner + i];
+            for (std::int64_t k = p.n; k-- > 0;) {
+              o[b + k * p.inner] *= suf * g;
+              suf *= av[b + k * p.inner];
+            }
+          }
+      });
+      x.grad(0, std::move(ga));
+    }};
+
+Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
+  check_float("prod", a);
+  const int dim = dimp ? normalize_dim("prod", *dimp, a.dim()) : 0;
+  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
+  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  Tensor out = Access::make(s, a.dtype());
+  dispatch_float("prod", a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        T acc = 1;
+        for (std::int64_t k = 0; k < p.n; ++k)
+          acc *= av[(q * p.n + k) * p.inner + i];
+        o[q * p.inner + i] = acc;
+      }
+  });
+  if (any_requires_grad({&a})) {
+    Node& n = record(prod_info, out, {&a});
+    save(n, a);
+    if (dimp) {
+      const std::int64_t v[1] = {dim};
+      save_ints(n, v);
+    }
+  }
+  return out;
+}
+
+// ---- logsumexp and norm -------------------------------------------------------------------------
+// d lse / d a_k = exp(a_k - lse): softmax, from the saved result, stable for any magnitude.
+const OpInfo logsumexp_info{
+    "logsumexp", [](BackwardCtx& x) {
+      const Tensor& a = x.saved(0);
+      const Tensor& r = x.saved(1);
+      const bool all = x.node.nints == 0;
+      const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
+      Tensor ga = Access::make(a.shape(), a.dtype());
+      dispatch_float("logsumexp", a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* av = ptr<T>(a);
+        const T* rv = ptr<T>(r);
+        const T* gv = ptr<T>(x.g);
+        T* o = ptr<T>(ga);
+        for (std::int64_t q = 0; q < p.outer; ++q)
+          for (std::int64_t k = 0; k < p.n; ++k)
+            for (std::int64_t i = 0; i < p.inner; ++i) {
+              const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
+              o[e] = gv[j] == T(0) ? T(0) : gv[j] * std::exp(av[e] - rv[j]);
+            }
+      });
+      x.grad(0, std::move(ga));
+    }};
+// d |a| / d a = a / |a|, and 0 at a = 0 (a subgradient), rather than 0/0.
+const OpInfo norm_info{
+    "norm", [](BackwardCtx& x) {
+      const Tensor& a = x.saved(0);
+      const Tensor& r = x.saved(1);
+      const bool all = x.node.nints == 0;
+      const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
+      Tensor ga = Access::make(a.shape(), a.dtype());
+      dispatch_float("norm", a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* av = ptr<T>(a);
+        const T* rv = ptr<T>(r);
+        const T* gv = ptr<T>(x.g);
+        T* o = ptr<T>(ga);
+        for (std::int64_t q = 0; q < p.outer; ++q)
+          for (std::int64_t k = 0; k < p.n; ++k)
+            for (std::int64_t i = 0; i < p.inner; ++i) {
+              const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
+              o[e] = rv[j] == T(0) ? T(0) : gv[j] * av[e] / rv[j];
+            }
+      });
+      x.grad(0, std::move(ga));
+    }};
+
+template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool keepdim) {
+  const OpInfo& op = IsLse ? logsumexp_info : norm_info;
+  check_float(op.name, a);
+  const int dim = dimp ? normalize_dim(op.name, *dimp, a.dim()) : 0;
+  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
+  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  Tensor out = Access::make(s, a.dtype());
+  dispatch_float(op.name, a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        const T* b = av + q * p.n * p.inner + i;
+        if constexpr (IsLse) {
+          T m = -std::numeric_limits<T>::infinity();
+          for (std::int64_t k = 0; k < p.n; ++k)
+            m = std::max(m, b[k * p.inner]);
+          double acc = 0;
+          if (std::isfinite(m))
+            for (std::int64_t k = 0; k < p.n; ++k)
+              acc += std::exp(static_cast<double>(b[k * p.inner] - m));
+          o[q * p.inner + i] = std::isfinite(m) ? static_cast<T>(m + std::log(acc)) : m;
+        } else {
+          double acc = 0;
+          for (std::int64_t k = 0; k < p.n; ++k)
+            acc += static_cast<double>(b[k * p.inner]) * static_cast<double>(b[k * p.inner]);
+          o[q * p.inner + i] = static_cast<T>(std::sqrt(acc));
+        }
+      }
+  });
+  if (any_requires_grad({&a})) {
+    Node& n = record(op, out, {&a});
+    save(n, a);
+    save(n, out);
+    if (dimp) {
+      const std::int64_t v[1] = {dim};
+      save_ints(n, v);
+    }
+  }
+  return out;
+}
+
+// ---- softmax and log_softmax --------------------------------------------------------------------
+// Both from the saved result r: log_softmax' g = g - softmax * sum(g); softmax' g = r (g - sum(g r)).
+template <bool IsLog> void softmax_backward(BackwardCtx& x) {
+  const Tensor& r = x.saved(0);
+  const Split p = split_at(r.shape(), static_cast<int>(x.ints()[0]));
+  Tensor ga = Access::make(r.shape(), r.dtype());
+  dispatch_float(x.name(), r.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* rv = ptr<T>(r);
+    const T* gv = ptr<T>(x.g);
+    T* o = ptr<T>(ga);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        const std::int64_t b = q * p.n * p.inner + i;
+        double s = 0;
+        for (std::int64_t k = 0; k < p.n; ++k)
+          s += IsLog ? gv[b + k * p.inner] : gv[b + k * p.inner] * rv[b + k * p.inner];
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const std::int64_t e = b + k * p.inner;
+          o[e] = IsLog ? gv[e] - std::exp(rv[e]) * T(s) : rv[e] * (gv[e] - T(s));
+        }
+      }
+  });
+  x.grad(0, std::move(ga));
+}
+const OpInfo softmax_info{"softmax", softmax_backward<false>};
+const OpInfo log_softmax_info{"log_softmax", softmax_backward<true>};
+
+template <bool IsLog> Tensor softmax_impl(const Tensor& a, int dim_) {
+  const OpInfo& op = IsLog ? log_softmax_info : softmax_info;
+  check_float(op.name, a);
+  const int dim = normalize_dim(op.name, dim_, a.dim());
+  const Split p = split_at(a.shape(), dim);
+  Tensor out = Access::make(a.shape(), a.dtype());
+  dispatch_float(op.name, a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t i = 0; i < p.inner; ++i) {
+        const std::int64_t b = q * p.n * p.inner + i;
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t k = 0; k < p.n; ++k)
+          m = std::max(m, av[b + k * p.inner]);
+        if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
+        double s = 0;
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const T e = std::exp(av[b + k * p.inner] - m);
+          if (!IsLog) o[b + k * p.inner] = e;
+          s += e;
+        }
+        const T ls = static_cast<T>(std::log(s));
+        const T inv = static_cast<T>(1.0 / s);
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const std::int64_t e = b + k * p.inner;
+          o[e] = IsLog ? av[e] - m - ls : o[e] * inv;
+        }
+      }
+  });
+  if (any_requires_grad({&a})) {
+    Node& n = record(op, out, {&a});
+    save(n, out);
+    const std::int64_t v[1] = {dim};
+    save_ints(n, v);
+  }
+  return out;
+}
+
+// ---- cross_entropy and nll_loss -------------------------------------------------------------------
+void check_targets(std::string_view op, const Tensor& x, const Tensor& t) {
+  check_float(op, x);
+  check_defined(op, t);
+  if (x.dim() != 2) fail("{}: input must be [N, C], got shape {}", op, x.shape());
+  if (t.dtype() != DType::int64) fail("{}: targets must be int64, got {}", op, t.dtype());
+  if (t.dim() != 1 || t.size(0) != x.size(0))
+    fail("{}: targets must have shape [{}] for input of shape {}, got {}", op, x.size(0), x.shape(), t.shape());
+  const std::int64_t* tv = ptr<std::int64_t>(t);
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    if (tv[i] < 0 || tv[i] >= x.size(1))
+      fail("{}: target {} at position {} is out of range for {} classes", op, tv[i], i, x.size(1));
+}
+// The adjoint of loss i, for the reductions mean (c = 1/N), sum (c = 1) and none (c = 0).
+template <class T> T row_grad(const T* gv, double c, std::int64_t i) { return c != 0 ? gv[0] * T(c) : gv[i]; }
+
+// d/dx_ij = g_i (softmax_ij - [j == t_i]), the softmax recomputed from the saved logsumexp.
+const OpInfo cross_entropy_info{"cross_entropy", [](BackwardCtx& x) {
+                                  const Tensor& lg = x.saved(0);
+                                  const Tensor& t = x.saved(1);
+                                  const Tensor& lse = x.saved(2);
+                                  const std::int64_t n = lg.size(0), c = lg.size(1);
+                                  Tensor ga = Access::make(lg.shape(), lg.dtype());
+                                  dispatch_float("cross_entropy", lg.dtype(), [&](auto tag) {
+                                    using T = decltype(tag);
+                                    const T* xv = ptr<T>(lg);
+                                    const double* lv = ptr<double>(lse);
+                                    const T* gv = ptr<T>(x.g);
+                                    const std::int64_t* tv = ptr<std::int64_t>(t);
+                                    T* o = ptr<T>(ga);
+                                    for (std::int64_t i = 0; i < n; ++i) {
+                                      const T gi = row_grad(gv, x.c(0), i);
+                                      for (std::int64_t j = 0; j < c; ++j)
+                                        o[i * c + j] = gi * static_cast<T>(std::exp(xv[i * c + j] - lv[i]));
+                                      o[i * c + tv[i]] -= gi;
+                                    }
+                                  });
+                                  x.grad(0, std::move(ga));
+                                }};
+
+const OpInfo nll_info{"nll_loss", [](BackwardCtx& x) {
+                        const Tensor& t = x.saved(0);
+                        const Shape& in = x.in_shape(0);
+                        Tensor ga = zeros(in, x.g.dtype());
+                        dispatch_float("nll_loss", ga.dtype(), [&](auto tag) {
+                          using T = decltype(tag);
+                          const T* gv = ptr<T>(x.g);
+                          const std::int64_t* tv = ptr<std::int64_t>(t);
+                          T* o = ptr<T>(ga);
+                          for (std::int64_t i = 0; i < in[0]; ++i)
+                            o[i * in[1] + tv[i]] = -row_grad(gv, x.c(0), i);
+                        });
+                        x.grad(0, std::move(ga));
+                      }};
+
+double reduction_scale(Reduction r, std::int64_t n) {
+  return r == Reduction::mean ? 1.0 / static_cast<double>(n) : r == Reduction::sum ? 1.0 : 0.0;
+}
+
+} // namespace
+} // namespace detail
+
+using detail::Access;
+using detail::ptr;
+
+Tensor sum(const Tensor& a) { return detail::sum_impl(detail::sum_info, a, nullptr, false, false); }
+Tensor sum(const Tensor& a, int dim, bool keepdim) {
+  return detail::sum_impl(detail::sum_info, a, &dim, keepdim, false);
+}
+Tensor mean(const Tensor& a) { return detail::sum_impl(detail::mean_info, a, nullptr, false, true); }
+Tensor mean(const Tensor& a, int dim, bool keepdim) {
+  return detail::sum_impl(detail::mean_info, a, &dim, keepdim, true);
+}
+Tensor max(const Tensor& a) { return detail::extremum_op<true>(a, nullptr, false); }
+Tensor max(const Tensor& a, int dim, bool keepdim) { return detail::extremum_op<true>(a, &dim, keepdim); }
+Tensor min(const Tensor& a) { return detail::extremum_op<false>(a, nullptr, false); }
+Tensor min(const Tensor& a, int dim, bool keepdim) { return detail::extremum_op<false>(a, &dim, keepdim); }
+Tensor argmax(const Tensor& a) { return detail::extremum<true>("argmax", a, nullptr, false).second; }
+Tensor argmax(const Tensor& a, int dim, bool keepdim) {
+  return detail::extremum<true>("argmax", a, &dim, keepdim).second;
+}
+Tensor argmin(const Tensor& a) { return detail::extremum<false>("argmin", a, nullptr, false).second; }
+Tensor argmin(const Tensor& a, int dim, bool keepdim) {
+  return detail::extremum<false>("argmin", a, &dim, keepdim).second;
+}
+Tensor prod(const Tensor& a) { return detail::prod_impl(a, nullptr, false); }
+Tensor prod(const Tensor& a, int dim, bool keepdim) { return detail::prod_impl(a, &dim, keepdim); }
+Tensor logsumexp(const Tensor& a) { return detail::lse_norm<true>(a, nullptr, false); }
+Tensor logsumexp(const Tensor& a, int dim, bool keepdim) { return detail::lse_norm<true>(a, &dim, keepdim); }
+Tensor norm(const Tensor& a) { return detail::lse_norm<false>(a, nullptr, false); }
+Tensor norm(const Tensor& a, int dim, bool keepdim) { return detail::lse_norm<false>(a, &dim, keepdim); }
+
+// var and std are compositions of recorded ops: their gradients need no rule of their own.
+Tensor var(const Tensor& a, int dim, bool keepdim, int correction) {
+  detail::check_float("var", a);
+  const int d = detail::normalize_dim("var", dim, a.dim());
+  const std::int64_t n = a.dim() == 0 ? 1 : a.size(d);
+  const Tensor centered = a - mean(a, d, true);
+  return sum(square(centered), d, keepdim) / static_cast<double>(n - correction);
+}
+Tensor var(const Tensor& a, int correction) {
+  detail::check_float("var", a);
+  return var(reshape(a, {a.numel()}), 0, false, correction);
+}
+Tensor stddev(const Tensor& a, int dim, bool keepdim, int correction) { return sqrt(var(a, dim, keepdim, correction)); }
+Tensor stddev(const Tensor& a, int correction) { return sqrt(var(a, correction)); }
+
+Tensor softmax(const Tensor& a, int dim) { return detail::softmax_impl<false>(a, dim); }
+Tensor log_softmax(const Tensor& a, int dim) { return detail::softmax_impl<true>(a, dim); }
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red) {
+  detail::check_targets("cross_entropy", logits, targets);
+  const std::int64_t n = logits.size(0), c = logits.size(1);
+  const double scale = detail::reduction_scale(red, n);
+  // in float64 for every dtype: exp(x - lse) in the backward is then accurate even for float32
+  // logits of magnitude 1e4, where a float32 lse would be off by 1e-3.
+  Tensor lse = Access::make({n}, DType::float64);
+  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, logits.dtype());
+  detail::dispatch_float("cross_entropy", logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xv = ptr<T>(logits);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    double* lv = ptr<double>(lse);
+    T* o = ptr<T>(out);
+    double total = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T* row = xv + i * c;
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::int64_t j = 0; j < c; ++j)
+        m = std::max(m, row[j]);
+      double s = 0;
+      for (std::int64_t j = 0; j < c; ++j)
+        s += std::exp(static_cast<double>(row[j] - m));
+      lv[i] = static_cast<double>(m) + std::log(s);
+      // lse - x_t computed as (m - x_t) + log s: no cancellation between two huge numbers.
+      const double li = static_cast<double>(m - row[tv[i]]) + std::log(s);
+      if (red == Reduction::none)
+        o[i] = static_cast<T>(li);
+      else
+        total += li;
+    }
+    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
+  });
+  if (detail::any_requires_grad({&logits})) {
+    detail::Node& nd = detail::record(detail::cross_entropy_info, out, {&logits});
+    nd.c[0] = scale;
+    detail::save(nd, logits);
+    detail::save(nd, targets);
+    detail::save(nd, lse);
+  }
+  return out;
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction red) {
+  detail::check_targets("nll_loss", log_probs, targets);
+  const std::int64_t n = log_probs.size(0), c = log_probs.size(1);
+  const double scale = detail::reduction_scale(red, n);
+  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, log_probs.dtype());
+  detail::dispatch_float("nll_loss", log_probs.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xv = ptr<T>(log_probs);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    T* o = ptr<T>(out);
+    double total = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T li = -xv[i * c + tv[i]];
+      if (red == Reduction::none)
+        o[i] = li;
+      else
+        total += li;
+    }
+    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
+  });
+  if (detail::any_requires_grad({&log_probs})) {
+    detail::Node& nd = detail::record(detail::nll_info, out, {&log_probs});
+    nd.c[0] = scale;
+    detail::save(nd, targets);
+  }
+  return out;
+}
+
+} // namespace autodiff

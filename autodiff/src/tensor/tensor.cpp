@@ -1,0 +1,566 @@
+// Tensor storage (a caching allocator), shapes, factories, random numbers, conversions, printing,
+// and the shape helpers the kernels share.
+
+#include "internal.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+#include <new>
+#include <numbers>
+#include <random>
+
+namespace autodiff {
+
+std::string_view dtype_name(DType d) {
+  switch (d) {
+  case DType::float32:
+    return "float32";
+  case DType::float64:
+    return "float64";
+  case DType::int64:
+    return "int64";
+  }
+  return "unknown";
+}
+
+Shape::Shape(std::span<const std::int64_t> dims) {
+  if (dims.size() > static_cast<std::size_t>(max_rank))
+    detail::fail("shape: {} dimensions given, at most {} are supported", dims.size(), max_rank);
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] < -1) detail::fail("shape: dimension {} is {}; sizes must be >= 0", i, dims[i]);
+    d_[i] = dims[i];
+  }
+  rank_ = static_cast<std::uint8_t>(dims.size());
+}
+
+void Shape::push_back(std::int64_t d) {
+  if (rank_ == max_rank) detail::fail("shape: more than {} dimensions", max_rank);
+  d_[rank_++] = d;
+}
+
+namespace detail {
+
+// ---- the caching allocator ------------------------------------------------------------------------
+// Freed buffers go to a free list per size class of the thread that frees them. Size classes are
+// four per power of two, so rounding wastes at most 25%. The lists survive Tape::reset(): a
+// training loop reuses the same buffers every step and allocates nothing after the first.
+namespace {
+constexpr std::size_t header = 64; // keeps the data 64-byte aligned
+constexpr std::size_t num_classes = 240;
+constexpr std::size_t max_cached_bytes = std::size_t{1} << 30;
+
+std::size_t class_of(std::size_t bytes, std::uint32_t& cls) {
+  if (bytes <= 64) {
+    cls = 0;
+    return 64;
+  }
+  const int p = std::bit_width(bytes - 1); // 2^p >= bytes > 2^(p-1), p >= 7
+  const std::size_t step = std::size_t{1} << (p - 3);
+  const std::size_t q = (bytes + step - 1) / step; // 5..8
+  cls = static_cast<std::uint32_t>(1 + (p - 7) * 4 + static_cast<int>(q - 5));
+  return q * step;
+}
+
+thread_local bool cache_gone = false; // trivially destructible: readable during thread exit
+
+struct Cache {
+  std::vector<Buffer*> lists[num_classes];
+  std::size_t bytes = 0;
+  std::size_t heap_allocations = 0;
+  ~Cache() {
+    cache_gone = true;
+    for (auto& l : lists)
+      for (Buffer* b : l)
+        free_buffer(b);
+  }
+  static void free_buffer(Buffer* b) {
+    b->~Buffer();
+    ::operator delete (static_cast<void*>(b), std::align_val_t{64});
+  }
+};
+Cache& cache() {
+  thread_local Cache c;
+  return c;
+}
+} // namespace
+
+Buffer* allocate(std::size_t bytes) {
+  std::uint32_t cls = 0;
+  const std::size_t size = class_of(bytes, cls);
+  if (cls >= num_classes) fail("tensor: cannot allocate {} bytes", bytes);
+  if (!cache_gone) {
+    Cache& c = cache();
+    auto& l = c.lists[cls];
+    if (!l.empty()) {
+      Buffer* b = l.back();
+      l.pop_back();
+      c.bytes -= size;
+      b->refs.store(1, std::memory_order_relaxed);
+      b->bytes = bytes;
+      return b;
+    }
+  }
+  if (!cache_gone) ++cache().heap_allocations;
+  void* mem = ::operator new (header + size, std::align_val_t{64});
+  auto* b = new (mem) Buffer;
+  b->size_class = cls;
+  b->bytes = bytes;
+  b->data = static_cast<char*>(mem) + header;
+  return b;
+}
+
+void release(Buffer* b) {
+  if (!cache_gone) {
+    Cache& c = cache();
+    std::uint32_t cls = 0;
+    const std::size_t size = class_of(b->bytes, cls);
+    if (c.bytes + size <= max_cached_bytes) {
+      c.lists[b->size_class].push_back(b);
+      c.bytes += size;
+      return;
+    }
+  }
+  Cache::free_buffer(b);
+}
+
+void retain(GradSlot* s) { s->refs.fetch_add(1, std::memory_order_relaxed); }
+void release(GradSlot* s) {
+  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete s;
+}
+
+Tensor Access::make(const Shape& s, DType d) {
+  for (int i = 0; i < s.rank(); ++i)
+    if (s[i] < 0) fail("tensor: shape {} has a negative dimension", s);
+  Tensor t;
+  t.buf_ = allocate(static_cast<std::size_t>(s.numel()) * dtype_size(d));
+  t.shape_ = s;
+  t.dtype_ = d;
+  return t;
+}
+
+// ---- checks and shape helpers -----------------------------------------------------------------
+void check_defined(std::string_view op, const Tensor& t) {
+  if (!t.defined()) fail("{}: the tensor is undefined (default-constructed)", op);
+}
+void check_float(std::string_view op, const Tensor& t) {
+  check_defined(op, t);
+  if (t.dtype() == DType::int64)
+    fail("{}: needs a float32 or float64 tensor, got int64 of shape {}; convert with .to(DType::float32)", op,
+         t.shape());
+}
+void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a);
+  check_defined(op, b);
+  if (a.dtype() != b.dtype())
+    fail("{}: dtypes {} (shape {}) and {} (shape {}) differ; convert one with .to()", op, a.dtype(), a.shape(),
+         b.dtype(), b.shape());
+}
+int normalize_dim(std::string_view op, int dim, int rank) {
+  const int r = rank == 0 ? 1 : rank;
+  if (dim < -r || dim >= r) fail("{}: dim {} is out of range for a tensor of {} dimensions", op, dim, rank);
+  return dim < 0 ? dim + r : dim;
+}
+Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
+  const int r = std::max(a.rank(), b.rank());
+  std::array<std::int64_t, Shape::max_rank> d{};
+  for (int i = 0; i < r; ++i) {
+    const int ia = a.rank() - r + i, ib = b.rank() - r + i;
+    const std::int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da != db && da != 1 && db != 1) fail("{}: shapes {} and {} cannot be broadcast together", op, a, b);
+    d[static_cast<std::size_t>(i)] = da == 1 ? db : da;
+  }
+  return Shape(std::span<const std::int64_t>(d.data(), static_cast<std::size_t>(r)));
+}
+bool broadcastable_to(const Shape& from, const Shape& to) {
+  if (from.rank() > to.rank()) return false;
+  for (int i = 0; i < from.rank(); ++i) {
+    const std::int64_t f = from[i], t = to[to.rank() - from.rank() + i];
+    if (f != t && f != 1) return false;
+  }
+  return true;
+}
+std::array<std::int64_t, Shape::max_rank> broadcast_strides(const Shape& s, const Shape& out) {
+  std::array<std::int64_t, Shape::max_rank> st{};
+  std::int64_t stride = 1;
+  for (int i = s.rank() - 1; i >= 0; --i) {
+    const int o = out.rank() - s.rank() + i;
+    st[static_cast<std::size_t>(o)] = (s[i] == 1 && out[o] != 1) ? 0 : stride;
+    stride *= s[i];
+  }
+  return st;
+}
+Tensor expand_copy(const Tensor& t, const Shape& s) {
+  if (t.shape() == s) return t;
+  Tensor out = Access::make(s, t.dtype());
+  dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* a = ptr<T>(t);
+    T* o = ptr<T>(out);
+    for_rows<1>(s, {broadcast_strides(t.shape(), s)}, [&](std::int64_t oo, auto off, std::int64_t n, auto st) {
+      for (std::int64_t j = 0; j < n; ++j)
+        o[oo + j] = a[off[0] + j * st[0]];
+    });
+  });
+  return out;
+}
+Tensor sum_to(const Tensor& g, const Shape& s) {
+  if (g.shape() == s) return g;
+  Tensor out = Access::make(s, g.dtype());
+  dispatch_float("sum_to", g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* o = ptr<T>(out);
+    const T* a = ptr<T>(g);
+    std::fill(o, o + s.numel(), T(0));
+    for_rows<1>(g.shape(), {broadcast_strides(s, g.shape())}, [&](std::int64_t ai, auto off, std::int64_t n, auto st) {
+      if (st[0] == 0) {
+        T acc = 0;
+        for (std::int64_t j = 0; j < n; ++j)
+          acc += a[ai + j];
+        o[off[0]] += acc;
+      } else {
+        for (std::int64_t j = 0; j < n; ++j)
+          o[off[0] + j] += a[ai + j];
+      }
+    });
+  });
+  return out;
+}
+Tensor accumulate(Tensor a, const Tensor& b) {
+  Tensor out = Access::unique(a) ? std::move(a) : Tensor();
+  const bool inplace = out.defined();
+  if (!inplace) out = Access::make(a.shape(), a.dtype());
+  dispatch_float("accumulate", out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = ptr<T>(inplace ? out : a);
+    const T* y = ptr<T>(b);
+    T* o = ptr<T>(out);
+    const std::int64_t n = out.numel();
+    for (std::int64_t i = 0; i < n; ++i)
+      o[i] = x[i] + y[i];
+  });
+  return out;
+}
+Tensor convert(const Tensor& t, DType d) {
+  Tensor out = Access::make(t.shape(), d);
+  dispatch_all(t.dtype(), [&](auto from) {
+    dispatch_all(d, [&](auto to) {
+      using F = decltype(from);
+      using T = decltype(to);
+      const F* a = ptr<F>(t);
+      T* o = ptr<T>(out);
+      const std::int64_t n = t.numel();
+      for (std::int64_t i = 0; i < n; ++i)
+        o[i] = static_cast<T>(a[i]);
+    });
+  });
+  return out;
+}
+Shape reduced_shape(const Shape& s, int dim, bool keepdim) {
+  Shape r;
+  for (int i = 0; i < s.rank(); ++i) {
+    if (i != dim)
+      r.push_back(s[i]);
+    else if (keepdim)
+      r.push_back(1);
+  }
+  return r;
+}
+Split split_at(const Shape& s, int dim) {
+  Split p{1, s.rank() == 0 ? 1 : s[dim], 1};
+  for (int i = 0; i < dim; ++i)
+    p.outer *= s[i];
+  for (int i = dim + 1; i < s.rank(); ++i)
+    p.inner *= s[i];
+  return p;
+}
+
+} // namespace detail
+
+TensorMemoryStats tensor_memory_stats() {
+  if (detail::cache_gone) return {};
+  const detail::Cache& c = detail::cache();
+  return {c.heap_allocations, c.bytes};
+}
+
+using detail::Access;
+using detail::fail;
+using detail::ptr;
+
+// ---- Tensor members ------------------------------------------------------------------------------
+std::int64_t Tensor::size(int d) const {
+  const int k = detail::normalize_dim("size", d, dim());
+  return dim() == 0 ? 1 : shape_[k];
+}
+
+Tensor Tensor::detach() const {
+  Tensor t;
+  t.buf_ = buf_;
+  if (buf_) buf_->refs.fetch_add(1, std::memory_order_relaxed);
+  t.offset_ = offset_;
+  t.shape_ = shape_;
+  t.dtype_ = dtype_;
+  return t;
+}
+
+double Tensor::item() const {
+  detail::check_defined("item", *this);
+  if (numel() != 1) fail("item: the tensor has shape {} ({} elements); item() needs exactly one", shape_, numel());
+  return detail::dispatch_all(dtype_, [&](auto tag) { return static_cast<double>(*ptr<decltype(tag)>(*this)); });
+}
+
+double Tensor::value_at(std::span<const std::int64_t> index) const {
+  detail::check_defined("at", *this);
+  if (static_cast<int>(index.size()) != dim())
+    fail("at: {} indices given for a tensor of shape {}", index.size(), shape_);
+  std::int64_t flat = 0;
+  for (int i = 0; i < dim(); ++i) {
+    const std::int64_t k = index[static_cast<std::size_t>(i)];
+    if (k < 0 || k >= shape_[i]) fail("at: index {} is out of range for dimension {} of shape {}", k, i, shape_);
+    flat = flat * shape_[i] + k;
+  }
+  return detail::dispatch_all(dtype_, [&](auto tag) { return static_cast<double>(ptr<decltype(tag)>(*this)[flat]); });
+}
+
+template <class T> static DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>)
+    return DType::float32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::float64;
+  else
+    return DType::int64;
+}
+
+template <class T> std::span<const T> Tensor::data() const {
+  detail::check_defined("data", *this);
+  if (dtype_of<T>() != dtype_) fail("data: the tensor is {}, not {}", dtype_, dtype_of<T>());
+  return {ptr<T>(*this), static_cast<std::size_t>(numel())};
+}
+template <class T> std::span<T> Tensor::mutable_data() {
+  detail::check_defined("mutable_data", *this);
+  if (dtype_of<T>() != dtype_) fail("mutable_data: the tensor is {}, not {}", dtype_, dtype_of<T>());
+  return {ptr<T>(*this), static_cast<std::size_t>(numel())};
+}
+template std::span<const float> Tensor::data<float>() const;
+template std::span<const double> Tensor::data<double>() const;
+template std::span<const std::int64_t> Tensor::data<std::int64_t>() const;
+template std::span<float> Tensor::mutable_data<float>();
+template std::span<double> Tensor::mutable_data<double>();
+template std::span<std::int64_t> Tensor::mutable_data<std::int64_t>();
+
+std::vector<double> Tensor::to_vector() const {
+  detail::check_defined("to_vector", *this);
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  detail::dispatch_all(dtype_, [&](auto tag) {
+    const auto* p = ptr<decltype(tag)>(*this);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = static_cast<double>(p[i]);
+  });
+  return v;
+}
+
+Tensor Tensor::reshape(const Shape& s) const { return autodiff::reshape(*this, s); }
+Tensor Tensor::t() const { return autodiff::transpose(*this); }
+
+// ---- grad mode -------------------------------------------------------------------------------
+namespace {
+thread_local bool tl_grad_enabled = true;
+}
+bool grad_enabled() { return tl_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { tl_grad_enabled = previous_; }
+
+// ---- factories -------------------------------------------------------------------------------
+Tensor full(const Shape& s, double value, DType d) {
+  Tensor t = Access::make(s, d);
+  detail::dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    std::fill_n(ptr<T>(t), s.numel(), static_cast<T>(value));
+  });
+  return t;
+}
+Tensor zeros(const Shape& s, DType d) { return full(s, 0.0, d); }
+Tensor ones(const Shape& s, DType d) { return full(s, 1.0, d); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+
+Tensor arange(double end, DType d) { return arange(0, end, 1, d); }
+Tensor arange(double start, double end, double step, DType d) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
+    fail("arange: needs finite start, end and a non-zero step (got {}, {}, {})", start, end, step);
+  const double count = std::ceil((end - start) / step);
+  const auto n = static_cast<std::int64_t>(std::max(0.0, count));
+  Tensor t = Access::make({n}, d);
+  detail::dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    for (std::int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+  return t;
+}
+Tensor linspace(double start, double end, std::int64_t steps, DType d) {
+  if (steps < 0) fail("linspace: steps is {}; it must be >= 0", steps);
+  Tensor t = Access::make({steps}, d);
+  detail::dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    const double h = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
+    for (std::int64_t i = 0; i < steps; ++i)
+      p[i] = static_cast<T>(i == steps - 1 && steps > 1 ? end : start + static_cast<double>(i) * h);
+  });
+  return t;
+}
+Tensor eye(std::int64_t n, DType d) { return eye(n, n, d); }
+Tensor eye(std::int64_t n, std::int64_t m, DType d) {
+  if (n < 0 || m < 0) fail("eye: sizes {} and {} must be >= 0", n, m);
+  Tensor t = zeros({n, m}, d);
+  detail::dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    for (std::int64_t i = 0; i < std::min(n, m); ++i)
+      p[i * m + i] = T(1);
+  });
+  return t;
+}
+
+namespace {
+std::mt19937_64& generator() {
+  thread_local std::mt19937_64 g(0x7a9e9ad);
+  return g;
+}
+double uniform01() { return static_cast<double>(generator()() >> 11) * 0x1.0p-53; }
+} // namespace
+void manual_seed(std::uint64_t seed) { generator().seed(seed); }
+
+Tensor rand(const Shape& s, DType d) {
+  Tensor t = Access::make(s, d);
+  detail::dispatch_float("rand", d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    for (std::int64_t i = 0; i < s.numel(); ++i)
+      p[i] = static_cast<T>(uniform01());
+  });
+  return t;
+}
+Tensor randn(const Shape& s, DType d) {
+  Tensor t = Access::make(s, d);
+  detail::dispatch_float("randn", d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    const std::int64_t n = s.numel();
+    for (std::int64_t i = 0; i < n; i += 2) { // Box-Muller: two normals from two uniforms
+      const double u1 = 1.0 - uniform01(), u2 = uniform01();
+      const double r = std::sqrt(-2.0 * std::log(u1));
+      p[i] = static_cast<T>(r * std::cos(2 * std::numbers::pi * u2));
+      if (i + 1 < n) p[i + 1] = static_cast<T>(r * std::sin(2 * std::numbers::pi * u2));
+    }
+  });
+  return t;
+}
+
+Tensor from_vector(const std::vector<double>& v, const Shape& s, DType d) {
+  if (static_cast<std::int64_t>(v.size()) != s.numel())
+    fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
+  Tensor t = Access::make(s, d);
+  detail::dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = ptr<T>(t);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      p[i] = static_cast<T>(v[i]);
+  });
+  return t;
+}
+Tensor from_vector(const std::vector<float>& v, const Shape& s) {
+  if (static_cast<std::int64_t>(v.size()) != s.numel())
+    fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
+  Tensor t = Access::make(s, DType::float32);
+  std::copy(v.begin(), v.end(), ptr<float>(t));
+  return t;
+}
+Tensor from_vector(const std::vector<std::int64_t>& v, const Shape& s) {
+  if (static_cast<std::int64_t>(v.size()) != s.numel())
+    fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
+  Tensor t = Access::make(s, DType::int64);
+  std::copy(v.begin(), v.end(), ptr<std::int64_t>(t));
+  return t;
+}
+Tensor tensor(std::initializer_list<double> v, DType d) {
+  return from_vector(std::vector<double>(v), {static_cast<std::int64_t>(v.size())}, d);
+}
+Tensor tensor(std::initializer_list<std::initializer_list<double>> v, DType d) {
+  std::vector<double> flat;
+  const std::size_t cols = v.size() ? v.begin()->size() : 0;
+  for (const auto& row : v) {
+    if (row.size() != cols)
+      fail("tensor: rows have {} and {} elements; nested lists must be rectangular", cols, row.size());
+    flat.insert(flat.end(), row.begin(), row.end());
+  }
+  return from_vector(flat, {static_cast<std::int64_t>(v.size()), static_cast<std::int64_t>(cols)}, d);
+}
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> v, DType d) {
+  std::vector<double> flat;
+  const std::size_t rows = v.size() ? v.begin()->size() : 0;
+  const std::size_t cols = rows ? v.begin()->begin()->size() : 0;
+  for (const auto& m : v) {
+    if (m.size() != rows) fail("tensor: nested lists must be rectangular ({} and {} rows)", rows, m.size());
+    for (const auto& row : m) {
+      if (row.size() != cols) fail("tensor: nested lists must be rectangular ({} and {} columns)", cols, row.size());
+      flat.insert(flat.end(), row.begin(), row.end());
+    }
+  }
+  return from_vector(
+      flat, {static_cast<std::int64_t>(v.size()), static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)}, d);
+}
+
+} // namespace autodiff
+
+// ---- printing --------------------------------------------------------------------------------
+namespace {
+constexpr std::int64_t elide_above = 1000; // elements; larger tensors show 3 + ... + 3 per dimension
+constexpr std::int64_t edge = 3;
+
+void print_dim(std::string& out, const std::vector<double>& v, const autodiff::Shape& s, int d, std::int64_t base,
+               bool elide, const char* spec, bool integral) {
+  if (s.rank() == 0) {
+    out += integral ? fmt::format("{}", static_cast<std::int64_t>(v[0])) : fmt::format(fmt::runtime(spec), v[0]);
+    return;
+  }
+  std::int64_t stride = 1;
+  for (int i = d + 1; i < s.rank(); ++i)
+    stride *= s[i];
+  out += '[';
+  const std::int64_t n = s[d];
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (elide && n > 2 * edge && i == edge) {
+      out += "..., ";
+      i = n - edge - 1;
+      continue;
+    }
+    if (d + 1 == s.rank()) {
+      const double x = v[static_cast<std::size_t>(base + i)];
+      out += integral ? fmt::format("{}", static_cast<std::int64_t>(x)) : fmt::format(fmt::runtime(spec), x);
+    } else {
+      print_dim(out, v, s, d + 1, base + i * stride, elide, spec, integral);
+    }
+    if (i + 1 < n) out += ", ";
+  }
+  out += ']';
+}
+} // namespace
+
+fmt::format_context::iterator fmt::formatter<autodiff::Tensor>::format(const autodiff::Tensor& t,
+                                                                       format_context& ctx) const {
+  if (!t.defined()) return fmt::format_to(ctx.out(), "tensor(undefined)");
+  std::string body;
+  print_dim(body, t.to_vector(), t.shape(), 0, 0, t.numel() > elide_above, spec, t.dtype() == autodiff::DType::int64);
+  return fmt::format_to(ctx.out(), "tensor({}, shape={}, dtype={}{})", body, t.shape(), t.dtype(),
+                        t.requires_grad() ? ", requires_grad" : "");
+}
+fmt::format_context::iterator fmt::formatter<autodiff::Shape>::format(const autodiff::Shape& s,
+                                                                      format_context& ctx) const {
+  return fmt::format_to(ctx.out(), "[{}]", fmt::join(s.begin(), s.end(), ","));
+}
+fmt::format_context::iterator fmt::formatter<autodiff::DType>::format(autodiff::DType d, format_context& ctx) const {
+  return fmt::format_to(ctx.out(), "{}", autodiff::dtype_name(d));
+}

@@ -1,0 +1,216 @@
+// Datasets and the DataLoader.
+
+#include <nn/data.hpp>
+
+#include <autodiff/error.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <numeric>
+
+namespace nn {
+
+using autodiff::DType;
+
+namespace {
+[[noreturn]] void fail(const std::string& msg) { throw autodiff::Error("nn: " + msg); }
+
+std::size_t row_bytes(const Tensor& t) {
+  return static_cast<std::size_t>(t.numel() / std::max<std::int64_t>(t.size(0), 1)) * autodiff::dtype_size(t.dtype());
+}
+const std::byte* bytes_of(const Tensor& t) {
+  switch (t.dtype()) {
+  case DType::float32:
+    return reinterpret_cast<const std::byte*>(t.data<float>().data());
+  case DType::float64:
+    return reinterpret_cast<const std::byte*>(t.data<double>().data());
+  case DType::int64:
+    return reinterpret_cast<const std::byte*>(t.data<std::int64_t>().data());
+  }
+  return nullptr;
+}
+std::byte* mutable_bytes_of(Tensor& t) {
+  switch (t.dtype()) {
+  case DType::float32:
+    return reinterpret_cast<std::byte*>(t.mutable_data<float>().data());
+  case DType::float64:
+    return reinterpret_cast<std::byte*>(t.mutable_data<double>().data());
+  case DType::int64:
+    return reinterpret_cast<std::byte*>(t.mutable_data<std::int64_t>().data());
+  }
+  return nullptr;
+}
+// Rows `indices` of t, as a new contiguous tensor.
+Tensor gather_rows(const Tensor& t, std::span<const std::int64_t> indices) {
+  autodiff::Shape s = t.shape();
+  s[0] = static_cast<std::int64_t>(indices.size());
+  Tensor out = autodiff::zeros(s, t.dtype());
+  const std::size_t rb = row_bytes(t);
+  const std::byte* src = bytes_of(t);
+  std::byte* dst = mutable_bytes_of(out);
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    std::memcpy(dst + i * rb, src + static_cast<std::size_t>(indices[i]) * rb, rb);
+  return out;
+}
+} // namespace
+
+Batch Dataset::batch(std::span<const std::int64_t> indices) const {
+  std::vector<Tensor> xs, ys;
+  for (auto i : indices) {
+    Batch b = get(i);
+    xs.push_back(b.inputs);
+    ys.push_back(b.targets);
+  }
+  autodiff::NoGradGuard guard;
+  return {autodiff::stack(xs, 0), autodiff::stack(ys, 0)};
+}
+
+TensorDataset::TensorDataset(Tensor inputs, Tensor targets) : inputs_(inputs.detach()), targets_(targets.detach()) {
+  if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0))
+    fail(fmt::format("TensorDataset: inputs {} and targets {} need the same first dim", inputs_.shape(),
+                     targets_.shape()));
+}
+
+Batch TensorDataset::get(std::int64_t index) const {
+  if (index < 0 || index >= size()) fail(fmt::format("TensorDataset: index {} out of range [0, {})", index, size()));
+  const std::int64_t i[1] = {index};
+  Batch b = batch(i);
+  autodiff::Shape xs, ys;
+  for (int d = 1; d < b.inputs.dim(); ++d)
+    xs.push_back(b.inputs.size(d));
+  for (int d = 1; d < b.targets.dim(); ++d)
+    ys.push_back(b.targets.size(d));
+  return {autodiff::reshape(b.inputs, xs), autodiff::reshape(b.targets, ys)};
+}
+
+Batch TensorDataset::batch(std::span<const std::int64_t> indices) const {
+  for (auto i : indices)
+    if (i < 0 || i >= size()) fail(fmt::format("TensorDataset: index {} out of range [0, {})", i, size()));
+  return {gather_rows(inputs_, indices), gather_rows(targets_, indices)};
+}
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> data, DataLoaderOptions o) : data_(std::move(data)), o_(o) {
+  if (!data_) fail("DataLoader: null dataset");
+  if (o.batch_size <= 0) fail(fmt::format("DataLoader: batch_size must be positive, got {}", o.batch_size));
+  if (data_->size() == 0) fail("DataLoader: the dataset is empty");
+}
+
+std::int64_t DataLoader::batches_per_epoch() const {
+  const std::int64_t n = data_->size();
+  return o_.drop_last ? n / o_.batch_size : (n + o_.batch_size - 1) / o_.batch_size;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  const std::int64_t n = data_->size();
+  order_.resize(static_cast<std::size_t>(n));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (o_.shuffle) {
+    std::mt19937_64 rng(o_.seed + static_cast<std::uint64_t>(epoch_));
+    // Fisher-Yates with our own index draws, so the order is the same on every standard library.
+    for (std::int64_t i = n - 1; i > 0; --i) {
+      const auto j = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(i + 1));
+      std::swap(order_[static_cast<std::size_t>(i)], order_[static_cast<std::size_t>(j)]);
+    }
+  }
+  ++epoch_;
+  end_pos_ = batches_per_epoch();
+  return Iterator(this, 0);
+}
+
+DataLoader::Iterator DataLoader::end() const { return Iterator(this, end_pos_); }
+
+DataLoader::Iterator::Iterator(const DataLoader* l, std::int64_t pos) : loader_(l), pos_(pos) {
+  if (pos_ < loader_->end_pos_) load();
+}
+
+void DataLoader::Iterator::load() {
+  const std::int64_t bs = loader_->o_.batch_size;
+  const std::int64_t first = pos_ * bs;
+  const std::int64_t count = std::min(bs, loader_->data_->size() - first);
+  batch_ = loader_->data_->batch(
+      std::span<const std::int64_t>(loader_->order_.data() + first, static_cast<std::size_t>(count)));
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  ++pos_;
+  if (pos_ < loader_->end_pos_)
+    load();
+  else
+    batch_ = {};
+  return *this;
+}
+
+namespace {
+TensorDataset points(const std::vector<float>& xy, const std::vector<std::int64_t>& labels) {
+  const auto n = static_cast<std::int64_t>(labels.size());
+  return TensorDataset(autodiff::from_vector(xy, {n, 2}), autodiff::from_vector(labels, {n}));
+}
+} // namespace
+
+TensorDataset make_moons(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 2) fail(fmt::format("make_moons: need at least 2 points, got {}", n));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  std::vector<float> xy;
+  std::vector<std::int64_t> labels;
+  const std::int64_t outer = n / 2, inner = n - outer;
+  for (std::int64_t i = 0; i < outer; ++i) {
+    const double t =
+        std::numbers::pi * static_cast<double>(i) / static_cast<double>(std::max<std::int64_t>(outer - 1, 1));
+    xy.push_back(static_cast<float>(std::cos(t) + noise * gauss(rng)));
+    xy.push_back(static_cast<float>(std::sin(t) + noise * gauss(rng)));
+    labels.push_back(0);
+  }
+  for (std::int64_t i = 0; i < inner; ++i) {
+    const double t =
+        std::numbers::pi * static_cast<double>(i) / static_cast<double>(std::max<std::int64_t>(inner - 1, 1));
+    xy.push_back(static_cast<float>(1 - std::cos(t) + noise * gauss(rng)));
+    xy.push_back(static_cast<float>(0.5 - std::sin(t) + noise * gauss(rng)));
+    labels.push_back(1);
+  }
+  return points(xy, labels);
+}
+
+TensorDataset make_circles(std::int64_t n, double noise, double factor, std::uint64_t seed) {
+  if (n < 2 || !(factor > 0 && factor < 1))
+    fail(fmt::format("make_circles: need n >= 2 and 0 < factor < 1, got {} and {}", n, factor));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  std::vector<float> xy;
+  std::vector<std::int64_t> labels;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool in = i >= n / 2;
+    const double t = 2 * std::numbers::pi * static_cast<double>(i) / static_cast<double>(n / 2 + 1);
+    const double r = in ? factor : 1.0;
+    xy.push_back(static_cast<float>(r * std::cos(t) + noise * gauss(rng)));
+    xy.push_back(static_cast<float>(r * std::sin(t) + noise * gauss(rng)));
+    labels.push_back(in ? 1 : 0);
+  }
+  return points(xy, labels);
+}
+
+TensorDataset make_spirals(std::int64_t n, int classes, double noise, std::uint64_t seed) {
+  if (n < classes || classes < 2)
+    fail(fmt::format("make_spirals: need classes >= 2 and n >= classes, got {} and {}", classes, n));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  std::vector<float> xy;
+  std::vector<std::int64_t> labels;
+  const std::int64_t per = n / classes;
+  for (int c = 0; c < classes; ++c) {
+    const std::int64_t count = c + 1 == classes ? n - per * (classes - 1) : per;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double r = static_cast<double>(i) / static_cast<double>(std::max<std::int64_t>(count, 1));
+      const double t = 2 * std::numbers::pi * c / classes + 4 * r + noise * gauss(rng);
+      xy.push_back(static_cast<float>(r * std::sin(t)));
+      xy.push_back(static_cast<float>(r * std::cos(t)));
+      labels.push_back(c);
+    }
+  }
+  return points(xy, labels);
+}
+
+} // namespace nn

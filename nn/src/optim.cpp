@@ -1,0 +1,332 @@
+// Optimizer updates: plain loops over each parameter's storage, in the parameter's dtype, with
+// PyTorch's formulas and operation order (torch/optim/*.py, single-tensor path).
+
+#include <nn/optim.hpp>
+
+#include <autodiff/error.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+namespace nn {
+
+using autodiff::DType;
+
+namespace {
+[[noreturn]] void fail(const std::string& msg) { throw autodiff::Error("nn: " + msg); }
+
+// Runs f with the element type of t (float or double).
+template <class F> void dispatch(const Tensor& t, F&& f) {
+  if (t.dtype() == DType::float32)
+    f(float{});
+  else if (t.dtype() == DType::float64)
+    f(double{});
+  else
+    fail(fmt::format("optimizer: parameter of dtype {} cannot be optimised", t.dtype()));
+}
+template <class T> std::span<T> mut(Tensor t) { return t.mutable_data<T>(); }
+} // namespace
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double wd, std::string name) : name_(std::move(name)) {
+  if (!(lr >= 0)) fail(fmt::format("{}: invalid learning rate {}", name_, lr));
+  std::size_t count = 0;
+  for (auto& g : groups) {
+    for (const Tensor& p : g.params) {
+      if (!p.defined() || !p.requires_grad() || !p.is_leaf())
+        fail(fmt::format("{}: every parameter must be a defined leaf tensor with requires_grad", name_));
+      if (p.dtype() == DType::int64) fail(fmt::format("{}: int64 tensors cannot be optimised", name_));
+    }
+    count += g.params.size();
+    groups_.push_back({std::move(g.params), g.lr.value_or(lr), g.weight_decay.value_or(wd)});
+  }
+  if (count == 0) fail(fmt::format("{}: got an empty parameter list", name_));
+  state_.resize(count);
+  steps_.assign(count, 0);
+}
+
+void Optimizer::zero_grad() {
+  for (auto& g : groups_)
+    for (Tensor& p : g.params)
+      p.zero_grad();
+}
+
+void Optimizer::set_lr(double lr, std::size_t group) { groups_.at(group).lr = lr; }
+void Optimizer::set_lr(double lr) {
+  for (auto& g : groups_)
+    g.lr = lr;
+}
+
+template <class F> void Optimizer::each(F&& f) {
+  std::size_t k = 0;
+  for (auto& g : groups_)
+    for (Tensor& p : g.params) {
+      const Tensor grad = p.grad();
+      if (grad.defined()) {
+        if (!(grad.shape() == p.shape()))
+          fail(fmt::format("{}: gradient of parameter {} has shape {} but the parameter {}", name_, k, grad.shape(),
+                           p.shape()));
+        f(g, k, p, grad);
+      }
+      ++k;
+    }
+}
+
+bool Optimizer::has_buffer(std::size_t k, const std::string& name) const { return state_.at(k).count(name) != 0; }
+
+Tensor& Optimizer::buffer(std::size_t k, const std::string& name, const Tensor& like, double init) {
+  auto& s = state_.at(k);
+  auto it = s.find(name);
+  if (it == s.end()) {
+    autodiff::NoGradGuard guard;
+    it = s.emplace(name, autodiff::full(like.shape(), init, like.dtype())).first;
+  }
+  return it->second;
+}
+
+StateDict Optimizer::state_dict() const {
+  StateDict out;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    out.emplace(fmt::format("param_groups.{}.lr", g), autodiff::full({}, groups_[g].lr, DType::float64));
+    out.emplace(fmt::format("param_groups.{}.weight_decay", g),
+                autodiff::full({}, groups_[g].weight_decay, DType::float64));
+  }
+  for (std::size_t k = 0; k < state_.size(); ++k) {
+    out.emplace(fmt::format("state.{}.step", k), autodiff::full({}, static_cast<double>(steps_[k]), DType::float64));
+    for (const auto& [n, t] : state_[k])
+      out.emplace(fmt::format("state.{}.{}", k, n), t.clone());
+  }
+  return out;
+}
+
+void Optimizer::load_state_dict(const StateDict& state) {
+  auto scalar = [&](const std::string& key) {
+    auto it = state.find(key);
+    if (it == state.end()) fail(fmt::format("{}: load_state_dict: missing entry '{}'", name_, key));
+    if (it->second.numel() != 1) fail(fmt::format("{}: load_state_dict: '{}' must hold one number", name_, key));
+    return it->second.item();
+  };
+  // Validate everything first, then apply.
+  std::vector<Group> groups = groups_;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    groups[g].lr = scalar(fmt::format("param_groups.{}.lr", g));
+    groups[g].weight_decay = scalar(fmt::format("param_groups.{}.weight_decay", g));
+  }
+  std::vector<std::int64_t> steps(steps_.size());
+  std::vector<std::map<std::string, Tensor>> buffers(state_.size());
+  std::vector<const Tensor*> flat;
+  for (auto& g : groups_)
+    for (const Tensor& p : g.params)
+      flat.push_back(&p);
+  for (const auto& [key, t] : state) {
+    if (key.rfind("param_groups.", 0) == 0) continue;
+    std::size_t k = 0;
+    char name[64] = {0};
+    if (std::sscanf(key.c_str(), "state.%zu.%63s", &k, name) != 2 || k >= flat.size())
+      fail(fmt::format("{}: load_state_dict: unexpected entry '{}'", name_, key));
+    if (std::string(name) == "step") continue;
+    if (!(t.shape() == flat[k]->shape()) || t.dtype() != flat[k]->dtype())
+      fail(fmt::format("{}: load_state_dict: '{}' has shape {} {}, but parameter {} is {} {}", name_, key, t.shape(),
+                       t.dtype(), k, flat[k]->shape(), flat[k]->dtype()));
+    buffers[k].emplace(name, t.clone());
+  }
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    const double s = scalar(fmt::format("state.{}.step", k));
+    if (!(s >= 0)) fail(fmt::format("{}: load_state_dict: negative step count for parameter {}", name_, k));
+    steps[k] = static_cast<std::int64_t>(s);
+  }
+  groups_ = std::move(groups);
+  steps_ = std::move(steps);
+  state_ = std::move(buffers);
+}
+
+// ---- SGD ------------------------------------------------------------------------------------
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions o)
+    : Optimizer(std::move(groups), o.lr, o.weight_decay, "SGD"), options(o) {
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    fail("SGD: Nesterov momentum requires a momentum and zero dampening");
+  if (!(o.momentum >= 0)) fail(fmt::format("SGD: invalid momentum {}", o.momentum));
+}
+
+void SGD::step() {
+  each([&](Group& g, std::size_t k, Tensor& p, const Tensor& grad) {
+    dispatch(p, [&](auto tag) {
+      using T = decltype(tag);
+      auto w = mut<T>(p);
+      auto d = grad.data<T>();
+      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(options.momentum);
+      const T damp = static_cast<T>(1 - options.dampening);
+      const bool first = !has_buffer(k, "momentum_buffer");
+      std::span<T> buf;
+      if (mom != 0) buf = mut<T>(buffer(k, "momentum_buffer", p));
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        T dp = d[i];
+        if (wd != 0) dp = dp + wd * w[i];
+        if (mom != 0) {
+          buf[i] = first ? dp : mom * buf[i] + damp * dp;
+          dp = options.nesterov ? dp + mom * buf[i] : buf[i];
+        }
+        w[i] = w[i] - lr * dp;
+      }
+    });
+    ++step_count(k);
+  });
+}
+
+// ---- Adam / AdamW -------------------------------------------------------------------------------
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions o, bool decoupled)
+    : Optimizer(std::move(groups), o.lr, o.weight_decay, "Adam"), options(o), decoupled_(decoupled) {
+  if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
+    fail(fmt::format("{}: betas must be in [0, 1), got ({}, {})", name_, o.beta1, o.beta2));
+  if (!(o.eps >= 0)) fail(fmt::format("{}: invalid eps {}", name_, o.eps));
+}
+
+void Adam::step() {
+  each([&](Group& g, std::size_t k, Tensor& p, const Tensor& grad) {
+    const std::int64_t step = ++step_count(k);
+    dispatch(p, [&](auto tag) {
+      using T = decltype(tag);
+      auto w = mut<T>(p);
+      auto d = grad.data<T>();
+      auto m = mut<T>(buffer(k, "exp_avg", p));
+      auto v = mut<T>(buffer(k, "exp_avg_sq", p));
+      std::span<T> vmax;
+      if (options.amsgrad) vmax = mut<T>(buffer(k, "max_exp_avg_sq", p));
+      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay);
+      const T b1 = static_cast<T>(options.beta1), b2 = static_cast<T>(options.beta2), eps = static_cast<T>(options.eps);
+      const double bc1 = 1 - std::pow(options.beta1, static_cast<double>(step));
+      const double bc2 = 1 - std::pow(options.beta2, static_cast<double>(step));
+      const T step_size = static_cast<T>(g.lr / bc1);
+      const T bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        T gi = d[i];
+        if (decoupled_)
+          w[i] = w[i] * (T(1) - lr * wd);
+        else if (wd != 0)
+          gi = gi + wd * w[i];
+        m[i] = m[i] + (gi - m[i]) * (T(1) - b1); // lerp, as torch's exp_avg.lerp_
+        v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
+        T vhat = v[i];
+        if (options.amsgrad) vhat = vmax[i] = std::max(vmax[i], v[i]);
+        const T denom = std::sqrt(vhat) / bc2_sqrt + eps;
+        w[i] = w[i] - step_size * (m[i] / denom);
+      }
+    });
+  });
+}
+
+// ---- RMSprop ------------------------------------------------------------------------------------
+RMSprop::RMSprop(std::vector<ParamGroup> groups, RMSpropOptions o)
+    : Optimizer(std::move(groups), o.lr, o.weight_decay, "RMSprop"), options(o) {
+  if (!(o.alpha >= 0)) fail(fmt::format("RMSprop: invalid alpha {}", o.alpha));
+}
+
+void RMSprop::step() {
+  each([&](Group& g, std::size_t k, Tensor& p, const Tensor& grad) {
+    ++step_count(k);
+    dispatch(p, [&](auto tag) {
+      using T = decltype(tag);
+      auto w = mut<T>(p);
+      auto d = grad.data<T>();
+      auto sq = mut<T>(buffer(k, "square_avg", p));
+      std::span<T> ga, buf;
+      if (options.centered) ga = mut<T>(buffer(k, "grad_avg", p));
+      if (options.momentum > 0) buf = mut<T>(buffer(k, "momentum_buffer", p));
+      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), alpha = static_cast<T>(options.alpha);
+      const T eps = static_cast<T>(options.eps), mom = static_cast<T>(options.momentum);
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        T gi = d[i];
+        if (wd != 0) gi = gi + wd * w[i];
+        sq[i] = sq[i] * alpha + (T(1) - alpha) * gi * gi;
+        T avg;
+        if (options.centered) {
+          ga[i] = ga[i] + (gi - ga[i]) * (T(1) - alpha);
+          avg = std::sqrt(sq[i] - ga[i] * ga[i]) + eps;
+        } else {
+          avg = std::sqrt(sq[i]) + eps;
+        }
+        if (mom > 0) {
+          buf[i] = buf[i] * mom + gi / avg;
+          w[i] = w[i] - lr * buf[i];
+        } else {
+          w[i] = w[i] - lr * (gi / avg);
+        }
+      }
+    });
+  });
+}
+
+// ---- Adagrad ------------------------------------------------------------------------------------
+Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions o)
+    : Optimizer(std::move(groups), o.lr, o.weight_decay, "Adagrad"), options(o) {
+  if (!(o.lr_decay >= 0)) fail(fmt::format("Adagrad: invalid lr_decay {}", o.lr_decay));
+  if (!(o.initial_accumulator_value >= 0))
+    fail(fmt::format("Adagrad: invalid initial_accumulator_value {}", o.initial_accumulator_value));
+}
+
+void Adagrad::step() {
+  each([&](Group& g, std::size_t k, Tensor& p, const Tensor& grad) {
+    const std::int64_t step = ++step_count(k);
+    dispatch(p, [&](auto tag) {
+      using T = decltype(tag);
+      auto w = mut<T>(p);
+      auto d = grad.data<T>();
+      auto sum = mut<T>(buffer(k, "sum", p, options.initial_accumulator_value));
+      const T wd = static_cast<T>(g.weight_decay), eps = static_cast<T>(options.eps);
+      const T clr = static_cast<T>(g.lr / (1 + static_cast<double>(step - 1) * options.lr_decay));
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        T gi = d[i];
+        if (wd != 0) gi = gi + wd * w[i];
+        sum[i] = sum[i] + gi * gi;
+        const T std_ = std::sqrt(sum[i]) + eps;
+        w[i] = w[i] - clr * (gi / std_);
+      }
+    });
+  });
+}
+
+// ---- clipping -----------------------------------------------------------------------------------
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  if (!(max_norm >= 0)) fail(fmt::format("clip_grad_norm_: max_norm must be non-negative, got {}", max_norm));
+  double total = 0;
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    dispatch(g, [&](auto tag) {
+      using T = decltype(tag);
+      for (T v : g.data<T>())
+        total += static_cast<double>(v) * static_cast<double>(v);
+    });
+  }
+  total = std::sqrt(total);
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1) {
+    for (const Tensor& p : params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      dispatch(g, [&](auto tag) {
+        using T = decltype(tag);
+        for (T& v : mut<T>(g))
+          v = static_cast<T>(v * coef);
+      });
+    }
+  }
+  return total;
+}
+
+void clip_grad_value_(const std::vector<Tensor>& params, double clip) {
+  if (!(clip >= 0)) fail(fmt::format("clip_grad_value_: clip must be non-negative, got {}", clip));
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    dispatch(g, [&](auto tag) {
+      using T = decltype(tag);
+      for (T& v : mut<T>(g))
+        v = std::clamp(v, static_cast<T>(-clip), static_cast<T>(clip));
+    });
+  }
+}
+
+} // namespace nn

@@ -1,0 +1,160 @@
+// DataLoader batching and shuffling, synthetic datasets, checkpoints and bitwise resume.
+
+#include <nn/nn.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <set>
+#include <unistd.h>
+
+using autodiff::DType;
+using autodiff::Tensor;
+
+namespace {
+std::shared_ptr<nn::TensorDataset> numbered(std::int64_t n) {
+  std::vector<double> x;
+  std::vector<std::int64_t> y;
+  for (std::int64_t i = 0; i < n; ++i) x.push_back(static_cast<double>(i)), x.push_back(-static_cast<double>(i)), y.push_back(i);
+  return std::make_shared<nn::TensorDataset>(autodiff::from_vector(x, {n, 2}, DType::float64), autodiff::from_vector(y, {n}));
+}
+struct TempDir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / ("tapegrad_nn_test." + std::to_string(::getpid()));
+  TempDir() { std::filesystem::create_directories(path); }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(data)
+
+BOOST_AUTO_TEST_CASE(batches_cover_the_data_in_order) {
+  nn::DataLoader loader(numbered(10), {.batch_size = 4});
+  BOOST_TEST(loader.batches_per_epoch() == 3);
+  std::vector<std::int64_t> seen;
+  std::vector<std::int64_t> sizes;
+  for (const nn::Batch& b : loader) {
+    sizes.push_back(b.targets.numel());
+    for (auto v : b.targets.data<std::int64_t>()) seen.push_back(v);
+    const auto x = b.inputs.to_vector();
+    for (std::int64_t i = 0; i < b.targets.numel(); ++i)
+      BOOST_TEST(x[static_cast<std::size_t>(2 * i + 1)] == -static_cast<double>(b.targets.data<std::int64_t>()[static_cast<std::size_t>(i)]));
+  }
+  BOOST_TEST(sizes == std::vector<std::int64_t>({4, 4, 2}), boost::test_tools::per_element());
+  BOOST_TEST(seen == std::vector<std::int64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(shuffle_is_seeded_per_epoch_and_drop_last_drops) {
+  auto order = [](std::uint64_t seed, std::int64_t epoch) {
+    nn::DataLoader loader(numbered(50), {.batch_size = 8, .shuffle = true, .drop_last = true, .seed = seed});
+    loader.set_epoch(epoch);
+    std::vector<std::int64_t> out;
+    for (const nn::Batch& b : loader) {
+      BOOST_TEST(b.targets.numel() == 8);
+      for (auto v : b.targets.data<std::int64_t>()) out.push_back(v);
+    }
+    return out;
+  };
+  const auto a = order(1, 0), again = order(1, 0), next = order(1, 1), other = order(2, 0);
+  BOOST_TEST(a.size() == 48u);
+  BOOST_TEST(a == again, boost::test_tools::per_element());
+  BOOST_TEST(a != next);
+  BOOST_TEST(a != other);
+  BOOST_TEST(std::set<std::int64_t>(a.begin(), a.end()).size() == 48u); // no repeats
+}
+
+BOOST_AUTO_TEST_CASE(loader_errors) {
+  BOOST_CHECK_THROW(nn::DataLoader(numbered(5), {.batch_size = 0}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::TensorDataset(autodiff::zeros({3, 2}), autodiff::zeros({4})), autodiff::Error);
+  BOOST_CHECK_THROW(numbered(3)->get(3), autodiff::Error);
+}
+
+BOOST_AUTO_TEST_CASE(synthetic_datasets) {
+  const auto moons = nn::make_moons(200, 0.0, 1);
+  BOOST_TEST(moons.size() == 200);
+  const auto x = moons.inputs().to_vector();
+  const auto y = moons.targets().data<std::int64_t>();
+  for (std::size_t i = 0; i < 200; ++i) {
+    // noise-free moons lie on unit circles centred at (0, 0) and (1, 0.5)
+    const double cx = y[i] == 0 ? 0.0 : 1.0, cy = y[i] == 0 ? 0.0 : 0.5;
+    BOOST_TEST(std::fabs(std::hypot(x[2 * i] - cx, x[2 * i + 1] - cy) - 1.0) < 1e-6);
+  }
+  const auto circles = nn::make_circles(100, 0.0, 0.5, 3);
+  const auto cx = circles.inputs().to_vector();
+  for (std::size_t i = 0; i < 100; ++i) {
+    const double r = std::hypot(cx[2 * i], cx[2 * i + 1]);
+    BOOST_TEST(std::fabs(r - (circles.targets().data<std::int64_t>()[i] == 1 ? 0.5 : 1.0)) < 1e-6);
+  }
+  const auto spirals = nn::make_spirals(90, 3, 0.1, 4);
+  BOOST_TEST(spirals.size() == 90);
+  BOOST_TEST(nn::make_moons(50, 0.1, 9).inputs().to_vector() == nn::make_moons(50, 0.1, 9).inputs().to_vector(),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_round_trip) {
+  TempDir dir;
+  autodiff::manual_seed(4);
+  auto net = nn::mlp({3, 5, 2}, "tanh", DType::float64);
+  nn::StateDict s = net->state_dict();
+  s.emplace("labels", autodiff::from_vector(std::vector<std::int64_t>{1, 2, 3}, {3}));
+  s.emplace("float32", autodiff::tensor({1.5f, -2.0f}));
+  nn::save_state_dict(dir.path / "m.safetensors", s, {{"note", "hello"}});
+  nn::Metadata meta;
+  const nn::StateDict back = nn::load_state_dict(dir.path / "m.safetensors", &meta);
+  BOOST_TEST(meta.at("note") == "hello");
+  BOOST_TEST(back.size() == s.size());
+  for (const auto& [k, t] : s) {
+    BOOST_TEST((back.at(k).dtype() == t.dtype()));
+    BOOST_TEST((back.at(k).shape() == t.shape()));
+    BOOST_TEST(back.at(k).to_vector() == t.to_vector(), boost::test_tools::per_element());
+  }
+  // a truncated file is refused with the file's name
+  const auto bytes = std::filesystem::file_size(dir.path / "m.safetensors");
+  std::filesystem::resize_file(dir.path / "m.safetensors", bytes - 5);
+  BOOST_CHECK_EXCEPTION(nn::load_state_dict(dir.path / "m.safetensors"), autodiff::Error,
+                        [](const autodiff::Error& e) { return std::string(e.what()).find("m.safetensors") != std::string::npos; });
+}
+
+BOOST_AUTO_TEST_CASE(resuming_from_a_checkpoint_is_bitwise_identical) {
+  TempDir dir;
+  auto data = std::make_shared<nn::TensorDataset>(nn::make_moons(96, 0.1, 5));
+  auto run = [&](int from_epoch, int to_epoch, const std::filesystem::path* load, const std::filesystem::path* save) {
+    autodiff::manual_seed(17);
+    auto net = nn::mlp({2, 8, 2}, "tanh");
+    nn::Adam opt(net->parameters(), {.lr = 0.01});
+    if (load) {
+      const nn::StateDict all = nn::load_state_dict(*load);
+      nn::StateDict m, o;
+      for (const auto& [k, v] : all) (k.rfind("m.", 0) == 0 ? m : o).emplace(k.substr(2), v);
+      net->load_state_dict(m);
+      opt.load_state_dict(o);
+    }
+    nn::DataLoader loader(data, {.batch_size = 16, .shuffle = true, .seed = 3});
+    autodiff::Tape tape;
+    for (int e = from_epoch; e < to_epoch; ++e) {
+      loader.set_epoch(e);
+      for (const nn::Batch& b : loader) {
+        tape.reset();
+        opt.zero_grad();
+        nn::cross_entropy((*net)(b.inputs), b.targets).backward();
+        opt.step();
+      }
+    }
+    if (save) {
+      nn::StateDict all;
+      for (auto& [k, v] : net->state_dict()) all.emplace("m." + k, v);
+      for (auto& [k, v] : opt.state_dict()) all.emplace("o." + k, v);
+      nn::save_state_dict(*save, all);
+    }
+    std::vector<double> flat;
+    for (const Tensor& p : net->parameters())
+      for (double v : p.to_vector()) flat.push_back(v);
+    return flat;
+  };
+  const auto straight = run(0, 6, nullptr, nullptr);
+  const auto ckpt = dir.path / "ckpt.safetensors";
+  run(0, 3, nullptr, &ckpt);
+  const auto resumed = run(3, 6, &ckpt, nullptr);
+  BOOST_TEST(resumed == straight, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,379 @@
+// The Tensor type, factories, printing, the autograd protocol (accumulation, retain_grad, seeds,
+// no_grad, functional grad, custom functions), tape integration and errors.
+
+#include "helpers.hpp"
+
+#include <fmt/format.h>
+
+#include <thread>
+
+using namespace autodiff;
+using namespace tapegrad_test;
+
+namespace {
+// The message of the autodiff::Error that f throws ("" if none).
+template <class F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(basics)
+
+BOOST_AUTO_TEST_CASE(factories) {
+  BOOST_TEST(zeros({2, 3}).to_vector() == std::vector<double>(6, 0.0));
+  BOOST_TEST(ones({2}, DType::int64).to_vector() == std::vector<double>(2, 1.0));
+  BOOST_TEST(full({3}, 2.5, DType::float64).to_vector() == std::vector<double>(3, 2.5));
+  BOOST_TEST(arange(5).to_vector() == (std::vector<double>{0, 1, 2, 3, 4}));
+  BOOST_TEST(arange(1, 2, 0.25, DType::float64).to_vector() == (std::vector<double>{1, 1.25, 1.5, 1.75}));
+  BOOST_TEST(linspace(0, 1, 5, DType::float64).to_vector() == (std::vector<double>{0, 0.25, 0.5, 0.75, 1}));
+  BOOST_TEST(eye(2, 3).to_vector() == (std::vector<double>{1, 0, 0, 0, 1, 0}));
+  const Tensor t = tensor({{1, 2, 3}, {4, 5, 6}});
+  BOOST_TEST(t.shape().vec() == (std::vector<std::int64_t>{2, 3}));
+  BOOST_TEST((t.dtype() == DType::float32));
+  BOOST_TEST(t.at<double>({1, 2}) == 6.0);
+  BOOST_TEST(tensor({{{1, 2}}, {{3, 4}}}).shape().vec() == (std::vector<std::int64_t>{2, 1, 2}));
+  BOOST_TEST(from_vector(std::vector<std::int64_t>{7, 8}, {2}).data<std::int64_t>()[1] == 8);
+  BOOST_TEST(tensor({3.5}).item() == 3.5);
+  BOOST_TEST(starts_with(error_of([] { (void)tensor({{1, 2}, {3}}); }), "tensor: rows have 2 and 1"));
+  BOOST_TEST(starts_with(error_of([] { (void)tensor({1, 2}).item(); }), "item: the tensor has shape [2]"));
+  BOOST_TEST(starts_with(error_of([] { (void)tensor({1, 2}).at<double>({2}); }), "at: index 2 is out of range"));
+  BOOST_TEST(starts_with(error_of([] { (void)tensor({1, 2}).data<double>(); }), "data: the tensor is float32"));
+}
+
+BOOST_AUTO_TEST_CASE(random_numbers_are_seedable) {
+  manual_seed(42);
+  const std::vector<double> a = rand({100}).to_vector();
+  manual_seed(42);
+  const std::vector<double> b = rand({100}).to_vector();
+  BOOST_TEST(a == b);
+  for (double v : a)
+    BOOST_TEST((v >= 0 && v < 1));
+  const std::vector<double> n = randn({20000}, DType::float64).to_vector();
+  double m = 0, s = 0;
+  for (double v : n)
+    m += v;
+  m /= static_cast<double>(n.size());
+  for (double v : n)
+    s += (v - m) * (v - m);
+  s = std::sqrt(s / static_cast<double>(n.size()));
+  BOOST_TEST(std::fabs(m) < 0.03);
+  BOOST_TEST(std::fabs(s - 1) < 0.03);
+}
+
+BOOST_AUTO_TEST_CASE(reshape_is_a_view_and_conversions_copy) {
+  const Tensor a = arange(6);
+  const Tensor b = reshape(a, {2, -1});
+  BOOST_TEST(b.shape().vec() == (std::vector<std::int64_t>{2, 3}));
+  BOOST_TEST(b.data<float>().data() == a.data<float>().data());
+  const Tensor c = a.to(DType::float64);
+  BOOST_TEST((c.dtype() == DType::float64));
+  BOOST_TEST(c.to_vector() == a.to_vector());
+  const Tensor i = tensor({1.7, -2.2}).to(DType::int64);
+  BOOST_TEST(i.to_vector() == (std::vector<double>{1, -2}));
+  {
+    Tape tape;
+    Tensor x = tensor({1, 2}, DType::float64);
+    x.requires_grad(true);
+    sum(x.to(DType::float32) * tensor({3, -1})).backward(); // the gradient comes back in x's dtype
+    BOOST_TEST((x.grad().dtype() == DType::float64));
+    BOOST_TEST(x.grad().to_vector() == (std::vector<double>{3, -1}));
+    BOOST_TEST(!x.to(DType::int64).requires_grad());
+  }
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)reshape(a, {4, 2});
+                         }),
+                         "reshape: cannot reshape tensor of shape [6] (6 elements) into [4,2]"));
+}
+
+BOOST_AUTO_TEST_CASE(printing) {
+  BOOST_TEST(fmt::format("{}", tensor({{1, 2}, {3, 4.5}})) == "tensor([[1, 2], [3, 4.5]], shape=[2,2], dtype=float32)");
+  BOOST_TEST(fmt::format("{:.2f}", tensor({1, 2}, DType::float64)) == "tensor([1.00, 2.00], shape=[2], dtype=float64)");
+  BOOST_TEST(fmt::format("{}", arange(3, DType::int64)) == "tensor([0, 1, 2], shape=[3], dtype=int64)");
+  Tensor x = ones({2});
+  x.requires_grad(true);
+  BOOST_TEST(fmt::format("{}", x) == "tensor([1, 1], shape=[2], dtype=float32, requires_grad)");
+  const std::string big = fmt::format("{}", arange(2000).reshape({40, 50}));
+  BOOST_TEST(big.find("[0, 1, 2, ..., 47, 48, 49]") != std::string::npos, big);
+  BOOST_TEST(big.find("shape=[40,50]") != std::string::npos);
+  BOOST_TEST(big.size() < 600u);
+  BOOST_TEST(fmt::format("{}", Tensor()) == "tensor(undefined)");
+}
+
+BOOST_AUTO_TEST_CASE(gradients_accumulate_into_leaves) {
+  Tape tape;
+  Tensor x = tensor({1, -2, 3}, DType::float64);
+  x.requires_grad(true);
+  BOOST_TEST(!x.grad().defined());
+  sum(x * x).backward();
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{2, -4, 6}));
+  sum(x * x).backward(); // a second backward adds, as in PyTorch
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{4, -8, 12}));
+  const Tensor y = sum(3.0 * x);
+  y.backward();
+  y.backward(); // the record survives a backward: the same output twice adds twice
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{10, -2, 18}));
+  x.zero_grad();
+  BOOST_TEST(!x.grad().defined());
+  Tensor copy = x; // copies share the gradient slot
+  sum(copy).backward();
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{1, 1, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(a_leaf_used_twice_and_shared_gradients) {
+  Tape tape;
+  Tensor a = tensor({1, 2}, DType::float64), b = tensor({3, 4}, DType::float64);
+  a.requires_grad(true);
+  b.requires_grad(true);
+  sum(a + b).backward(); // add passes one gradient buffer to both inputs
+  sum(a * 2.0).backward();
+  BOOST_TEST(a.grad().to_vector() == (std::vector<double>{3, 3}));
+  BOOST_TEST(b.grad().to_vector() == (std::vector<double>{1, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(non_scalar_backward_needs_a_seed) {
+  Tape tape;
+  Tensor x = tensor({1, 2, 3}, DType::float64);
+  x.requires_grad(true);
+  const Tensor y = x * x;
+  BOOST_TEST(
+      starts_with(error_of([&] { y.backward(); }),
+                  "backward: the output has shape [3] (3 elements); a non-scalar output needs an explicit seed"));
+  y.backward(tensor({1, 0, -1}, DType::float64));
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{2, 0, -6}));
+  BOOST_TEST(starts_with(error_of([&] {
+                           y.backward(tensor({1, 0}, DType::float64));
+                         }),
+                         "backward: the seed has shape [2]"));
+}
+
+BOOST_AUTO_TEST_CASE(retain_grad_and_non_leaf_grad) {
+  Tape tape;
+  Tensor x = tensor({1, 2}, DType::float64);
+  x.requires_grad(true);
+  Tensor h = x * 3.0;
+  const Tensor h2 = h; // taken before retain_grad: a plain copy of the node
+  h.retain_grad();
+  sum(square(h)).backward();
+  BOOST_TEST(h.grad().to_vector() == (std::vector<double>{6, 12}));
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{18, 36}));
+  BOOST_TEST(starts_with(error_of([&] { (void)h2.grad(); }), "grad: this tensor is not a leaf"));
+  BOOST_TEST(!h.is_leaf());
+  BOOST_TEST(x.is_leaf());
+}
+
+BOOST_AUTO_TEST_CASE(no_grad_records_nothing) {
+  Tape tape;
+  Tensor x = ones({2});
+  x.requires_grad(true);
+  {
+    NoGradGuard g;
+    BOOST_TEST(!grad_enabled());
+    const Tensor y = exp(x);
+    BOOST_TEST(!y.requires_grad());
+    BOOST_TEST(starts_with(error_of([&] { y.backward(tensor({1, 1})); }), "backward: the tensor (shape [2]) does not"));
+  }
+  BOOST_TEST(grad_enabled());
+  BOOST_TEST(exp(x).requires_grad());
+  const Tensor c = ones({2}) * 2.0; // no input requires grad: not recorded
+  BOOST_TEST(!c.requires_grad());
+  BOOST_TEST(x.detach().requires_grad() == false);
+}
+
+BOOST_AUTO_TEST_CASE(tape_reset_and_foreign_tapes) {
+  Tape tape;
+  Tensor w = tensor({0.5, -1}, DType::float64);
+  w.requires_grad(true);
+  Tensor h = exp(w);
+  tape.reset();
+  const std::string e = error_of([&] { (void)(h * 2.0); });
+  BOOST_TEST(starts_with(e, "mul_scalar: tensor of shape [2] (node"), e);
+  BOOST_TEST(e.find("before the tape was reset") != std::string::npos);
+  // leaves outlive resets: a training loop records them again each step
+  sum(exp(w)).backward();
+  BOOST_TEST(w.grad().at<double>({0}) == std::exp(0.5));
+  Tensor inner_result;
+  {
+    Tape other;
+    inner_result = w * 2.0;
+  }
+  BOOST_TEST(starts_with(error_of([&] { (void)(inner_result + w); }), "add: tensor of shape [2]"));
+}
+
+BOOST_AUTO_TEST_CASE(tensors_from_another_thread_are_rejected) {
+  Tensor w = tensor({1, 2}, DType::float64);
+  w.requires_grad(true);
+  Tensor from_thread;
+  std::thread([&] { from_thread = w * 2.0; }).join(); // recorded on that thread's default tape
+  Tape tape;
+  BOOST_TEST(starts_with(error_of([&] { (void)exp(from_thread); }), "exp: tensor of shape [2]"));
+  {
+    NoGradGuard ng; // values stay readable; only recording checks the tape
+    BOOST_TEST(exp(from_thread).at<double>({1}) == std::exp(4.0));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(functional_grad_leaves_grad_alone) {
+  Tape tape;
+  Tensor x = tensor({1, 2}, DType::float64), z = tensor({5}, DType::float64);
+  x.requires_grad(true);
+  z.requires_grad(true);
+  const Tensor h = x * x;
+  const Tensor y = sum(h * x);
+  const auto g = grad(y, {x, h, z});
+  BOOST_TEST(g[0].to_vector() == (std::vector<double>{3, 12}));
+  BOOST_TEST(g[1].to_vector() == (std::vector<double>{1, 2})); // intermediate tensors too
+  BOOST_TEST(g[2].to_vector() == (std::vector<double>{0}));    // y does not depend on z
+  BOOST_TEST(!x.grad().defined());
+  const auto g2 = grad({h}, {x}, {tensor({1, -1}, DType::float64)});
+  BOOST_TEST(g2[0].to_vector() == (std::vector<double>{2, -4}));
+}
+
+BOOST_AUTO_TEST_CASE(dtype_and_shape_errors) {
+  Tape tape;
+  BOOST_TEST(error_of([] {
+               (void)matmul(ones({3, 4}), ones({5, 2}));
+             }) == "matmul: shapes [3,4] and [5,2] cannot be multiplied");
+  BOOST_TEST(error_of([] {
+               (void)(ones({3, 4}) + ones({3}));
+             }) == "add: shapes [3,4] and [3] cannot be broadcast together");
+  BOOST_TEST(starts_with(error_of([] { (void)(ones({2}) * ones({2}, DType::float64)); }),
+                         "mul: dtypes float32 (shape [2]) and float64 (shape [2]) differ"));
+  BOOST_TEST(starts_with(error_of([] { ones({2}, DType::int64).requires_grad(true); }),
+                         "requires_grad: int64 tensors are never differentiable"));
+  BOOST_TEST(
+      starts_with(error_of([] { (void)exp(ones({2}, DType::int64)); }), "exp: needs a float32 or float64 tensor"));
+  BOOST_TEST(starts_with(error_of([] { (void)sum(ones({2}), 2); }), "sum: dim 2 is out of range"));
+  BOOST_TEST(starts_with(error_of([] { (void)max(zeros({0})); }), "max: cannot reduce over an empty dimension"));
+  BOOST_TEST(starts_with(error_of([] { (void)exp(Tensor()); }), "exp: the tensor is undefined"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)cross_entropy(ones({2, 3}), from_vector(std::vector<std::int64_t>{0, 3}, {2}));
+                         }),
+                         "cross_entropy: target 3 at position 1 is out of range for 3 classes"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)cross_entropy(ones({2, 3}), ones({2}));
+                         }),
+                         "cross_entropy: targets must be int64"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)index_select(ones({2, 3}), 1, from_vector(std::vector<std::int64_t>{3}, {1}));
+                         }),
+                         "index_select: index 3 is out of range"));
+  BOOST_TEST(starts_with(error_of([] { (void)permute(ones({2, 3}), {0, 0}); }), "permute: dim 0 appears twice"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)expand(ones({2, 3}), {3, 3});
+                         }),
+                         "expand: shape [2,3] cannot be expanded"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)concat({ones({2, 3}), ones({3, 3})}, 1);
+                         }),
+                         "concat: shapes [2,3] and [3,3]"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)matmul(ones({2, 2, 3}), ones({3}));
+                         }),
+                         "matmul: shapes [2,2,3] and [3] are not supported"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)linear(ones({2, 3}), ones({3, 2}));
+                         }),
+                         "linear: input of shape [2,3] and weight of shape [3,2] do not fit"));
+}
+
+BOOST_AUTO_TEST_CASE(where_does_not_leak_nan_from_the_branch_not_taken) {
+  Tape tape;
+  Tensor x = tensor({-1, 4, 0}, DType::float64);
+  x.requires_grad(true);
+  const Tensor y = where(x > 0.0, sqrt(x), zeros_like(x)) + where(x > 0.0, zeros_like(x), log(x) * 0.0 + 1.0);
+  BOOST_TEST(std::isnan(sqrt(x.detach()).at<double>({0}))); // the untaken branch really is NaN
+  sum(y).backward();
+  const auto g = x.grad().to_vector();
+  BOOST_TEST(g[0] == 0.0);
+  BOOST_TEST(g[1] == 0.25);
+  BOOST_TEST(g[2] == 0.0);
+  // masks are constants and broadcast like everything else
+  const Tensor m = from_vector({1.0, 0.0}, {2, 1}, DType::float64);
+  Tensor a = tensor({1, 2, 3}, DType::float64);
+  a.requires_grad(true);
+  sum(where(m, a, a * 10.0)).backward();
+  BOOST_TEST(a.grad().to_vector() == (std::vector<double>{11, 11, 11}));
+}
+
+BOOST_AUTO_TEST_CASE(comparisons) {
+  const Tensor a = tensor({1, 2, 3}), b = tensor({3, 2, 1});
+  BOOST_TEST(gt(a, b).to_vector() == (std::vector<double>{0, 0, 1}));
+  BOOST_TEST((a <= b).to_vector() == (std::vector<double>{1, 1, 0}));
+  BOOST_TEST(eq(a, 2.0).to_vector() == (std::vector<double>{0, 1, 0}));
+  BOOST_TEST(ne(a, b).to_vector() == (std::vector<double>{1, 0, 1}));
+  BOOST_TEST(argmax(tensor({{1, 5, 2}, {7, 0, 7}}), 1).to_vector() == (std::vector<double>{1, 0}));
+  BOOST_TEST(argmin(tensor({{1, 5, 2}, {7, 0, 7}})).item() == 4.0);
+}
+
+namespace {
+CustomFunction cube(bool wrong) {
+  return {"cube", [](const std::vector<Tensor>& x) { return x[0] * x[0] * x[0]; },
+          [wrong](const Tensor& g, const std::vector<Tensor>& x, const Tensor&) {
+            return std::vector<Tensor>{g * (wrong ? 2.0 : 3.0) * square(x[0])};
+          }};
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(custom_functions_compose_with_gradcheck) {
+  manual_seed(3);
+  const Tensor x = random_in({3, 2}, 0.2, 2, true);
+  const auto f = [](const std::vector<Tensor>& v) { return sum(sin(apply(cube(false), {v[0]})) * 2.0); };
+  const auto r = gradcheck(f, {x});
+  BOOST_TEST(r.passed, fmt::format("{}", r));
+  BOOST_TEST(r.checked == 6u);
+  // a wrong backward is caught, and the report says where
+  const auto bad = gradcheck([](const std::vector<Tensor>& v) { return sum(apply(cube(true), {v[0]})); }, {x});
+  BOOST_TEST(!bad.passed);
+  const std::string text = fmt::format("{}", bad);
+  BOOST_TEST(text.find("gradcheck FAILED (6 components); worst: input 0 element [") != std::string::npos, text);
+  BOOST_TEST(std::fabs(bad.analytic / bad.numeric - 2.0 / 3.0) < 1e-6);
+  // a gradient of the wrong shape is an error naming the function
+  Tape tape;
+  Tensor y = tensor({1, 2}, DType::float64);
+  y.requires_grad(true);
+  const CustomFunction bad_shape{"bad_shape", [](const std::vector<Tensor>& v) { return v[0] * 2.0; },
+                                 [](const Tensor&, const std::vector<Tensor>&, const Tensor&) {
+                                   return std::vector<Tensor>{ones({3}, DType::float64)};
+                                 }};
+  BOOST_TEST(error_of([&] { sum(apply(bad_shape, {y})).backward(); }) ==
+             "bad_shape: backward produced a gradient of shape [3] for input 0 of shape [2]");
+}
+
+BOOST_AUTO_TEST_CASE(gradcheck_refuses_float32_unless_asked) {
+  const Tensor x = ones({2});
+  const auto f = [](const std::vector<Tensor>& v) { return sum(exp(v[0])); };
+  BOOST_TEST(starts_with(error_of([&] { (void)gradcheck(f, {x}); }), "gradcheck: input 0 (shape [2]) is float32"));
+  BOOST_TEST(gradcheck(f, {x}, {.convert_float32 = true}).passed);
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)gradcheck([](const std::vector<Tensor>& v) { return v[0] * 2.0; },
+                                           {ones({2}, DType::float64)});
+                         }),
+                         "gradcheck: f must return a one-element tensor, got shape [2]"));
+}
+
+BOOST_AUTO_TEST_CASE(a_training_loop_allocates_nothing_after_warm_up) {
+  Tape tape;
+  Tensor w = randn({8, 8});
+  w.requires_grad(true);
+  const Tensor x = randn({4, 8});
+  const Tensor t = from_vector(std::vector<std::int64_t>{1, 0, 7, 3}, {4});
+  std::size_t after_warm_up = 0;
+  for (int step = 0; step < 6; ++step) {
+    if (step == 2) after_warm_up = tensor_memory_stats().heap_allocations;
+    tape.reset();
+    const Tensor loss = cross_entropy(tanh(matmul(x, w)) * 0.5 + 1.0, t) + sum(square(w)) * 1e-3;
+    loss.backward();
+    w.zero_grad();
+  }
+  BOOST_TEST(after_warm_up > 0u);
+  BOOST_TEST(tensor_memory_stats().heap_allocations == after_warm_up);
+  BOOST_TEST(tensor_memory_stats().cached_bytes > 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

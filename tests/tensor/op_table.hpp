@@ -1,0 +1,482 @@
+#pragma once
+// The tensor op table (as the scalar op_table.hpp): every differentiable tensor op, the input shapes
+// it is checked on (broadcasting on both sides, size-1 and empty dimensions where legal), its input
+// domain, and an independent reference computed with plain loops.
+
+#include "helpers.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <string>
+
+namespace tapegrad_test {
+
+using Vals = std::vector<std::vector<double>>;
+using Dims = std::vector<std::vector<std::int64_t>>;
+using RefFn = std::function<std::vector<double>(const Vals& x, const Dims& d, std::vector<std::int64_t>& out)>;
+
+struct TensorOpInfo {
+  std::string name;
+  std::vector<std::vector<Shape>> shapes; // one list of input shapes per checked case
+  std::function<Tensor(const std::vector<Tensor>&)> f;
+  RefFn reference;
+  double lo = 0.2, hi = 2.0; // |x| drawn from [lo, hi)
+  bool signs = true;         // both signs, or positive only
+  double gradcheck_atol = 1e-6;
+};
+
+// A reduction over `dim` (or everything when dim is none), written as loops over the slice.
+inline constexpr int all_dims = 99;
+inline RefFn reduce_ref(int dim, bool keepdim, std::function<double(const std::vector<double>&)> fn) {
+  return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+    const auto& xd = d[0];
+    if (dim == all_dims) {
+      out = {};
+      return std::vector<double>{fn(x[0])};
+    }
+    const std::size_t k = static_cast<std::size_t>(dim < 0 ? dim + static_cast<int>(xd.size()) : dim);
+    std::vector<std::int64_t> kd = xd;
+    kd[k] = 1;
+    std::vector<double> res(static_cast<std::size_t>(count(kd)));
+    for (std::int64_t p = 0; p < count(kd); ++p) {
+      auto idx = unflat(p, kd);
+      std::vector<double> slice;
+      for (std::int64_t j = 0; j < xd[k]; ++j) {
+        idx[k] = j;
+        slice.push_back(x[0][static_cast<std::size_t>(flat(idx, xd))]);
+      }
+      res[static_cast<std::size_t>(p)] = fn(slice);
+    }
+    out = kd;
+    if (!keepdim) out.erase(out.begin() + static_cast<std::ptrdiff_t>(k));
+    return res;
+  };
+}
+// Applies fn to each slice along dim, giving a slice of the same length (softmax, log_softmax).
+inline RefFn along_ref(int dim, std::function<std::vector<double>(const std::vector<double>&)> fn) {
+  return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+    const auto& xd = d[0];
+    const std::size_t k = static_cast<std::size_t>(dim < 0 ? dim + static_cast<int>(xd.size()) : dim);
+    std::vector<std::int64_t> kd = xd;
+    kd[k] = 1;
+    std::vector<double> res(x[0].size());
+    for (std::int64_t p = 0; p < count(kd); ++p) {
+      auto idx = unflat(p, kd);
+      std::vector<double> slice;
+      for (std::int64_t j = 0; j < xd[k]; ++j) {
+        idx[k] = j;
+        slice.push_back(x[0][static_cast<std::size_t>(flat(idx, xd))]);
+      }
+      const auto r = fn(slice);
+      for (std::int64_t j = 0; j < xd[k]; ++j) {
+        idx[k] = j;
+        res[static_cast<std::size_t>(flat(idx, xd))] = r[static_cast<std::size_t>(j)];
+      }
+    }
+    out = xd;
+    return res;
+  };
+}
+inline double sum_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+inline double lse_of(const std::vector<double>& v) {
+  double m = *std::max_element(v.begin(), v.end()), s = 0;
+  for (double x : v)
+    s += std::exp(x - m);
+  return m + std::log(s);
+}
+// Matrix product of a [b?, m, k] (or [k]) and b [b?, k, n] (or [k]), by the definition.
+inline RefFn matmul_ref() {
+  return [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+    auto da = d[0], db = d[1];
+    const bool a1 = da.size() == 1, b1 = db.size() == 1;
+    if (a1) da = {1, da[0]};
+    if (b1) db = {db[0], 1};
+    const std::int64_t ba = da.size() == 3 ? da[0] : 1, bb = db.size() == 3 ? db[0] : 1, B = std::max(ba, bb);
+    const std::int64_t m = da[da.size() - 2], k = da.back(), n = db.back();
+    std::vector<double> r(static_cast<std::size_t>(B * m * n), 0.0);
+    for (std::int64_t q = 0; q < B; ++q)
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (std::int64_t l = 0; l < k; ++l)
+            s += x[0][static_cast<std::size_t>((ba == 1 ? 0 : q) * m * k + i * k + l)] *
+                 x[1][static_cast<std::size_t>((bb == 1 ? 0 : q) * k * n + l * n + j)];
+          r[static_cast<std::size_t>((q * m + i) * n + j)] = s;
+        }
+    out.clear();
+    if (d[0].size() == 3 || d[1].size() == 3) out.push_back(B);
+    if (!a1) out.push_back(m);
+    if (!b1) out.push_back(n);
+    return r;
+  };
+}
+
+inline std::vector<TensorOpInfo> tensor_op_table() {
+  using T = const std::vector<Tensor>&;
+  std::vector<TensorOpInfo> t;
+  const std::vector<std::vector<Shape>> unary_shapes{
+      {Shape{}}, {Shape{5}}, {Shape{3, 4}}, {Shape{2, 1, 3}}, {Shape{2, 0, 3}}};
+  const std::vector<std::vector<Shape>> binary_shapes{
+      {Shape{3, 4}, Shape{3, 4}}, {Shape{3, 4}, Shape{4}},       {Shape{4}, Shape{3, 4}},
+      {Shape{3, 1}, Shape{1, 4}}, {Shape{2, 3, 4}, Shape{3, 1}}, {Shape{}, Shape{2, 3}},
+      {Shape{2, 3}, Shape{}},     {Shape{0, 3}, Shape{3}},       {Shape{1}, Shape{1}}};
+  auto unary = [&](std::string name, std::function<Tensor(const Tensor&)> f, std::function<double(double)> ref,
+                   double lo = 0.2, double hi = 2.0, bool signs = true) {
+    t.push_back({name, unary_shapes, [f](T x) { return f(x[0]); },
+                 [ref](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+                   out = d[0];
+                   std::vector<double> r;
+                   for (double v : x[0])
+                     r.push_back(ref(v));
+                   return r;
+                 },
+                 lo, hi, signs});
+  };
+  auto binary = [&](std::string name, std::function<Tensor(const Tensor&, const Tensor&)> f,
+                    std::function<double(double, double)> ref, double lo = 0.2, double hi = 2.0, bool signs = true) {
+    t.push_back({name, binary_shapes, [f](T x) { return f(x[0], x[1]); },
+                 [ref](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+                   out = broadcast_dims(d[0], d[1]);
+                   std::vector<double> r;
+                   for (std::int64_t p = 0; p < count(out); ++p) {
+                     const auto oi = unflat(p, out);
+                     r.push_back(ref(read_broadcast(x[0], d[0], oi), read_broadcast(x[1], d[1], oi)));
+                   }
+                   return r;
+                 },
+                 lo, hi, signs});
+  };
+  // clang-format off
+  unary("neg",        [](const Tensor& a) { return -a; },                        [](double a) { return -a; });
+  unary("exp",        [](const Tensor& a) { return exp(a); },                    [](double a) { return std::exp(a); });
+  unary("log",        [](const Tensor& a) { return log(a); },                    [](double a) { return std::log(a); }, 0.1, 3.0, false);
+  unary("log1p",      [](const Tensor& a) { return log1p(a); },                  [](double a) { return std::log1p(a); }, 0.0, 0.9);
+  unary("expm1",      [](const Tensor& a) { return expm1(a); },                  [](double a) { return std::expm1(a); });
+  unary("sqrt",       [](const Tensor& a) { return sqrt(a); },                   [](double a) { return std::sqrt(a); }, 0.1, 3.0, false);
+  unary("rsqrt",      [](const Tensor& a) { return rsqrt(a); },                  [](double a) { return 1 / std::sqrt(a); }, 0.1, 3.0, false);
+  unary("square",     [](const Tensor& a) { return square(a); },                 [](double a) { return a * a; });
+  unary("abs",        [](const Tensor& a) { return abs(a); },                    [](double a) { return std::fabs(a); });
+  unary("sign",       [](const Tensor& a) { return sign(a); },                   [](double a) { return a > 0 ? 1.0 : -1.0; });
+  unary("sin",        [](const Tensor& a) { return sin(a); },                    [](double a) { return std::sin(a); });
+  unary("cos",        [](const Tensor& a) { return cos(a); },                    [](double a) { return std::cos(a); });
+  unary("tan",        [](const Tensor& a) { return tan(a); },                    [](double a) { return std::tan(a); }, 0.0, 1.2);
+  unary("tanh",       [](const Tensor& a) { return tanh(a); },                   [](double a) { return std::tanh(a); });
+  unary("sigmoid",    [](const Tensor& a) { return sigmoid(a); },                [](double a) { return 1 / (1 + std::exp(-a)); }, 0.0, 6.0);
+  unary("relu",       [](const Tensor& a) { return relu(a); },                   [](double a) { return a > 0 ? a : 0.0; });
+  unary("leaky_relu", [](const Tensor& a) { return leaky_relu(a, 0.1); },        [](double a) { return a > 0 ? a : 0.1 * a; });
+  unary("elu",        [](const Tensor& a) { return elu(a, 1.5); },               [](double a) { return a > 0 ? a : 1.5 * (std::exp(a) - 1); });
+  unary("gelu",       [](const Tensor& a) { return gelu(a); },                   [](double a) { return a * 0.5 * std::erfc(-a / std::sqrt(2.0)); }, 0.0, 3.0);
+  unary("softplus",   [](const Tensor& a) { return softplus(a); },               [](double a) { return std::log(1 + std::exp(a)); }, 0.0, 8.0);
+  unary("clamp",      [](const Tensor& a) { return clamp(a, -1.0, 0.5); },       [](double a) { return std::min(std::max(a, -1.0), 0.5); }, 0.0, 2.0);
+  unary("add_scalar", [](const Tensor& a) { return a + 2.5; },                   [](double a) { return a + 2.5; });
+  unary("sub_scalar", [](const Tensor& a) { return a - 2.5; },                   [](double a) { return a - 2.5; });
+  unary("rsub_scalar",[](const Tensor& a) { return 2.5 - a; },                   [](double a) { return 2.5 - a; });
+  unary("mul_scalar", [](const Tensor& a) { return -1.75 * a; },                 [](double a) { return -1.75 * a; });
+  unary("div_scalar", [](const Tensor& a) { return a / 0.3; },                   [](double a) { return a / 0.3; });
+  unary("rdiv_scalar",[](const Tensor& a) { return 0.3 / a; },                   [](double a) { return 0.3 / a; });
+  unary("pow_scalar", [](const Tensor& a) { return pow(a, 2.7); },               [](double a) { return std::pow(a, 2.7); }, 0.1, 2.0, false);
+  unary("pow_scalar2",[](const Tensor& a) { return pow(a, 2.0); },               [](double a) { return a * a; });
+  unary("maximum_scalar", [](const Tensor& a) { return maximum(a, 0.5); },       [](double a) { return std::max(a, 0.5); });
+  unary("minimum_scalar", [](const Tensor& a) { return minimum(a, 0.5); },       [](double a) { return std::min(a, 0.5); });
+  unary("clone",      [](const Tensor& a) { return a.clone(); },                  [](double a) { return a; });
+  binary("add",     [](const Tensor& a, const Tensor& b) { return a + b; },       [](double a, double b) { return a + b; });
+  binary("sub",     [](const Tensor& a, const Tensor& b) { return a - b; },       [](double a, double b) { return a - b; });
+  binary("mul",     [](const Tensor& a, const Tensor& b) { return a * b; },       [](double a, double b) { return a * b; });
+  binary("div",     [](const Tensor& a, const Tensor& b) { return a / b; },       [](double a, double b) { return a / b; });
+  binary("pow",     [](const Tensor& a, const Tensor& b) { return pow(a, b); },   [](double a, double b) { return std::pow(a, b); }, 0.2, 2.0, false);
+  binary("maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, [](double a, double b) { return std::max(a, b); });
+  binary("minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, [](double a, double b) { return std::min(a, b); });
+  binary("where",   [](const Tensor& a, const Tensor& b) { return where(a > b, a * b, a - b); },
+                    [](double a, double b) { return a > b ? a * b : a - b; });
+  binary("bce_with_logits_none", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, sigmoid(b), autodiff::Reduction::none); },
+                    [](double a, double b) { const double y = 1 / (1 + std::exp(-b)); const double p = 1 / (1 + std::exp(-a)); return -(y * std::log(p) + (1 - y) * std::log(1 - p)); });
+  // clang-format on
+
+  auto row = [&](std::string name, std::vector<std::vector<Shape>> shapes, std::function<Tensor(T)> f, RefFn ref,
+                 double lo = 0.2, double hi = 2.0, bool signs = true) {
+    t.push_back({std::move(name), std::move(shapes), std::move(f), std::move(ref), lo, hi, signs});
+  };
+  const std::vector<std::vector<Shape>> red_shapes{{Shape{3, 4, 5}}, {Shape{1, 4, 2}}, {Shape{2, 3, 1}}};
+  auto mx = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+  auto mn = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
+  auto mean_of = [](const std::vector<double>& v) { return sum_of(v) / static_cast<double>(v.size()); };
+  auto var_of = [=](const std::vector<double>& v) {
+    const double m = mean_of(v);
+    double s = 0;
+    for (double x : v)
+      s += (x - m) * (x - m);
+    return s / static_cast<double>(v.size() - 1);
+  };
+  auto prod_of = [](const std::vector<double>& v) {
+    double p = 1;
+    for (double x : v)
+      p *= x;
+    return p;
+  };
+  auto norm_of = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v)
+      s += x * x;
+    return std::sqrt(s);
+  };
+  row(
+      "sum", {{Shape{3, 4}}, {Shape{0, 3}}, {Shape{}}}, [](T x) { return sum(x[0]); },
+      reduce_ref(all_dims, false, sum_of));
+  row(
+      "sum_dim1", red_shapes, [](T x) { return sum(x[0], 1); }, reduce_ref(1, false, sum_of));
+  row(
+      "sum_dim-1_keep", red_shapes, [](T x) { return sum(x[0], -1, true); }, reduce_ref(-1, true, sum_of));
+  row(
+      "sum_dim0_empty", {{Shape{0, 3}}}, [](T x) { return sum(x[0], 0); }, reduce_ref(0, false, sum_of));
+  row(
+      "mean", {{Shape{3, 4}}, {Shape{}}}, [](T x) { return mean(x[0]); }, reduce_ref(all_dims, false, mean_of));
+  row(
+      "mean_dim0", red_shapes, [](T x) { return mean(x[0], 0); }, reduce_ref(0, false, mean_of));
+  row(
+      "mean_dim2_keep", red_shapes, [](T x) { return mean(x[0], 2, true); }, reduce_ref(2, true, mean_of));
+  row(
+      "max", {{Shape{3, 4}}, {Shape{7}}}, [](T x) { return max(x[0]); }, reduce_ref(all_dims, false, mx));
+  row(
+      "max_dim1", red_shapes, [](T x) { return max(x[0], 1); }, reduce_ref(1, false, mx));
+  row(
+      "min", {{Shape{3, 4}}}, [](T x) { return min(x[0]); }, reduce_ref(all_dims, false, mn));
+  row(
+      "min_dim0_keep", red_shapes, [](T x) { return min(x[0], 0, true); }, reduce_ref(0, true, mn));
+  row(
+      "prod", {{Shape{3, 2}}, {Shape{5}}}, [](T x) { return prod(x[0]); }, reduce_ref(all_dims, false, prod_of));
+  row(
+      "prod_dim1", red_shapes, [](T x) { return prod(x[0], 1); }, reduce_ref(1, false, prod_of));
+  row(
+      "var", {{Shape{3, 4}}}, [](T x) { return var(x[0]); }, reduce_ref(all_dims, false, var_of));
+  row(
+      "var_dim1", red_shapes, [](T x) { return var(x[0], 1, false); }, reduce_ref(1, false, var_of));
+  row(
+      "stddev_dim0_keep", {{Shape{3, 4}}}, [](T x) { return stddev(x[0], 0, true); },
+      reduce_ref(0, true, [=](const std::vector<double>& v) { return std::sqrt(var_of(v)); }));
+  row(
+      "logsumexp", {{Shape{3, 4}}}, [](T x) { return logsumexp(x[0]); }, reduce_ref(all_dims, false, lse_of));
+  row(
+      "logsumexp_dim1", red_shapes, [](T x) { return logsumexp(x[0], 1); }, reduce_ref(1, false, lse_of));
+  row(
+      "norm", {{Shape{3, 4}}}, [](T x) { return norm(x[0]); }, reduce_ref(all_dims, false, norm_of));
+  row(
+      "norm_dim-1_keep", red_shapes, [](T x) { return norm(x[0], -1, true); }, reduce_ref(-1, true, norm_of));
+  auto softmax_of = [](const std::vector<double>& v) {
+    const double l = lse_of(v);
+    std::vector<double> r;
+    for (double x : v)
+      r.push_back(std::exp(x - l));
+    return r;
+  };
+  auto log_softmax_of = [](const std::vector<double>& v) {
+    const double l = lse_of(v);
+    std::vector<double> r;
+    for (double x : v)
+      r.push_back(x - l);
+    return r;
+  };
+  row(
+      "softmax_last", red_shapes, [](T x) { return softmax(x[0], -1); }, along_ref(-1, softmax_of));
+  row(
+      "softmax_dim1", red_shapes, [](T x) { return softmax(x[0], 1); }, along_ref(1, softmax_of));
+  row(
+      "log_softmax_last", red_shapes, [](T x) { return log_softmax(x[0], -1); }, along_ref(-1, log_softmax_of));
+  row(
+      "log_softmax_dim0", red_shapes, [](T x) { return log_softmax(x[0], 0); }, along_ref(0, log_softmax_of));
+  row(
+      "matmul",
+      {{Shape{3, 4}, Shape{4, 2}},
+       {Shape{1, 4}, Shape{4, 1}},
+       {Shape{4}, Shape{4, 3}},
+       {Shape{3, 4}, Shape{4}},
+       {Shape{4}, Shape{4}},
+       {Shape{2, 3, 4}, Shape{4, 5}},
+       {Shape{2, 3, 4}, Shape{2, 4, 5}},
+       {Shape{3, 4}, Shape{2, 4, 5}},
+       {Shape{3, 0}, Shape{0, 2}}},
+      [](T x) { return matmul(x[0], x[1]); }, matmul_ref());
+  auto linear_ref = [](bool bias) {
+    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+      const std::int64_t in = d[1][1], of = d[1][0], m = count(d[0]) / in;
+      std::vector<double> r;
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t o = 0; o < of; ++o) {
+          double s = bias ? x[2][static_cast<std::size_t>(o)] : 0.0;
+          for (std::int64_t k = 0; k < in; ++k)
+            s += x[0][static_cast<std::size_t>(i * in + k)] * x[1][static_cast<std::size_t>(o * in + k)];
+          r.push_back(s);
+        }
+      out = d[0];
+      out.back() = of;
+      return r;
+    };
+  };
+  row(
+      "linear",
+      {{Shape{4, 3}, Shape{5, 3}, Shape{5}},
+       {Shape{2, 4, 3}, Shape{2, 3}, Shape{2}},
+       {Shape{3}, Shape{1, 3}, Shape{1}}},
+      [](T x) { return linear(x[0], x[1], x[2]); }, linear_ref(true));
+  row(
+      "linear_no_bias", {{Shape{4, 3}, Shape{5, 3}}, {Shape{0, 3}, Shape{2, 3}}},
+      [](T x) { return linear(x[0], x[1]); }, linear_ref(false));
+  row(
+      "reshape", {{Shape{3, 4}}},
+      [](T x) {
+        return reshape(x[0], {2, -1, 3}) * 1.0;
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {2, 2, 3};
+        return x[0];
+      });
+  row(
+      "transpose", {{Shape{3, 4}}, {Shape{1, 5}}}, [](T x) { return transpose(x[0]); },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {d[0][1], d[0][0]};
+        std::vector<double> r;
+        for (std::int64_t j = 0; j < d[0][1]; ++j)
+          for (std::int64_t i = 0; i < d[0][0]; ++i)
+            r.push_back(x[0][static_cast<std::size_t>(i * d[0][1] + j)]);
+        return r;
+      });
+  row(
+      "permute", {{Shape{2, 3, 4}}},
+      [](T x) {
+        return permute(x[0], {2, 0, 1});
+      },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {d[0][2], d[0][0], d[0][1]};
+        std::vector<double> r;
+        for (std::int64_t k = 0; k < d[0][2]; ++k)
+          for (std::int64_t i = 0; i < d[0][0]; ++i)
+            for (std::int64_t j = 0; j < d[0][1]; ++j)
+              r.push_back(x[0][static_cast<std::size_t>((i * d[0][1] + j) * d[0][2] + k)]);
+        return r;
+      });
+  row(
+      "expand", {{Shape{3, 1}}, {Shape{4}}, {Shape{}}},
+      [](T x) {
+        return expand(x[0], {2, 3, 4});
+      },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {2, 3, 4};
+        std::vector<double> r;
+        for (std::int64_t p = 0; p < 24; ++p)
+          r.push_back(read_broadcast(x[0], d[0], unflat(p, out)));
+        return r;
+      });
+  row(
+      "slice", {{Shape{3, 7}}}, [](T x) { return slice(x[0], 1, 1, -1, 2); },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {3, 3};
+        std::vector<double> r;
+        for (std::int64_t i = 0; i < 3; ++i)
+          for (std::int64_t j = 1; j < 6; j += 2)
+            r.push_back(x[0][static_cast<std::size_t>(i * 7 + j)]);
+        return r;
+      });
+  row(
+      "index_select", {{Shape{4, 3}}},
+      [](T x) {
+        return index_select(x[0], 0, autodiff::from_vector(std::vector<std::int64_t>{2, 0, 2, 3, 2}, {5}));
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {5, 3};
+        std::vector<double> r;
+        for (std::int64_t i : {2, 0, 2, 3, 2})
+          for (std::int64_t j = 0; j < 3; ++j)
+            r.push_back(x[0][static_cast<std::size_t>(i * 3 + j)]);
+        return r;
+      });
+  row(
+      "gather", {{Shape{3, 4}}},
+      [](T x) {
+        return gather(x[0], 1, autodiff::from_vector(std::vector<std::int64_t>{3, 3, 0, 1, 2, 1}, {3, 2}));
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {3, 2};
+        const std::int64_t idx[6] = {3, 3, 0, 1, 2, 1};
+        std::vector<double> r;
+        for (std::int64_t i = 0; i < 3; ++i)
+          for (std::int64_t j = 0; j < 2; ++j)
+            r.push_back(x[0][static_cast<std::size_t>(i * 4 + idx[i * 2 + j])]);
+        return r;
+      });
+  row(
+      "concat", {{Shape{2, 3}, Shape{2, 1}}, {Shape{2, 0}, Shape{2, 2}}},
+      [](T x) {
+        return autodiff::concat({x[0], x[1]}, 1);
+      },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        const std::int64_t c0 = d[0][1], c1 = d[1][1];
+        out = {2, c0 + c1};
+        std::vector<double> r;
+        for (std::int64_t i = 0; i < 2; ++i) {
+          for (std::int64_t j = 0; j < c0; ++j)
+            r.push_back(x[0][static_cast<std::size_t>(i * c0 + j)]);
+          for (std::int64_t j = 0; j < c1; ++j)
+            r.push_back(x[1][static_cast<std::size_t>(i * c1 + j)]);
+        }
+        return r;
+      });
+  row(
+      "stack", {{Shape{2, 3}, Shape{2, 3}}},
+      [](T x) {
+        return autodiff::stack({x[0], x[1]}, 1);
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {2, 2, 3};
+        std::vector<double> r;
+        for (std::int64_t i = 0; i < 2; ++i)
+          for (std::size_t k = 0; k < 2; ++k)
+            for (std::int64_t j = 0; j < 3; ++j)
+              r.push_back(x[k][static_cast<std::size_t>(i * 3 + j)]);
+        return r;
+      });
+  row(
+      "squeeze_unsqueeze_flatten", {{Shape{2, 1, 3}}},
+      [](T x) { return flatten(unsqueeze(squeeze(x[0], 1), 0)) * 1.0; },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {6};
+        return x[0];
+      });
+  auto ce_ref = [](bool mean_red) {
+    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+      const std::int64_t n = d[0][0], c = d[0][1];
+      double total = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        std::vector<double> rowv(x[0].begin() + i * c, x[0].begin() + (i + 1) * c);
+        total += lse_of(rowv) - rowv[static_cast<std::size_t>(i % c)];
+      }
+      out = {};
+      return std::vector<double>{mean_red ? total / static_cast<double>(n) : total};
+    };
+  };
+  auto targets = [](std::int64_t n, std::int64_t c) {
+    std::vector<std::int64_t> t;
+    for (std::int64_t i = 0; i < n; ++i)
+      t.push_back(i % c);
+    return autodiff::from_vector(t, {n});
+  };
+  row(
+      "cross_entropy_mean", {{Shape{5, 3}}, {Shape{1, 4}}},
+      [=](T x) { return cross_entropy(x[0], targets(x[0].size(0), x[0].size(1))); }, ce_ref(true));
+  row(
+      "cross_entropy_sum", {{Shape{5, 3}}},
+      [=](T x) { return cross_entropy(x[0], targets(5, 3), autodiff::Reduction::sum); }, ce_ref(false));
+  row(
+      "nll_loss", {{Shape{5, 3}}}, [=](T x) { return nll_loss(log_softmax(x[0], 1), targets(5, 3)); }, ce_ref(true));
+  row(
+      "mse_loss", {{Shape{3, 4}, Shape{3, 4}}}, [](T x) { return mse_loss(x[0], x[1]); },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        double s = 0;
+        for (std::size_t i = 0; i < x[0].size(); ++i)
+          s += (x[0][i] - x[1][i]) * (x[0][i] - x[1][i]);
+        out = {};
+        return std::vector<double>{s / static_cast<double>(x[0].size())};
+      });
+  return t;
+}
+
+} // namespace tapegrad_test

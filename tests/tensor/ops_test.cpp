@@ -1,0 +1,87 @@
+// Every op of the table: forward values against independent loops (float64 and float32), and
+// gradients against finite differences (full Jacobian and the fast projection), on every listed shape.
+
+#include "op_table.hpp"
+
+#include <fmt/format.h>
+
+using namespace autodiff;
+using namespace tapegrad_test;
+
+namespace {
+
+std::vector<Tensor> inputs_for(const TensorOpInfo& op, const std::vector<Shape>& shapes, DType d) {
+  std::vector<Tensor> xs;
+  for (const Shape& s : shapes)
+    xs.push_back(random_in(s, op.lo, op.hi, op.signs, d));
+  return xs;
+}
+
+std::string describe(const std::vector<Shape>& shapes) {
+  std::string s;
+  for (const Shape& x : shapes)
+    s += fmt::format("{} ", x);
+  return s;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(ops)
+
+BOOST_AUTO_TEST_CASE(table_is_broad) {
+  const auto table = tensor_op_table();
+  BOOST_TEST(table.size() >= 70u);
+  std::size_t cases = 0;
+  for (const auto& op : table)
+    cases += op.shapes.size();
+  BOOST_TEST(cases >= 150u);
+}
+
+BOOST_AUTO_TEST_CASE(forward_matches_reference_loops) {
+  manual_seed(11);
+  for (const auto& op : tensor_op_table()) {
+    for (const auto& shapes : op.shapes) {
+      BOOST_TEST_CONTEXT(op.name << " on " << describe(shapes)) {
+        for (DType d : {DType::float64, DType::float32}) {
+          Tape tape;
+          const std::vector<Tensor> xs = inputs_for(op, shapes, d);
+          Vals vals;
+          Dims dims;
+          for (const Tensor& x : xs) {
+            vals.push_back(x.to_vector()); // float32 values, exactly, for the float32 pass
+            dims.push_back(x.shape().vec());
+          }
+          std::vector<std::int64_t> out_dims;
+          const std::vector<double> want = op.reference(vals, dims, out_dims);
+          const Tensor y = op.f(xs);
+          BOOST_TEST((y.dtype() == d));
+          BOOST_TEST(y.shape().vec() == out_dims, "shape " << fmt::format("{}", y.shape()));
+          check_close(y.to_vector(), want, d == DType::float64 ? 1e-12 : 2e-5, std::string(dtype_name(d)));
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(gradients_match_finite_differences) {
+  manual_seed(12);
+  for (const auto& op : tensor_op_table()) {
+    for (const auto& shapes : op.shapes) {
+      BOOST_TEST_CONTEXT(op.name << " on " << describe(shapes)) {
+        const std::vector<Tensor> xs = inputs_for(op, shapes, DType::float64);
+        Tensor w;
+        {
+          NoGradGuard ng;
+          w = randn(op.f(xs).shape(), DType::float64); // a random reduction of the output: sum(w * y)
+        }
+        auto f = [&](const std::vector<Tensor>& x) { return sum(op.f(x) * w); };
+        const TensorGradcheckReport full = gradcheck(f, xs, {.atol = op.gradcheck_atol});
+        BOOST_TEST(full.passed, fmt::format("{}", full));
+        const TensorGradcheckReport fast = gradcheck(f, xs, {.atol = op.gradcheck_atol, .fast = true});
+        BOOST_TEST(fast.passed, fmt::format("{}", fast));
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
