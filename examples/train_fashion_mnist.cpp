@@ -113,6 +113,7 @@ void plot(const fs::path& out, const std::vector<EpochStats>& history) {
 set output dir.'/curves.png'
 set multiplot layout 1,2 title "tapegrad: MLP on Fashion-MNIST"
 set grid
+set xtics 1
 set xlabel "epoch"
 set ylabel "training loss (cross-entropy)"
 set key top right

@@ -6,4 +6,4 @@ scripts/deps.sh dataset-fashion-mnist
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j2
 echo
-./build/release/examples/scalar_quickstart "$@"
+./build/release/examples/train_fashion_mnist --out build/fashion_mnist "$@"
