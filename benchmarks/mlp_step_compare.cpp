@@ -20,7 +20,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -30,8 +32,8 @@ using clock_type = std::chrono::steady_clock;
 struct Problem {
   std::vector<std::int64_t> sizes; // 784, hidden..., 10
   std::int64_t batch;
-  std::vector<float> x;            // batch x 784
-  std::vector<std::int64_t> y;     // batch
+  std::vector<float> x;        // batch x 784
+  std::vector<std::int64_t> y; // batch
 };
 
 Problem make_problem(const std::vector<std::int64_t>& hidden, std::int64_t batch) {
@@ -41,23 +43,32 @@ Problem make_problem(const std::vector<std::int64_t>& hidden, std::int64_t batch
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(0, 1);
   p.x.resize(static_cast<std::size_t>(batch * 784));
-  for (auto& v : p.x) v = u(rng);
-  for (std::int64_t i = 0; i < batch; ++i) p.y.push_back(static_cast<std::int64_t>(rng() % 10));
+  for (auto& v : p.x)
+    v = u(rng);
+  for (std::int64_t i = 0; i < batch; ++i)
+    p.y.push_back(static_cast<std::int64_t>(rng() % 10));
   return p;
 }
 
 template <class Step> double ms_per_step(Step&& step, int steps) {
-  for (int i = 0; i < 10; ++i) step(); // warm-up: caches, allocator pools, BLAS buffers
+  for (int i = 0; i < 10; ++i)
+    step(); // warm-up: caches, allocator pools, BLAS buffers
   const auto t0 = clock_type::now();
-  for (int i = 0; i < steps; ++i) step();
+  for (int i = 0; i < steps; ++i)
+    step();
   return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count() / steps;
 }
 
 // ---- tapegrad ----------------------------------------------------------------------------------
-double run_tapegrad(const Problem& p, int steps) {
+double run_tapegrad(const Problem& p, int steps, bool adam) {
   autodiff::manual_seed(0);
   auto model = nn::mlp(p.sizes, "relu");
-  nn::SGD opt(model->parameters(), {.lr = 0.01});
+  std::unique_ptr<nn::Optimizer> optimizer;
+  if (adam)
+    optimizer = std::make_unique<nn::Adam>(model->parameters(), nn::AdamOptions{.lr = 1e-3});
+  else
+    optimizer = std::make_unique<nn::SGD>(model->parameters(), nn::SGDOptions{.lr = 0.01});
+  nn::Optimizer& opt = *optimizer;
   const autodiff::Tensor x = autodiff::from_vector(p.x, {p.batch, 784});
   const autodiff::Tensor y = autodiff::from_vector(p.y, {p.batch});
   autodiff::Tape tape;
@@ -83,7 +94,8 @@ double run_by_hand(const Problem& p, int steps) {
     const auto in = p.sizes[l], out = p.sizes[l + 1];
     std::uniform_real_distribution<float> u(-1 / std::sqrt(float(in)), 1 / std::sqrt(float(in)));
     w[l].resize(static_cast<std::size_t>(in * out));
-    for (auto& v : w[l]) v = u(rng);
+    for (auto& v : w[l])
+      v = u(rng);
     b[l].assign(static_cast<std::size_t>(out), 0.01f);
     gw[l].resize(w[l].size());
     gb[l].resize(b[l].size());
@@ -98,10 +110,13 @@ double run_by_hand(const Problem& p, int steps) {
     for (std::size_t l = 0; l < layers; ++l) {
       const int in = static_cast<int>(p.sizes[l]), out = static_cast<int>(p.sizes[l + 1]);
       float* a = act[l + 1].data();
-      for (int i = 0; i < n; ++i) std::copy(b[l].begin(), b[l].end(), a + static_cast<std::ptrdiff_t>(i) * out);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, act[l].data(), in, w[l].data(), in, 1.0f, a, out);
+      for (int i = 0; i < n; ++i)
+        std::copy(b[l].begin(), b[l].end(), a + static_cast<std::ptrdiff_t>(i) * out);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, act[l].data(), in, w[l].data(), in, 1.0f,
+                  a, out);
       if (l + 1 < layers)
-        for (std::size_t k = 0; k < act[l + 1].size(); ++k) a[k] = std::max(a[k], 0.0f);
+        for (std::size_t k = 0; k < act[l + 1].size(); ++k)
+          a[k] = std::max(a[k], 0.0f);
     }
     // softmax cross-entropy: dlogits = (softmax - onehot) / n
     float* z = act[layers].data();
@@ -110,38 +125,50 @@ double run_by_hand(const Problem& p, int steps) {
       float* row = z + i * 10;
       const float m = *std::max_element(row, row + 10);
       float s = 0;
-      for (int c = 0; c < 10; ++c) s += std::exp(row[c] - m);
-      for (int c = 0; c < 10; ++c) dz[i * 10 + c] = std::exp(row[c] - m) / s / static_cast<float>(n);
+      for (int c = 0; c < 10; ++c)
+        s += std::exp(row[c] - m);
+      for (int c = 0; c < 10; ++c)
+        dz[i * 10 + c] = std::exp(row[c] - m) / s / static_cast<float>(n);
       dz[i * 10 + p.y[static_cast<std::size_t>(i)]] -= 1.0f / static_cast<float>(n);
     }
     for (std::size_t l = layers; l-- > 0;) {
       const int in = static_cast<int>(p.sizes[l]), out = static_cast<int>(p.sizes[l + 1]);
       const float* d = grad[l + 1].data();
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, d, out, act[l].data(), in, 0.0f, gw[l].data(), in);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, d, out, act[l].data(), in, 0.0f,
+                  gw[l].data(), in);
       std::fill(gb[l].begin(), gb[l].end(), 0.0f);
       for (int i = 0; i < n; ++i)
-        for (int o = 0; o < out; ++o) gb[l][static_cast<std::size_t>(o)] += d[i * out + o];
+        for (int o = 0; o < out; ++o)
+          gb[l][static_cast<std::size_t>(o)] += d[i * out + o];
       if (l > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, d, out, w[l].data(), in, 0.0f, grad[l].data(), in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, d, out, w[l].data(), in, 0.0f,
+                    grad[l].data(), in);
         for (std::size_t k = 0; k < grad[l].size(); ++k)
           if (act[l][k] <= 0) grad[l][k] = 0;
       }
-      for (std::size_t k = 0; k < w[l].size(); ++k) w[l][k] -= lr * gw[l][k];
-      for (std::size_t k = 0; k < b[l].size(); ++k) b[l][k] -= lr * gb[l][k];
+      for (std::size_t k = 0; k < w[l].size(); ++k)
+        w[l][k] -= lr * gw[l][k];
+      for (std::size_t k = 0; k < b[l].size(); ++k)
+        b[l][k] -= lr * gb[l][k];
     }
   };
   return ms_per_step(step, steps);
 }
 
 #if TAPEGRAD_HAVE_TORCH
-double run_torch(const Problem& p, int steps) {
+double run_torch(const Problem& p, int steps, bool adam) {
   torch::manual_seed(0);
   torch::nn::Sequential model;
   for (std::size_t l = 0; l + 1 < p.sizes.size(); ++l) {
     model->push_back(torch::nn::Linear(p.sizes[l], p.sizes[l + 1]));
     if (l + 2 < p.sizes.size()) model->push_back(torch::nn::ReLU());
   }
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01));
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (adam)
+    optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(1e-3));
+  else
+    optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01));
+  torch::optim::Optimizer& opt = *optimizer;
   const auto x = torch::from_blob(const_cast<float*>(p.x.data()), {p.batch, 784}).clone();
   const auto y = torch::from_blob(const_cast<std::int64_t*>(p.y.data()), {p.batch}, torch::kInt64).clone();
   return ms_per_step(
@@ -163,23 +190,29 @@ int main(int argc, char** argv) {
   std::vector<std::int64_t> hidden{256, 256};
   std::int64_t batch = 128;
   int threads = 1, steps = 200;
+  std::string optimizer = "sgd";
   CLI::App app{"MLP training step: tapegrad vs hand-written OpenBLAS vs LibTorch"};
   app.add_option("--hidden", hidden, "hidden sizes")->delimiter(',')->capture_default_str();
   app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--threads", threads, "BLAS / intra-op threads")->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--optimizer", optimizer, "sgd or adam (the hand-written version is SGD only)")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  const bool adam = optimizer == "adam";
 
   openblas_set_num_threads(threads);
   const Problem p = make_problem(hidden, batch);
-  fmt::print("MLP {} at batch {}, SGD, {} thread(s), {} steps\n", fmt::join(p.sizes, "-"), batch, threads, steps);
+  fmt::print("MLP {} at batch {}, {}, {} thread(s), {} steps\n", fmt::join(p.sizes, "-"), batch, optimizer, threads,
+             steps);
   const double hand = run_by_hand(p, steps);
-  const double ours = run_tapegrad(p, steps);
-  fmt::print("  {:<22} {:8.3f} ms/step\n", "hand-written OpenBLAS", hand);
+  const double ours = run_tapegrad(p, steps, adam);
+  fmt::print("  {:<22} {:8.3f} ms/step (SGD)\n", "hand-written OpenBLAS", hand);
   fmt::print("  {:<22} {:8.3f} ms/step   {:.2f}x hand-written\n", "tapegrad", ours, ours / hand);
 #if TAPEGRAD_HAVE_TORCH
   torch::set_num_threads(threads);
-  const double torch_ms = run_torch(p, steps);
+  const double torch_ms = run_torch(p, steps, adam);
   fmt::print("  {:<22} {:8.3f} ms/step   {:.2f}x hand-written; tapegrad / LibTorch = {:.2f}\n", "LibTorch", torch_ms,
              torch_ms / hand, ours / torch_ms);
 #else

@@ -59,6 +59,25 @@ void BM_MlpTensor(benchmark::State& state) {
 }
 BENCHMARK(BM_MlpTensor)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The same network in PyTorch's Linear layout (weights [out, in]) through linear().
+void BM_MlpTensorLinear(benchmark::State& state) {
+  Tape tape;
+  manual_seed(1);
+  const Tensor x = randn({batch, width}), y = randn({batch, width});
+  Tensor w1 = randn({width, width}) * 0.03, b1 = zeros({width}), w2 = randn({width, width}) * 0.03, b2 = zeros({width});
+  for (Tensor* p : {&w1, &b1, &w2, &b2})
+    p->requires_grad(true);
+  for (auto _ : state) {
+    tape.reset();
+    const Tensor loss = mse_loss(linear(relu(linear(x, w1, b1)), w2, b2), y);
+    loss.backward();
+    benchmark::DoNotOptimize(w1.grad());
+    for (Tensor* p : {&w1, &b1, &w2, &b2})
+      p->zero_grad();
+  }
+}
+BENCHMARK(BM_MlpTensorLinear)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // The same forward and backward with no framework: 6 sgemm calls and plain loops.
 void BM_MlpCblas(benchmark::State& state) {
   manual_seed(1);

@@ -25,7 +25,8 @@ double accuracy(nn::Module& model, const nn::TensorDataset& data) {
   const Tensor pred = autodiff::argmax(model(data.inputs()), 1);
   const auto p = pred.data<std::int64_t>(), y = data.targets().data<std::int64_t>();
   std::int64_t correct = 0;
-  for (std::size_t i = 0; i < p.size(); ++i) correct += p[i] == y[i];
+  for (std::size_t i = 0; i < p.size(); ++i)
+    correct += p[i] == y[i];
   return static_cast<double>(correct) / static_cast<double>(p.size());
 }
 
@@ -56,7 +57,8 @@ void draw(nn::Module& model, const nn::TensorDataset& data, const fs::path& out)
   std::string points;
   const auto xy = data.inputs().to_vector();
   const auto labels = data.targets().data<std::int64_t>();
-  for (std::size_t k = 0; k < labels.size(); ++k) points += fmt::format("{} {} {}\n", xy[2 * k], xy[2 * k + 1], labels[k]);
+  for (std::size_t k = 0; k < labels.size(); ++k)
+    points += fmt::format("{} {} {}\n", xy[2 * k], xy[2 * k + 1], labels[k]);
 
   examples::TempDir tmp("moons");
   examples::write_atomically(tmp.path / "surface.dat", surface);
@@ -83,7 +85,8 @@ splot dir.'/surface.dat' using 1:2:3 with pm3d notitle, \
 )gp";
   examples::write_atomically(tmp.path / "moons.gp", script);
   int status = 0;
-  const auto s = examples::run({"gnuplot", "-e", "dir='" + tmp.path.string() + "'", (tmp.path / "moons.gp").string()}, status);
+  const auto s =
+      examples::run({"gnuplot", "-e", "dir='" + tmp.path.string() + "'", (tmp.path / "moons.gp").string()}, status);
   if (s == examples::Spawn::ok) {
     examples::write_atomically(out / "moons.png", examples::read_file(tmp.path / "moons.png"));
     fmt::print("wrote {}\n", (out / "moons.png").string());
@@ -106,7 +109,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Train a small MLP on two moons and draw its decision boundary"};
   app.add_option("--steps", steps, "full-batch Adam steps")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--points", points, "number of points")->check(CLI::Range(10, 100000))->capture_default_str();
-  app.add_option("--noise", noise, "standard deviation of the noise")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--noise", noise, "standard deviation of the noise")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app.add_option("--seed", seed, "seed for data and initialisation")->capture_default_str();
   app.add_option("--out", out, "directory for moons.png")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -6,4 +6,5 @@ scripts/deps.sh dataset-fashion-mnist
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j2
 echo
+. scripts/openblas_env.sh
 ./build/release/examples/train_fashion_mnist --out build/fashion_mnist "$@"

@@ -26,8 +26,10 @@ struct DoubleContext {
 
 // Walks nodes [0, n) from last to first, keeping the operand and constant cursors in step, and
 // calls visit(rule-type tag, node, first operand, second operand, constant) for each node.
-template <class Visit> void reverse_walk(const OpCode* ops, const std::uint32_t* args, std::size_t nargs,
-                                         const double* consts, std::size_t nconsts, std::uint32_t n, Visit&& visit) {
+// ops, args and consts are pointers, or Live views that re-read the tape's array on every access.
+template <class Ops, class Args, class Consts, class Visit>
+void reverse_walk(const Ops& ops, const Args& args, std::size_t nargs, const Consts& consts, std::size_t nconsts,
+                  std::uint32_t n, Visit&& visit) {
   std::size_t ap = nargs, cp = nconsts;
   for (std::uint32_t i = n; i-- > 0;) {
     switch (ops[i]) {
@@ -52,6 +54,13 @@ template <class Visit> void reverse_walk(const OpCode* ops, const std::uint32_t*
     }
   }
 }
+
+// Reads a tape array through its owner on every access, so that recording (which may move the
+// array) during the walk is harmless, and nothing needs copying first.
+template <class T> struct Live {
+  const std::unique_ptr<T[]>& p;
+  T operator[](std::size_t k) const { return p[k]; }
+};
 
 } // namespace
 
@@ -115,8 +124,11 @@ std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>
   // Nodes after the output are walked too (they have no adjoint): that keeps the operand cursors
   // simple, and costs little since the output is almost always the last node.
   const std::uint32_t n = n_;
-  std::vector<Var> adj(n, output); // placeholders; `has` says which hold an adjoint
-  std::vector<char> has(n, 0);
+  // Scratch kept by the tape: placeholders (`has` says which hold an adjoint), grown but not freed.
+  if (recording_adj_.size() < n) recording_adj_.resize(n, output);
+  std::vector<Var>& adj = recording_adj_;
+  recording_has_.assign(n, 0);
+  std::vector<char>& has = recording_has_;
   adj[output.i_] = Var(1.0);
   has[output.i_] = 1;
 
@@ -142,12 +154,8 @@ std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>
     void db(const Var& v) { add(b_, v); }
   };
 
-  // The walk reads a copy of the record: recording appends to (and may reallocate) the tape's arrays.
   const std::size_t nargs = args_.size, nconsts = consts_.size;
-  std::vector<OpCode> ops(ops_.get(), ops_.get() + n);
-  std::vector<std::uint32_t> args(args_.data.get(), args_.data.get() + nargs);
-  std::vector<double> consts(consts_.data.get(), consts_.data.get() + nconsts);
-  reverse_walk(ops.data(), args.data(), nargs, consts.data(), nconsts, n,
+  reverse_walk(Live<OpCode>{ops_}, Live<std::uint32_t>{args_.data}, nargs, Live<double>{consts_.data}, nconsts, n,
                [&](auto rule, std::uint32_t i, std::uint32_t a, std::uint32_t b, double c) {
                  if (!has[i]) return;
                  VarContext x{*this, adj, has, i, a, b, c, adj[i]};

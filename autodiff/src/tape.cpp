@@ -68,6 +68,7 @@ void Tape::grow_nodes() {
   grow_array(values_, n_, new_cap);
   grow_array(ops_, n_, new_cap);
   cap_ = new_cap;
+  if (args_.capacity < 2 * std::size_t{new_cap}) args_.grow(2 * std::size_t{new_cap});
 }
 
 std::size_t Tape::operation_count() const {
@@ -137,10 +138,14 @@ std::vector<NodeInfo> Tape::nodes() const {
 }
 
 void TapeAccess::foreign(std::string_view op, const Var& v, const Tape& t) {
+  foreign(op, v.index(), v.generation(), t);
+}
+
+void TapeAccess::foreign(std::string_view op, std::uint32_t index, std::uint32_t generation, const Tape& t) {
   throw Error(
       fmt::format("autodiff: {}: operand (node {}, tape generation {}) is not on the active tape (generation {}): "
                   "it was recorded before the tape was reset, or on another tape or thread",
-                  op, v.index(), v.generation(), t.generation()));
+                  op, index, generation, t.generation()));
 }
 
 } // namespace autodiff

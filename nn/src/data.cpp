@@ -92,6 +92,38 @@ Batch TensorDataset::batch(std::span<const std::int64_t> indices) const {
   return {gather_rows(inputs_, indices), gather_rows(targets_, indices)};
 }
 
+ByteImageDataset::ByteImageDataset(std::vector<std::uint8_t> pixels, std::int64_t per_image,
+                                   std::vector<std::int64_t> labels, float scale)
+    : pixels_(std::move(pixels)), per_image_(per_image), labels_(std::move(labels)), scale_(scale) {
+  if (per_image <= 0 || pixels_.size() != labels_.size() * static_cast<std::size_t>(per_image))
+    fail(fmt::format("ByteImageDataset: {} pixel bytes do not make {} images of {} pixels", pixels_.size(),
+                     labels_.size(), per_image));
+}
+
+Batch ByteImageDataset::get(std::int64_t index) const {
+  const std::int64_t i[1] = {index};
+  Batch b = batch(i);
+  return {autodiff::reshape(b.inputs, {per_image_}), autodiff::reshape(b.targets, autodiff::Shape{})};
+}
+
+Batch ByteImageDataset::batch(std::span<const std::int64_t> indices) const {
+  const auto n = static_cast<std::int64_t>(indices.size());
+  Tensor x = autodiff::zeros({n, per_image_});
+  Tensor y = autodiff::zeros({n}, DType::int64);
+  float* dst = x.mutable_data<float>().data();
+  std::int64_t* lab = y.mutable_data<std::int64_t>().data();
+  const auto per = static_cast<std::size_t>(per_image_);
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    const std::int64_t i = indices[k];
+    if (i < 0 || i >= size()) fail(fmt::format("ByteImageDataset: index {} out of range [0, {})", i, size()));
+    const std::uint8_t* src = pixels_.data() + static_cast<std::size_t>(i) * per;
+    for (std::size_t p = 0; p < per; ++p)
+      dst[k * per + p] = static_cast<float>(src[p]) * scale_;
+    lab[k] = labels_[static_cast<std::size_t>(i)];
+  }
+  return {x, y};
+}
+
 DataLoader::DataLoader(std::shared_ptr<const Dataset> data, DataLoaderOptions o) : data_(std::move(data)), o_(o) {
   if (!data_) fail("DataLoader: null dataset");
   if (o.batch_size <= 0) fail(fmt::format("DataLoader: batch_size must be positive, got {}", o.batch_size));

@@ -167,7 +167,7 @@ IdxArray read_dataset_file(const std::filesystem::path& dir, const std::string& 
 
 } // namespace
 
-FashionMnist load_fashion_mnist(const std::filesystem::path& dir, Split split) {
+FashionMnist load_fashion_mnist(const std::filesystem::path& dir, Split split, Pixels pixels) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
   IdxArray images = read_dataset_file(dir, prefix + "-images-idx3-ubyte");
   IdxArray labels = read_dataset_file(dir, prefix + "-labels-idx1-ubyte");
@@ -192,6 +192,10 @@ FashionMnist load_fashion_mnist(const std::filesystem::path& dir, Split split) {
       throw autodiff::Error(
           fmt::format("nn: load_fashion_mnist: {}: label {} of image {} is not below 10", where, labels.data[i], i));
     out.labels.push_back(labels.data[i]);
+  }
+  if (pixels == Pixels::bytes) {
+    out.bytes = std::move(images.data);
+    return out;
   }
   out.images.resize(images.data.size());
   std::transform(images.data.begin(), images.data.end(), out.images.begin(),

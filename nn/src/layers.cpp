@@ -26,8 +26,7 @@ Tensor Linear::forward(const Tensor& x) {
   if (x.dim() < 1 || x.size(-1) != in_)
     throw autodiff::Error(
         fmt::format("nn: Linear({} -> {}): input of shape {} does not end in {}", in_, out_, x.shape(), in_));
-  Tensor y = autodiff::matmul(x, autodiff::transpose(weight));
-  return bias.defined() ? y + bias : y;
+  return autodiff::linear(x, weight, bias);
 }
 
 std::string Linear::name() const {

@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -59,7 +62,26 @@ void Optimizer::set_lr(double lr) {
     g.lr = lr;
 }
 
+namespace {
+// Moving averages of gradients that are exactly zero (weights of always-black border pixels, dead
+// units) decay geometrically into subnormal numbers after a few hundred steps, and arithmetic on
+// subnormals is two orders of magnitude slower on x86: an Adam epoch became 3x slower by epoch 5.
+// The update runs with flush-to-zero and denormals-are-zero, restored afterwards; it changes
+// nothing above 1e-38 (float) or 1e-308 (double).
+class FlushDenormals {
+public:
+#if defined(__SSE2__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+private:
+  unsigned saved_;
+#endif
+};
+} // namespace
+
 template <class F> void Optimizer::each(F&& f) {
+  const FlushDenormals flush;
   std::size_t k = 0;
   for (auto& g : groups_)
     for (Tensor& p : g.params) {

@@ -15,7 +15,8 @@ namespace {
 
 Tensor to_tensor(const Mat& m) {
   std::vector<double> flat;
-  for (const Vec& row : m) flat.insert(flat.end(), row.begin(), row.end());
+  for (const Vec& row : m)
+    flat.insert(flat.end(), row.begin(), row.end());
   return autodiff::from_vector(flat, {static_cast<std::int64_t>(m.size()), static_cast<std::int64_t>(m[0].size())},
                                DType::float64);
 }
@@ -23,7 +24,8 @@ Mat to_mat(const Tensor& t) {
   const auto v = t.to_vector();
   Mat m(static_cast<std::size_t>(t.size(0)), Vec(static_cast<std::size_t>(t.size(1))));
   for (std::size_t i = 0; i < m.size(); ++i)
-    for (std::size_t j = 0; j < m[i].size(); ++j) m[i][j] = v[i * m[i].size() + j];
+    for (std::size_t j = 0; j < m[i].size(); ++j)
+      m[i][j] = v[i * m[i].size() + j];
   return m;
 }
 
@@ -37,7 +39,8 @@ Backprop backprop_tensor(const Network& net, const Batch& batch, double eta) {
     W[l] = to_tensor(net.W[l]).requires_grad(true);
     Z[l] = autodiff::matmul(a, W[l]);
     if (net.bias) {
-      b[l] = autodiff::from_vector(net.b[l], {static_cast<std::int64_t>(net.b[l].size())}, DType::float64).requires_grad(true);
+      b[l] = autodiff::from_vector(net.b[l], {static_cast<std::int64_t>(net.b[l].size())}, DType::float64)
+                 .requires_grad(true);
       Z[l] = Z[l] + b[l];
     }
     Z[l].retain_grad();

@@ -15,11 +15,14 @@ namespace {
 std::shared_ptr<nn::TensorDataset> numbered(std::int64_t n) {
   std::vector<double> x;
   std::vector<std::int64_t> y;
-  for (std::int64_t i = 0; i < n; ++i) x.push_back(static_cast<double>(i)), x.push_back(-static_cast<double>(i)), y.push_back(i);
-  return std::make_shared<nn::TensorDataset>(autodiff::from_vector(x, {n, 2}, DType::float64), autodiff::from_vector(y, {n}));
+  for (std::int64_t i = 0; i < n; ++i)
+    x.push_back(static_cast<double>(i)), x.push_back(-static_cast<double>(i)), y.push_back(i);
+  return std::make_shared<nn::TensorDataset>(autodiff::from_vector(x, {n, 2}, DType::float64),
+                                             autodiff::from_vector(y, {n}));
 }
 struct TempDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() / ("tapegrad_nn_test." + std::to_string(::getpid()));
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("tapegrad_nn_test." + std::to_string(::getpid()));
   TempDir() { std::filesystem::create_directories(path); }
   ~TempDir() { std::filesystem::remove_all(path); }
 };
@@ -34,10 +37,12 @@ BOOST_AUTO_TEST_CASE(batches_cover_the_data_in_order) {
   std::vector<std::int64_t> sizes;
   for (const nn::Batch& b : loader) {
     sizes.push_back(b.targets.numel());
-    for (auto v : b.targets.data<std::int64_t>()) seen.push_back(v);
+    for (auto v : b.targets.data<std::int64_t>())
+      seen.push_back(v);
     const auto x = b.inputs.to_vector();
     for (std::int64_t i = 0; i < b.targets.numel(); ++i)
-      BOOST_TEST(x[static_cast<std::size_t>(2 * i + 1)] == -static_cast<double>(b.targets.data<std::int64_t>()[static_cast<std::size_t>(i)]));
+      BOOST_TEST(x[static_cast<std::size_t>(2 * i + 1)] ==
+                 -static_cast<double>(b.targets.data<std::int64_t>()[static_cast<std::size_t>(i)]));
   }
   BOOST_TEST(sizes == std::vector<std::int64_t>({4, 4, 2}), boost::test_tools::per_element());
   BOOST_TEST(seen == std::vector<std::int64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), boost::test_tools::per_element());
@@ -50,7 +55,8 @@ BOOST_AUTO_TEST_CASE(shuffle_is_seeded_per_epoch_and_drop_last_drops) {
     std::vector<std::int64_t> out;
     for (const nn::Batch& b : loader) {
       BOOST_TEST(b.targets.numel() == 8);
-      for (auto v : b.targets.data<std::int64_t>()) out.push_back(v);
+      for (auto v : b.targets.data<std::int64_t>())
+        out.push_back(v);
     }
     return out;
   };
@@ -60,6 +66,23 @@ BOOST_AUTO_TEST_CASE(shuffle_is_seeded_per_epoch_and_drop_last_drops) {
   BOOST_TEST(a != next);
   BOOST_TEST(a != other);
   BOOST_TEST(std::set<std::int64_t>(a.begin(), a.end()).size() == 48u); // no repeats
+}
+
+BOOST_AUTO_TEST_CASE(byte_images_are_scaled_per_batch) {
+  std::vector<std::uint8_t> pixels{0, 255, 51, 102, 10, 20};
+  auto data = std::make_shared<nn::ByteImageDataset>(pixels, 2, std::vector<std::int64_t>{7, 8, 9});
+  const std::int64_t idx[2] = {2, 0};
+  const nn::Batch b = data->batch(idx);
+  BOOST_TEST((b.inputs.shape() == autodiff::Shape({2, 2})));
+  const float s = 1.0f / 255.0f; // the dataset multiplies by the float reciprocal
+  BOOST_TEST(b.inputs.to_vector() == std::vector<double>({10 * s, 20 * s, 0.0, 255 * s}),
+             boost::test_tools::per_element());
+  BOOST_TEST(b.targets.to_vector() == std::vector<double>({9, 7}), boost::test_tools::per_element());
+  BOOST_TEST(data->get(1).inputs.to_vector() == std::vector<double>({51 * s, 102 * s}),
+             boost::test_tools::per_element());
+  BOOST_CHECK_THROW(nn::ByteImageDataset(pixels, 4, {1, 2}), autodiff::Error);
+  const std::int64_t bad[1] = {3};
+  BOOST_CHECK_THROW(data->batch(bad), autodiff::Error);
 }
 
 BOOST_AUTO_TEST_CASE(loader_errors) {
@@ -110,8 +133,9 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip) {
   // a truncated file is refused with the file's name
   const auto bytes = std::filesystem::file_size(dir.path / "m.safetensors");
   std::filesystem::resize_file(dir.path / "m.safetensors", bytes - 5);
-  BOOST_CHECK_EXCEPTION(nn::load_state_dict(dir.path / "m.safetensors"), autodiff::Error,
-                        [](const autodiff::Error& e) { return std::string(e.what()).find("m.safetensors") != std::string::npos; });
+  BOOST_CHECK_EXCEPTION(nn::load_state_dict(dir.path / "m.safetensors"), autodiff::Error, [](const autodiff::Error& e) {
+    return std::string(e.what()).find("m.safetensors") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_CASE(resuming_from_a_checkpoint_is_bitwise_identical) {
@@ -124,7 +148,8 @@ BOOST_AUTO_TEST_CASE(resuming_from_a_checkpoint_is_bitwise_identical) {
     if (load) {
       const nn::StateDict all = nn::load_state_dict(*load);
       nn::StateDict m, o;
-      for (const auto& [k, v] : all) (k.rfind("m.", 0) == 0 ? m : o).emplace(k.substr(2), v);
+      for (const auto& [k, v] : all)
+        (k.rfind("m.", 0) == 0 ? m : o).emplace(k.substr(2), v);
       net->load_state_dict(m);
       opt.load_state_dict(o);
     }
@@ -141,13 +166,16 @@ BOOST_AUTO_TEST_CASE(resuming_from_a_checkpoint_is_bitwise_identical) {
     }
     if (save) {
       nn::StateDict all;
-      for (auto& [k, v] : net->state_dict()) all.emplace("m." + k, v);
-      for (auto& [k, v] : opt.state_dict()) all.emplace("o." + k, v);
+      for (auto& [k, v] : net->state_dict())
+        all.emplace("m." + k, v);
+      for (auto& [k, v] : opt.state_dict())
+        all.emplace("o." + k, v);
       nn::save_state_dict(*save, all);
     }
     std::vector<double> flat;
     for (const Tensor& p : net->parameters())
-      for (double v : p.to_vector()) flat.push_back(v);
+      for (double v : p.to_vector())
+        flat.push_back(v);
     return flat;
   };
   const auto straight = run(0, 6, nullptr, nullptr);

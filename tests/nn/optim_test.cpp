@@ -22,28 +22,56 @@ Tensor loss_of(const Tensor& w) { return autodiff::sum(0.5 * A * w * w + B * aut
 
 // w after 20 steps of each optimizer on loss_of, printed by LibTorch.
 const std::map<std::string, std::vector<double>> torch_reference{
-    {"sgd", {-0.11312402516922583, 0.13113458446942614, 0.21678981655432855, -0.32848982202678983, 0.16267597942609727}},
-    {"sgd_momentum", {0.044244311181288659, 0.090765402510765772, -0.60572863669603261, -0.45339305308323952, 0.15883128473500099}},
-    {"sgd_nesterov", {-0.23219295324396796, 0.16257145976607582, -1.6245450500242025, -0.29895808334002, 0.087914269021215741}},
-    {"adam", {-0.29749510492083375, 0.35865183512607329, -0.074007706257692304, -0.24323476148076095, 0.42736878214144369}},
-    {"adam_amsgrad", {-0.29498868464365074, -0.26706304014229848, 0.9692288562047443, -0.3912207183777745, 0.17168954234496359}},
-    {"adamw", {-0.29413038091031596, -0.2063010959709764, 0.82188677954061151, -0.38392075461167297, 0.18638622123973003}},
-    {"rmsprop", {-0.064045039673413851, -0.52207959895690259, 1.1493439205896303, -0.32720682119118183, -0.079330305088459993}},
-    {"rmsprop_centered", {-0.19417267186855283, -0.080400423254907941, 0.22891063915944007, -0.32983903154327293, 0.17145749446909483}},
-    {"adagrad", {-0.022727411709336884, -0.56920591327520009, 1.2510900979228126, -0.32052055158364645, -0.1209034809527075}},
+    {"sgd",
+     {-0.11312402516922583, 0.13113458446942614, 0.21678981655432855, -0.32848982202678983, 0.16267597942609727}},
+    {"sgd_momentum",
+     {0.044244311181288659, 0.090765402510765772, -0.60572863669603261, -0.45339305308323952, 0.15883128473500099}},
+    {"sgd_nesterov",
+     {-0.23219295324396796, 0.16257145976607582, -1.6245450500242025, -0.29895808334002, 0.087914269021215741}},
+    {"adam",
+     {-0.29749510492083375, 0.35865183512607329, -0.074007706257692304, -0.24323476148076095, 0.42736878214144369}},
+    {"adam_amsgrad",
+     {-0.29498868464365074, -0.26706304014229848, 0.9692288562047443, -0.3912207183777745, 0.17168954234496359}},
+    {"adamw",
+     {-0.29413038091031596, -0.2063010959709764, 0.82188677954061151, -0.38392075461167297, 0.18638622123973003}},
+    {"rmsprop",
+     {-0.064045039673413851, -0.52207959895690259, 1.1493439205896303, -0.32720682119118183, -0.079330305088459993}},
+    {"rmsprop_centered",
+     {-0.19417267186855283, -0.080400423254907941, 0.22891063915944007, -0.32983903154327293, 0.17145749446909483}},
+    {"adagrad",
+     {-0.022727411709336884, -0.56920591327520009, 1.2510900979228126, -0.32052055158364645, -0.1209034809527075}},
 };
 
 using Factory = std::function<std::unique_ptr<nn::Optimizer>(std::vector<Tensor>)>;
 const std::map<std::string, Factory> factories{
     {"sgd", [](auto p) { return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 0.1}); }},
-    {"sgd_momentum", [](auto p) { return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}); }},
-    {"sgd_nesterov", [](auto p) { return std::make_unique<nn::SGD>(p, nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.001, .nesterov = true}); }},
+    {"sgd_momentum",
+     [](auto p) {
+       return std::make_unique<nn::SGD>(
+           p, nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01});
+     }},
+    {"sgd_nesterov",
+     [](auto p) {
+       return std::make_unique<nn::SGD>(
+           p, nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.001, .nesterov = true});
+     }},
     {"adam", [](auto p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.1}); }},
-    {"adam_amsgrad", [](auto p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.05, .weight_decay = 0.01, .amsgrad = true}); }},
+    {"adam_amsgrad",
+     [](auto p) {
+       return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.05, .weight_decay = 0.01, .amsgrad = true});
+     }},
     {"adamw", [](auto p) { return std::make_unique<nn::AdamW>(p, nn::AdamOptions{.lr = 0.05, .weight_decay = 0.1}); }},
     {"rmsprop", [](auto p) { return std::make_unique<nn::RMSprop>(p, nn::RMSpropOptions{.lr = 0.01}); }},
-    {"rmsprop_centered", [](auto p) { return std::make_unique<nn::RMSprop>(p, nn::RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5, .centered = true}); }},
-    {"adagrad", [](auto p) { return std::make_unique<nn::Adagrad>(p, nn::AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.01, .initial_accumulator_value = 0.1}); }},
+    {"rmsprop_centered",
+     [](auto p) {
+       return std::make_unique<nn::RMSprop>(
+           p, nn::RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5, .centered = true});
+     }},
+    {"adagrad",
+     [](auto p) {
+       return std::make_unique<nn::Adagrad>(
+           p, nn::AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.01, .initial_accumulator_value = 0.1});
+     }},
 };
 
 Tensor fresh() { return autodiff::from_vector(w0, {5}, DType::float64).requires_grad(true); }
@@ -90,7 +118,9 @@ BOOST_AUTO_TEST_CASE(state_dict_resumes_exactly) {
     auto c = make({resumed});
     c->load_state_dict(saved);
     train(*c, resumed, 12);
-    BOOST_TEST_CONTEXT(name) { BOOST_TEST(resumed.to_vector() == straight.to_vector(), boost::test_tools::per_element()); }
+    BOOST_TEST_CONTEXT(name) {
+      BOOST_TEST(resumed.to_vector() == straight.to_vector(), boost::test_tools::per_element());
+    }
   }
 }
 
@@ -153,7 +183,8 @@ BOOST_AUTO_TEST_CASE(schedules_follow_their_closed_forms) {
     return out;
   };
   const auto step = rates([](nn::Optimizer& o) { return nn::StepLR(o, 3, 0.5); }, 7);
-  BOOST_TEST(step == std::vector<double>({0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025}), boost::test_tools::per_element());
+  BOOST_TEST(step == std::vector<double>({0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025}),
+             boost::test_tools::per_element());
   const auto multi = rates([](nn::Optimizer& o) { return nn::MultiStepLR(o, {2, 5}, 0.1); }, 6);
   BOOST_TEST(std::fabs(multi[1] - 0.1) < 1e-18);
   BOOST_TEST(std::fabs(multi[2] - 0.01) < 1e-17);
@@ -172,7 +203,8 @@ BOOST_AUTO_TEST_CASE(schedules_follow_their_closed_forms) {
   Tensor w = fresh();
   nn::SGD opt({w}, {.lr = 1.0});
   nn::ReduceLROnPlateau plateau(opt, {.factor = 0.5, .patience = 2});
-  for (double metric : {1.0, 0.5, 0.6, 0.6, 0.6}) plateau.step(metric); // 3 bad epochs > patience 2
+  for (double metric : {1.0, 0.5, 0.6, 0.6, 0.6})
+    plateau.step(metric); // 3 bad epochs > patience 2
   BOOST_TEST(opt.lr() == 0.5);
   plateau.step(0.4);
   BOOST_TEST(opt.lr() == 0.5);

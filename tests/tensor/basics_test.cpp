@@ -345,6 +345,31 @@ BOOST_AUTO_TEST_CASE(custom_functions_compose_with_gradcheck) {
              "bad_shape: backward produced a gradient of shape [3] for input 0 of shape [2]");
 }
 
+BOOST_AUTO_TEST_CASE(a_throwing_backward_leaves_the_engine_usable) {
+  Tape tape;
+  Tensor x = tensor({1, 2}, DType::float64);
+  x.requires_grad(true);
+  const CustomFunction boom{"boom", [](const std::vector<Tensor>& v) { return v[0] * 1.0; },
+                            [](const Tensor&, const std::vector<Tensor>&, const Tensor&) -> std::vector<Tensor> {
+                              throw Error("boom: refused");
+                            }};
+  const Tensor h = x * 3.0;
+  BOOST_TEST(error_of([&] { sum(apply(boom, {h}) + h).backward(); }) == "boom: refused");
+  BOOST_TEST(error_of([&] { (void)grad(sum(apply(boom, {h})), {x, h}); }) == "boom: refused");
+  x.zero_grad();
+  sum(h * h).backward(); // no adjoint of the failed sweeps is left behind to pollute this one
+  BOOST_TEST(x.grad().to_vector() == (std::vector<double>{18, 36}));
+  BOOST_TEST(grad(sum(h), {x})[0].to_vector() == (std::vector<double>{3, 3}));
+  const Tensor y2 = sum(h); // recorded before, swept from inside another sweep
+  const CustomFunction reenter{"reenter", [](const std::vector<Tensor>& v) { return v[0] * 1.0; },
+                               [&](const Tensor& g, const std::vector<Tensor>&, const Tensor&) {
+                                 y2.backward();
+                                 return std::vector<Tensor>{g};
+                               }};
+  BOOST_TEST(starts_with(error_of([&] { sum(apply(reenter, {h})).backward(); }),
+                         "backward: called from inside a backward pass"));
+}
+
 BOOST_AUTO_TEST_CASE(gradcheck_refuses_float32_unless_asked) {
   const Tensor x = ones({2});
   const auto f = [](const std::vector<Tensor>& v) { return sum(exp(v[0])); };

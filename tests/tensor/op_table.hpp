@@ -189,7 +189,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   binary("minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, [](double a, double b) { return std::min(a, b); });
   binary("where",   [](const Tensor& a, const Tensor& b) { return where(a > b, a * b, a - b); },
                     [](double a, double b) { return a > b ? a * b : a - b; });
-  binary("bce_with_logits_none", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, sigmoid(b), autodiff::Reduction::none); },
+  binary("binary_cross_entropy_with_logits_none", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, sigmoid(b), autodiff::Reduction::none); },
                     [](double a, double b) { const double y = 1 / (1 + std::exp(-b)); const double p = 1 / (1 + std::exp(-a)); return -(y * std::log(p) + (1 - y) * std::log(1 - p)); });
   // clang-format on
 

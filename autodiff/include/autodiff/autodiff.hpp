@@ -6,4 +6,6 @@
 #include <autodiff/format.hpp>
 #include <autodiff/gradcheck.hpp>
 #include <autodiff/tape.hpp>
+#include <autodiff/tensor.hpp>
+#include <autodiff/tensor_gradcheck.hpp>
 #include <autodiff/var.hpp>

@@ -99,30 +99,71 @@ private:
   static Tape& default_tape();
   static thread_local constinit Tape* tl_active_;
 
-  // Recording: one node (op code + value), then its operand indices and constant, if any.
+  // Recording: one node (op code + value) with its operand indices and constant, if any. grow_nodes
+  // keeps room for two operands per node, so one capacity check covers node and operands. Fields are
+  // read once into locals: after the stores the compiler could not reuse them.
   std::uint32_t push_node(OpCode op, double value) {
-    if (n_ == cap_) [[unlikely]]
+    const std::size_t i = n_;
+    if (i == cap_) [[unlikely]]
       grow_nodes();
-    values_[n_] = value;
-    ops_[n_] = op;
-    return n_++;
+    double* values = values_.get();
+    OpCode* ops = ops_.get();
+    n_ = i + 1;
+    values[i] = value;
+    ops[i] = op;
+    return static_cast<std::uint32_t>(i);
   }
-  void push_operands(std::uint32_t a) {
-    if (args_.size + 1 > args_.capacity) [[unlikely]]
-      args_.grow(args_.size + 1);
-    args_.data[args_.size++] = a;
+  std::uint32_t push_node(OpCode op, double value, std::uint32_t a) {
+    const std::size_t i = n_;
+    if (i == cap_) [[unlikely]]
+      grow_nodes();
+    const std::size_t ap = args_.size;
+    double* values = values_.get();
+    OpCode* ops = ops_.get();
+    std::uint32_t* args = args_.data.get();
+    n_ = i + 1;
+    args_.size = ap + 1;
+    values[i] = value;
+    args[ap] = a;
+    ops[i] = op;
+    return static_cast<std::uint32_t>(i);
   }
-  void push_operands(std::uint32_t a, std::uint32_t b) {
-    if (args_.size + 2 > args_.capacity) [[unlikely]]
-      args_.grow(args_.size + 2);
-    args_.data[args_.size] = a;
-    args_.data[args_.size + 1] = b;
-    args_.size += 2;
+  std::uint32_t push_node(OpCode op, double value, std::uint32_t a, std::uint32_t b) {
+    const std::size_t i = n_;
+    if (i == cap_) [[unlikely]]
+      grow_nodes();
+    const std::size_t ap = args_.size;
+    double* values = values_.get();
+    OpCode* ops = ops_.get();
+    std::uint32_t* args = args_.data.get();
+    n_ = i + 1;
+    args_.size = ap + 2;
+    values[i] = value;
+    args[ap] = a;
+    args[ap + 1] = b;
+    ops[i] = op;
+    return static_cast<std::uint32_t>(i);
   }
-  void push_constant(double c) {
-    if (consts_.size == consts_.capacity) [[unlikely]]
-      consts_.grow(consts_.size + 1);
-    consts_.data[consts_.size++] = c;
+  std::uint32_t push_node(OpCode op, double value, std::uint32_t a, double c) {
+    const std::size_t i = n_;
+    if (i == cap_) [[unlikely]]
+      grow_nodes();
+    const std::size_t cp = consts_.size;
+    if (cp == consts_.capacity) [[unlikely]]
+      consts_.grow(cp + 1);
+    const std::size_t ap = args_.size;
+    double* values = values_.get();
+    OpCode* ops = ops_.get();
+    std::uint32_t* args = args_.data.get();
+    double* consts = consts_.data.get();
+    n_ = i + 1;
+    args_.size = ap + 1;
+    consts_.size = cp + 1;
+    values[i] = value;
+    args[ap] = a;
+    consts[cp] = c;
+    ops[i] = op;
+    return static_cast<std::uint32_t>(i);
   }
   void grow_nodes();
 
@@ -133,13 +174,17 @@ private:
 
   std::unique_ptr<double[]> values_;
   std::unique_ptr<OpCode[]> ops_;
-  std::uint32_t n_ = 0;
-  std::uint32_t cap_ = 0;
+  // size_t, not uint32_t: a store of an operand index (uint32_t) then cannot alias the node count,
+  // which the compiler can keep in a register across the operations of an expression.
+  std::size_t n_ = 0;
+  std::size_t cap_ = 0;
   detail::Stream<std::uint32_t> args_;
   detail::Stream<double> consts_;
   std::uint32_t epoch_;
   std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then
   bool swept_ = false;
+  std::vector<Var> recording_adj_; // scratch of sweep_recording, reused
+  std::vector<char> recording_has_;
   std::unique_ptr<TapeExtension> extension_;
   Tape* previous_ = nullptr;
   bool is_default_ = false;

@@ -369,6 +369,9 @@ struct CustomFunction {
 };
 Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs);
 
+// The names of every op in the rules table ("add", "matmul", ...), sorted; for tests and tools.
+std::vector<std::string> tensor_op_names();
+
 } // namespace autodiff
 
 // Prints values (eliding the middle of dimensions longer than 6 once a tensor has more than 1000

@@ -65,40 +65,38 @@ struct TapeAccess {
   static std::vector<double> gradient(const Var& y, std::span<const Var> xs);
   static std::vector<Var> grad_recording(const Var& y, std::span<const Var> xs);
 
+  // The slow path takes the operand by value (index, generation): passing the Var by reference would
+  // pin it, and every temporary of an expression, to the stack.
+  [[noreturn]] static void foreign(std::string_view op, std::uint32_t index, std::uint32_t generation, const Tape& t);
   static Tape& checked(std::string_view op, const Var& a) {
     Tape& t = Tape::active();
     if (a.e_ != t.epoch_) [[unlikely]]
-      foreign(op, a, t);
+      foreign(op, a.i_, a.e_, t);
     return t;
   }
   static Tape& checked(std::string_view op, const Var& a, const Var& b) {
     Tape& t = Tape::active();
     if (a.e_ != t.epoch_) [[unlikely]]
-      foreign(op, a, t);
+      foreign(op, a.i_, a.e_, t);
     if (b.e_ != t.epoch_) [[unlikely]]
-      foreign(op, b, t);
+      foreign(op, b.i_, b.e_, t);
     return t;
   }
   static Var make(const Tape& t, double v, std::uint32_t i) { return Var(Var::Node{}, v, i, t.epoch_); }
 
+  // The result carries the operand's generation: after the check it equals the tape's, and reading
+  // it from the Var avoids reloading the tape after the stores.
   template <class R> static Var unary(const Var& a, double r) {
     Tape& t = checked(R::name, a);
-    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
-    t.push_operands(a.i_);
-    return make(t, r, i);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_), a.e_);
   }
   template <class R> static Var unary_const(const Var& a, double c, double r) {
     Tape& t = checked(R::name, a);
-    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
-    t.push_operands(a.i_);
-    t.push_constant(c);
-    return make(t, r, i);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, c), a.e_);
   }
   template <class R> static Var binary(const Var& a, const Var& b, double r) {
     Tape& t = checked(R::name, a, b);
-    const std::uint32_t i = t.push_node(detail::code_of<R>, r);
-    t.push_operands(a.i_, b.i_);
-    return make(t, r, i);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, b.i_), a.e_);
   }
 };
 

@@ -30,8 +30,13 @@ struct BackwardCtx;
 struct OpInfo {
   std::string_view name;
   void (*backward)(BackwardCtx&);
+  // Every entry registers itself, so that tensor_op_names() (and the op-table test) sees them all.
+  OpInfo(std::string_view n, void (*b)(BackwardCtx&));
 };
 extern const OpInfo leaf_op;
+void touch_elementwise();
+void touch_reduce();
+void touch_linalg();
 
 // One recorded tensor operation. Inputs that do not require grad are stored as npos, and their
 // values (if the rule needs them) are among the saved tensors.

@@ -3,11 +3,24 @@
 
 #include "internal.hpp"
 
+#include <algorithm>
 #include <typeinfo>
 
 namespace autodiff {
 
 namespace detail {
+
+namespace {
+std::vector<std::string_view>& op_registry() {
+  static std::vector<std::string_view> names;
+  return names;
+}
+} // namespace
+
+OpInfo::OpInfo(std::string_view n, void (*b)(BackwardCtx&)) : name(n), backward(b) {
+  auto& names = op_registry();
+  if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+}
 
 const OpInfo leaf_op{"leaf", nullptr};
 
@@ -19,8 +32,7 @@ void Record::reset() {
   saved.clear();
   ints.clear();
   customs.clear();
-  adj.clear();
-  keep.clear();
+  keep.clear(); // adj stays: its entries are all undefined between sweeps
 }
 
 Record& record_of(Tape& t) {
@@ -164,39 +176,44 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     ~Flag() { f = false; }
   } flag{rec.sweeping = true};
   NoGradGuard no_grad; // rules (and custom backwards) compute with tensors; none of it is recorded
+  // rec.adj keeps its size between sweeps with every entry undefined (an invariant kept below), so a
+  // sweep touches only the entries of the nodes it visits.
   const std::size_t n = rec.nodes.size();
-  rec.adj.clear();
-  rec.adj.resize(n);
-  if (mode == Mode::accumulate) {
-    rec.keep.clear();
-  }
+  if (rec.adj.size() < n) rec.adj.resize(n);
+  if (mode == Mode::accumulate) rec.keep.assign(n, 0);
   rec.keep.resize(n, 0);
   std::uint32_t top = 0;
+  for (std::size_t k = 0; k < roots.size(); ++k)
+    top = std::max(top, roots[k] + 1);
+  struct Cleanup { // restores the invariant when a rule throws
+    Record& rec;
+    std::uint32_t top;
+    bool done = false;
+    ~Cleanup() {
+      if (done) return;
+      for (std::uint32_t i = 0; i < top; ++i) // kept ones too: grad() will not return them
+        rec.adj[i] = Tensor();
+    }
+  } cleanup{rec, top};
   for (std::size_t k = 0; k < roots.size(); ++k) {
     Tensor& a = rec.adj[roots[k]];
     a = a.defined() ? accumulate(std::move(a), seeds[k]) : seeds[k].detach();
-    top = std::max(top, roots[k] + 1);
   }
-  struct Cleanup { // leaves no adjoints behind, even when a rule throws
-    Record& rec;
-    ~Cleanup() {
-      for (std::size_t i = 0; i < rec.adj.size(); ++i)
-        if (!rec.keep[i]) rec.adj[i] = Tensor();
-    }
-  } cleanup{rec};
   for (std::uint32_t i = top; i-- > 0;) {
-    if (!rec.adj[i].defined()) continue; // the outputs do not depend on this node
+    Tensor& gi = rec.adj[i];
+    if (!gi.defined()) continue; // the outputs do not depend on this node
     const Node& nd = rec.nodes[i];
     if (mode == Mode::accumulate && nd.slot != nullptr) {
       Tensor& g = nd.slot->grad;
-      g = g.defined() ? accumulate(std::move(g), rec.adj[i]) : rec.adj[i];
+      g = g.defined() ? accumulate(std::move(g), gi) : gi;
     }
     if (nd.op->backward != nullptr) {
-      BackwardCtx ctx{rec, nd, rec.adj[i]};
+      BackwardCtx ctx{rec, nd, gi};
       nd.op->backward(ctx);
     }
     if (!rec.keep[i]) rec.adj[i] = Tensor(); // frees memory as early as possible
   }
+  cleanup.done = true;
 }
 
 Tensor checked_seed(std::string_view op, const Tensor& out, const Tensor& seed) {
@@ -218,6 +235,15 @@ Tensor checked_seed(std::string_view op, const Tensor& out, const Tensor& seed) 
 
 using detail::Access;
 using detail::fail;
+
+std::vector<std::string> tensor_op_names() {
+  detail::touch_elementwise();
+  detail::touch_reduce();
+  detail::touch_linalg();
+  std::vector<std::string> out(detail::op_registry().begin(), detail::op_registry().end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 // ---- Tensor autograd members ---------------------------------------------------------------------
 Tensor& Tensor::requires_grad(bool on) {

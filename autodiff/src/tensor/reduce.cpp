@@ -555,3 +555,6 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction red) {
 }
 
 } // namespace autodiff
+
+// Referenced by tensor_op_names() so that a static link keeps this file's rules registered.
+void autodiff::detail::touch_reduce() {}

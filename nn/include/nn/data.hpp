@@ -43,6 +43,23 @@ private:
   Tensor inputs_, targets_;
 };
 
+// Images kept as bytes (a quarter of the memory of floats) and scaled to float32 per batch:
+// inputs [N, pixels_per_image] scaled by `scale`, int64 labels [N].
+class ByteImageDataset : public Dataset {
+public:
+  ByteImageDataset(std::vector<std::uint8_t> pixels, std::int64_t pixels_per_image, std::vector<std::int64_t> labels,
+                   float scale = 1.0f / 255.0f);
+  std::int64_t size() const override { return static_cast<std::int64_t>(labels_.size()); }
+  Batch get(std::int64_t index) const override;
+  Batch batch(std::span<const std::int64_t> indices) const override;
+
+private:
+  std::vector<std::uint8_t> pixels_;
+  std::int64_t per_image_;
+  std::vector<std::int64_t> labels_;
+  float scale_;
+};
+
 struct DataLoaderOptions {
   std::int64_t batch_size = 64;
   bool shuffle = false;

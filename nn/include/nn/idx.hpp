@@ -31,6 +31,7 @@ enum class Split { train, test };
 struct FashionMnist {
   std::size_t count = 0, rows = 0, cols = 0;
   std::vector<float> images;        // count * rows * cols, image-major, row-major inside an image
+  std::vector<std::uint8_t> bytes;  // the same pixels unscaled, instead of images, with Pixels::bytes
   std::vector<std::int64_t> labels; // count, each in [0, 10)
 
   std::size_t pixels_per_image() const { return rows * cols; }
@@ -38,6 +39,10 @@ struct FashionMnist {
     return std::span(images).subspan(i * pixels_per_image(), pixels_per_image());
   }
 };
+
+// Pixels as floats in [0, 1] (FashionMnist::images), or as the file's bytes (FashionMnist::bytes,
+// a quarter of the memory; nn::ByteImageDataset scales them per batch).
+enum class Pixels { floats, bytes };
 
 // Where the Debian package dataset-fashion-mnist installs the files.
 inline constexpr std::string_view fashion_mnist_default_dir = "/usr/share/datasets/fashion-mnist";
@@ -48,6 +53,6 @@ inline constexpr std::array<std::string_view, 10> fashion_mnist_classes = {
 // Reads `{train,t10k}-images-idx3-ubyte` and `...-labels-idx1-ubyte` from `dir`, each either with
 // a `.gz` suffix (preferred when both exist) or without. Checks that the images are 3-d, the labels
 // 1-d, that their counts agree and that every label is below 10.
-FashionMnist load_fashion_mnist(const std::filesystem::path& dir, Split split);
+FashionMnist load_fashion_mnist(const std::filesystem::path& dir, Split split, Pixels pixels = Pixels::floats);
 
 } // namespace nn

@@ -81,7 +81,8 @@ struct AdamOptions {
 };
 class Adam : public Optimizer {
 public:
-  Adam(std::vector<Tensor> params, AdamOptions o = {}) : Adam(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
+  Adam(std::vector<Tensor> params, AdamOptions o = {})
+      : Adam(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
   Adam(std::vector<ParamGroup> groups, AdamOptions o, bool decoupled = false);
   void step() override;
   AdamOptions options;

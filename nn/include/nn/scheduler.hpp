@@ -10,7 +10,7 @@ class LRScheduler {
 public:
   explicit LRScheduler(Optimizer& opt);
   virtual ~LRScheduler() = default;
-  void step();                                  // advances one epoch and sets every group's rate
+  void step(); // advances one epoch and sets every group's rate
   std::int64_t last_epoch() const { return epoch_; }
   double last_lr(std::size_t group = 0) const { return opt_.lr(group); }
 
