@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 # The fuzz targets: "executable corpus-directory seconds", one per line. Add new targets here.
 targets=(
-  "fuzz_parse tests/fuzz/corpus/parse 60"
-  "fuzz_safetensors tests/fuzz/corpus/safetensors 60"
+  "fuzz_parse tests/fuzz/corpus/parse 45"
+  "fuzz_safetensors tests/fuzz/corpus/safetensors 45"
 )
 
 build=build/fuzz
