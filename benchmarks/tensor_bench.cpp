@@ -48,7 +48,10 @@ void BM_MlpTensor(benchmark::State& state) {
   Tensor w1 = randn({width, width}) * 0.03, b1 = zeros({width}), w2 = randn({width, width}) * 0.03, b2 = zeros({width});
   for (Tensor* p : {&w1, &b1, &w2, &b2})
     p->requires_grad(true);
+  std::size_t allocs_before = 0;
+  std::int64_t steps = 0;
   for (auto _ : state) {
+    if (steps++ == 1) allocs_before = tensor_memory_stats().heap_allocations; // after the warm-up step
     tape.reset();
     const Tensor loss = mse_loss(matmul(relu(matmul(x, w1) + b1), w2) + b2, y);
     loss.backward();
@@ -56,6 +59,10 @@ void BM_MlpTensor(benchmark::State& state) {
     for (Tensor* p : {&w1, &b1, &w2, &b2})
       p->zero_grad();
   }
+  // Heap allocations of tensor storage per training step once the caching allocator is warm.
+  if (steps > 1)
+    state.counters["allocs/step"] =
+        static_cast<double>(tensor_memory_stats().heap_allocations - allocs_before) / static_cast<double>(steps - 1);
 }
 BENCHMARK(BM_MlpTensor)->Unit(benchmark::kMillisecond)->UseRealTime();
 
