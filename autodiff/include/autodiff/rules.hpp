@@ -421,11 +421,12 @@ struct Erfc {
 
 // Every scalar op, in op-code order. The engine's switch, the op codes and the op names are all
 // generated from this list; a new op is one struct above and one line here.
-#define TAPEGRAD_SCALAR_OPS(X)                                                                                         \
-  X(Leaf)                                                                                                              \
-  X(Add)                                                                                                               \
-  X(Sub)                                                                                                               \
-  X(Mul) X(Div) X(Pow) X(Atan2) X(Hypot) X(Max) X(Min) X(AddC) X(RSubC) X(MulC) X(DivC) X(RDivC) X(PowC) X(RPowC)      \
-      X(MaxC) X(MinC) X(Neg) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Cbrt) X(Square) X(Sin) X(Cos) X(Tan) X(Asin)    \
-          X(Acos) X(Atan) X(Sinh) X(Cosh) X(Tanh) X(Asinh) X(Acosh) X(Atanh) X(Sigmoid) X(Relu) X(Softplus) X(Abs)     \
-              X(Erf) X(Erfc)
+// clang-format off
+#define TAPEGRAD_SCALAR_OPS(X)                                                                    \
+  X(Leaf)                                                                                         \
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Atan2) X(Hypot) X(Max) X(Min)                              \
+  X(AddC) X(RSubC) X(MulC) X(DivC) X(RDivC) X(PowC) X(RPowC) X(MaxC) X(MinC)                      \
+  X(Neg) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Cbrt) X(Square) X(Sin) X(Cos) X(Tan) X(Asin)   \
+  X(Acos) X(Atan) X(Sinh) X(Cosh) X(Tanh) X(Asinh) X(Acosh) X(Atanh) X(Sigmoid) X(Relu)          \
+  X(Softplus) X(Abs) X(Erf) X(Erfc)
+// clang-format on

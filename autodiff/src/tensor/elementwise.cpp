@@ -88,16 +88,38 @@ TAPEGRAD_NO_R(Neg)
 TAPEGRAD_NO_A(AddC)
 TAPEGRAD_NO_R(AddC)
 TAPEGRAD_NO_A(RSubC)
-TAPEGRAD_NO_R(RSubC) TAPEGRAD_NO_A(MulC) TAPEGRAD_NO_R(MulC) TAPEGRAD_NO_A(DivC) TAPEGRAD_NO_R(DivC) TAPEGRAD_NO_A(Sign)
-    TAPEGRAD_NO_R(Sign) TAPEGRAD_NO_A(Exp) TAPEGRAD_NO_A(Expm1) TAPEGRAD_NO_A(Sqrt) TAPEGRAD_NO_A(Rsqrt)
-        TAPEGRAD_NO_A(Tan) TAPEGRAD_NO_A(Tanh) TAPEGRAD_NO_R(Log) TAPEGRAD_NO_R(Log1p) TAPEGRAD_NO_R(Square)
-            TAPEGRAD_NO_R(Abs) TAPEGRAD_NO_R(Sin) TAPEGRAD_NO_R(Cos) TAPEGRAD_NO_R(Relu) TAPEGRAD_NO_R(LeakyRelu)
-                TAPEGRAD_NO_R(Gelu) TAPEGRAD_NO_R(Clamp) TAPEGRAD_NO_R(PowC) TAPEGRAD_NO_R(MaxC) TAPEGRAD_NO_R(MinC)
+// clang-format off
+TAPEGRAD_NO_R(RSubC)
+TAPEGRAD_NO_A(MulC)
+TAPEGRAD_NO_R(MulC)
+TAPEGRAD_NO_A(DivC)
+TAPEGRAD_NO_R(DivC)
+TAPEGRAD_NO_A(Sign)
+TAPEGRAD_NO_R(Sign)
+TAPEGRAD_NO_A(Exp)
+TAPEGRAD_NO_A(Expm1)
+TAPEGRAD_NO_A(Sqrt)
+TAPEGRAD_NO_A(Rsqrt)
+TAPEGRAD_NO_A(Tan)
+TAPEGRAD_NO_A(Tanh)
+TAPEGRAD_NO_R(Log)
+TAPEGRAD_NO_R(Log1p)
+TAPEGRAD_NO_R(Square)
+TAPEGRAD_NO_R(Abs)
+TAPEGRAD_NO_R(Sin)
+TAPEGRAD_NO_R(Cos)
+TAPEGRAD_NO_R(Relu)
+TAPEGRAD_NO_R(LeakyRelu)
+TAPEGRAD_NO_R(Gelu)
+TAPEGRAD_NO_R(Clamp)
+TAPEGRAD_NO_R(PowC)
+TAPEGRAD_NO_R(MaxC)
+TAPEGRAD_NO_R(MinC)
+// clang-format on
 #undef TAPEGRAD_NO_A
 #undef TAPEGRAD_NO_R
 
-                    template <class F>
-                    void unary_backward(BackwardCtx& x) {
+template <class F> void unary_backward(BackwardCtx& x) {
   const Tensor* a = uses_a<F> ? &x.saved(0) : nullptr;
   const Tensor* r = uses_r<F> ? &x.saved(uses_a<F> ? 1 : 0) : nullptr;
   Tensor ga = Access::make(x.g.shape(), x.g.dtype());
