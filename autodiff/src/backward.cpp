@@ -22,6 +22,8 @@ struct DoubleContext {
   double c() const { return c_; }
   void da(double v) { adj[a_] += v; }
   void db(double v) { adj[b_] += v; }
+  void da_neg(double v) { adj[a_] -= v; }
+  void db_neg(double v) { adj[b_] -= v; }
 };
 
 // Walks nodes [0, n) from last to first, keeping the operand and constant cursors in step, and
@@ -150,8 +152,16 @@ std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>
       else
         adj[k] = v, has[k] = 1;
     }
+    void subtract(std::uint32_t k, const Var& v) {
+      if (has[k])
+        adj[k] = adj[k] - v;
+      else
+        adj[k] = -v, has[k] = 1;
+    }
     void da(const Var& v) { add(a_, v); }
     void db(const Var& v) { add(b_, v); }
+    void da_neg(const Var& v) { subtract(a_, v); }
+    void db_neg(const Var& v) { subtract(b_, v); }
   };
 
   const std::size_t nargs = args_.size, nconsts = consts_.size;

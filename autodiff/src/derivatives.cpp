@@ -14,7 +14,7 @@ void same_size(std::string_view op, std::span<const double> x, std::span<const d
 } // namespace
 
 Matrix hessian(const ScalarFunction& f, std::span<const double> x) {
-  Tape tape;
+  const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
   const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
   Matrix h;
@@ -26,7 +26,7 @@ Matrix hessian(const ScalarFunction& f, std::span<const double> x) {
 
 std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std::span<const double> v) {
   same_size("hvp", x, v, "v");
-  Tape tape;
+  const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
   const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
   if (g.empty()) return {};
@@ -37,7 +37,7 @@ std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std:
 }
 
 Matrix jacobian(const VectorFunction& f, std::span<const double> x) {
-  Tape tape;
+  const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
   const std::vector<Var> ys = f(xs);
   Matrix j;
@@ -48,7 +48,7 @@ Matrix jacobian(const VectorFunction& f, std::span<const double> x) {
 }
 
 std::vector<double> vjp(const VectorFunction& f, std::span<const double> x, std::span<const double> u) {
-  Tape tape;
+  const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
   const std::vector<Var> ys = f(xs);
   if (ys.size() != u.size())

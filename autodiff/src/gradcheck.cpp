@@ -46,7 +46,8 @@ void judge(GradcheckReport& r, const GradcheckOptions& o) {
 
 GradcheckReport gradcheck_impl(const ScalarFunction& f, std::span<const double> x, const GradcheckOptions& o) {
   check_options(o, "gradcheck");
-  Tape tape;
+  ScratchTape scratch;
+  Tape& tape = scratch.tape();
   GradcheckReport r;
   {
     const std::vector<Var> xs(x.begin(), x.end());
@@ -79,7 +80,8 @@ GradcheckReport gradgradcheck_impl(const ScalarFunction& f, std::span<const doub
     r.analytic.insert(r.analytic.end(), row.begin(), row.end());
   r.numeric.assign(n * n, 0.0);
   std::vector<double> point(x.begin(), x.end());
-  Tape tape;
+  ScratchTape scratch;
+  Tape& tape = scratch.tape();
   for (std::size_t j = 0; j < n; ++j) {
     for (std::size_t i = 0; i < n; ++i) {
       // d(grad_i)/dx_j; the gradient at each shifted point is recomputed per i for clarity: the

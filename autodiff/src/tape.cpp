@@ -50,6 +50,30 @@ Tape& Tape::default_tape() {
   return tape;
 }
 
+namespace {
+thread_local bool scratch_in_use = false;
+} // namespace
+
+ScratchTape::ScratchTape() {
+  if (scratch_in_use) {
+    own_ = std::make_unique<Tape>(); // activates itself, restores the previous tape when destroyed
+    tape_ = own_.get();
+    return;
+  }
+  thread_local Tape scratch{Tape::DefaultTag{}};
+  scratch_in_use = true;
+  scratch.reset();
+  previous_ = Tape::tl_active_;
+  Tape::tl_active_ = &scratch;
+  tape_ = &scratch;
+}
+
+ScratchTape::~ScratchTape() {
+  if (own_) return;
+  Tape::tl_active_ = previous_;
+  scratch_in_use = false;
+}
+
 void Tape::reset() {
   n_ = 0;
   args_.size = 0;

@@ -173,4 +173,24 @@ BOOST_AUTO_TEST_CASE(grad_without_create_graph_returns_values) {
   BOOST_TEST(gradient(g[0], {x})[0] == 0.0);
 }
 
+BOOST_AUTO_TEST_CASE(helpers_nest_and_leave_the_callers_tape_active) {
+  // hessian/hvp run on the thread's scratch tape; called from inside a function that gradcheck is
+  // recording on that same scratch tape, they must use a fresh one and hand the scratch back.
+  auto inner = [](const std::vector<Var>& v) { return v[0] * v[0] * v[1]; };
+  auto f = [&](const std::vector<Var>& x) {
+    const double c = hvp(inner, std::vector<double>{1.0, 2.0}, std::vector<double>{1.0, 0.0})[0]; // 2 x1 = 4
+    return c * x[0] * x[1] + sin(x[1]);
+  };
+  const GradcheckReport r = gradcheck(f, std::vector<double>{0.5, -1.0});
+  BOOST_TEST(r.passed);
+  BOOST_TEST(std::fabs(r.analytic[0] - 4 * -1.0) < 1e-15);
+  Tape tape;
+  Var x = 3.0;
+  const Matrix h = hessian(inner, std::vector<double>{1.0, 2.0});
+  BOOST_TEST(h[0][0] == 4.0);
+  BOOST_TEST(&Tape::active() == &tape);
+  Var y = x * x; // still records on the caller's tape
+  BOOST_TEST(gradient(y, {x})[0] == 6.0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -6,6 +6,8 @@
 //   x.g()            the adjoint of the result
 //   x.a(), x.b()     the operands, x.r() the result, x.c() the recorded constant
 //   x.da(v), x.db(v) add v to the operands' adjoints (not calling one means "contributes nothing")
+//   x.da_neg(v), x.db_neg(v) subtract v: the same numbers, but a create_graph sweep records one
+//                    subtraction instead of a negation and an addition
 // The reverse sweep runs it with doubles; a create_graph sweep runs the same rule with Var, which
 // records the backward pass so it can be differentiated again. In the Var case x.a() and x.r() are
 // the recorded nodes themselves, so reusing the result (d exp = g * r) stays exact to any order.
@@ -55,7 +57,7 @@ struct Sub {
   static double f(double a, double b) { return a - b; }
   template <class X> static void vjp(X& x) {
     x.da(x.g());
-    x.db(-x.g());
+    x.db_neg(x.g());
   }
 };
 struct Mul {
@@ -74,7 +76,7 @@ struct Div {
   template <class X> static void vjp(X& x) {
     const auto ga = x.g() / x.b();
     x.da(ga);
-    x.db(-ga * x.r());
+    x.db_neg(ga * x.r());
   }
 };
 struct Pow {
@@ -98,7 +100,7 @@ struct Atan2 { // atan2(a, b): the angle of the point (b, a)
   template <class X> static void vjp(X& x) {
     const auto s = x.g() / (x.a() * x.a() + x.b() * x.b());
     x.da(s * x.b());
-    x.db(-s * x.a());
+    x.db_neg(s * x.a());
   }
 };
 struct Hypot {
@@ -154,7 +156,7 @@ struct AddC {
 struct RSubC { // c - a
   static constexpr std::string_view name = "rsub_const";
   static constexpr Form form = Form::unary;
-  template <class X> static void vjp(X& x) { x.da(-x.g()); }
+  template <class X> static void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct MulC {
   static constexpr std::string_view name = "mul_const";
@@ -169,7 +171,7 @@ struct DivC { // a / c
 struct RDivC { // c / a: d/da = -c/a^2 = -r/a, so c need not be stored
   static constexpr std::string_view name = "rdiv_const";
   static constexpr Form form = Form::unary;
-  template <class X> static void vjp(X& x) { x.da(-x.g() * x.r() / x.a()); }
+  template <class X> static void vjp(X& x) { x.da_neg(x.g() * x.r() / x.a()); }
 };
 struct PowC { // a^c
   static constexpr std::string_view name = "pow_const";
@@ -216,7 +218,7 @@ struct Neg {
   static constexpr std::string_view name = "neg";
   static constexpr Form form = Form::unary;
   static double f(double a) { return -a; }
-  template <class X> static void vjp(X& x) { x.da(-x.g()); }
+  template <class X> static void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct Exp {
   static constexpr std::string_view name = "exp";
@@ -275,7 +277,7 @@ struct Cos {
   static double f(double a) { return std::cos(a); }
   template <class X> static void vjp(X& x) {
     using std::sin;
-    x.da(-x.g() * sin(x.a()));
+    x.da_neg(x.g() * sin(x.a()));
   }
 };
 struct Tan {
@@ -299,7 +301,7 @@ struct Acos {
   static double f(double a) { return std::acos(a); }
   template <class X> static void vjp(X& x) {
     using std::sqrt;
-    x.da(-x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0)));
+    x.da_neg(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0)));
   }
 };
 struct Atan {
@@ -395,7 +397,7 @@ struct Abs {
     if (x.a() > 0)
       x.da(x.g());
     else if (x.a() < 0)
-      x.da(-x.g()); // 0 at the kink, as PyTorch's sign(0) = 0
+      x.da_neg(x.g()); // 0 at the kink, as PyTorch's sign(0) = 0
   }
 };
 struct Erf {
@@ -413,7 +415,7 @@ struct Erfc {
   static double f(double a) { return std::erfc(a); }
   template <class X> static void vjp(X& x) {
     using std::exp;
-    x.da(-two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
+    x.da_neg(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
   }
 };
 

@@ -94,6 +94,7 @@ public:
 private:
   friend class Var;
   friend struct TapeAccess;
+  friend class ScratchTape;
   struct DefaultTag {};
   explicit Tape(DefaultTag);
   static Tape& default_tape();
@@ -188,6 +189,24 @@ private:
   std::unique_ptr<TapeExtension> extension_;
   Tape* previous_ = nullptr;
   bool is_default_ = false;
+};
+
+// A private tape for the length of one call (hessian, hvp, jacobian, vjp, gradcheck), active
+// while this object lives. It is the thread's scratch tape, reset on entry, so calling such a
+// function in a loop reuses its memory instead of growing a new tape each time; a nested use on
+// the same thread gets a fresh Tape instead.
+class ScratchTape {
+public:
+  ScratchTape();
+  ~ScratchTape();
+  ScratchTape(const ScratchTape&) = delete;
+  ScratchTape& operator=(const ScratchTape&) = delete;
+  Tape& tape() { return *tape_; }
+
+private:
+  std::unique_ptr<Tape> own_; // only when nested
+  Tape* tape_;
+  Tape* previous_ = nullptr;
 };
 
 } // namespace autodiff
