@@ -215,52 +215,43 @@ Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
 }
 
 // ---- logsumexp and norm -------------------------------------------------------------------------
+// The backward of a reduction (over everything, or over the dim saved in ints) whose derivative at
+// element e needs only a[e], the result r[j] of e's slice and the slice's incoming gradient g[j]:
+// ga[e] = local(a[e], r[j], g[j]). saved(0) is the input, saved(1) the result.
+template <class Local> void slice_backward(BackwardCtx& x, std::string_view name, Local local) {
+  const Tensor& a = x.saved(0);
+  const Tensor& r = x.saved(1);
+  const bool all = x.node.nints == 0;
+  const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
+  Tensor ga = Access::make(a.shape(), a.dtype());
+  dispatch_float(name, a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    const T* rv = ptr<T>(r);
+    const T* gv = ptr<T>(x.g);
+    T* o = ptr<T>(ga);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t k = 0; k < p.n; ++k)
+        for (std::int64_t i = 0; i < p.inner; ++i) {
+          const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
+          o[e] = local(av[e], rv[j], gv[j]);
+        }
+  });
+  x.grad(0, std::move(ga));
+}
+
 // d lse / d a_k = exp(a_k - lse): softmax, from the saved result, stable for any magnitude.
-const OpInfo logsumexp_info{
-    "logsumexp", [](BackwardCtx& x) {
-      const Tensor& a = x.saved(0);
-      const Tensor& r = x.saved(1);
-      const bool all = x.node.nints == 0;
-      const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
-      Tensor ga = Access::make(a.shape(), a.dtype());
-      dispatch_float("logsumexp", a.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        const T* av = ptr<T>(a);
-        const T* rv = ptr<T>(r);
-        const T* gv = ptr<T>(x.g);
-        T* o = ptr<T>(ga);
-        for (std::int64_t q = 0; q < p.outer; ++q)
-          for (std::int64_t k = 0; k < p.n; ++k)
-            for (std::int64_t i = 0; i < p.inner; ++i) {
-              const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
-              o[e] = gv[j] == T(0) ? T(0) : gv[j] * std::exp(av[e] - rv[j]);
-            }
-      });
-      x.grad(0, std::move(ga));
-    }};
+const OpInfo logsumexp_info{"logsumexp", [](BackwardCtx& x) {
+                              slice_backward(x, "logsumexp", [](auto a, auto r, auto g) {
+                                return g == decltype(g)(0) ? decltype(g)(0) : g * std::exp(a - r);
+                              });
+                            }};
 // d |a| / d a = a / |a|, and 0 at a = 0 (a subgradient), rather than 0/0.
-const OpInfo norm_info{
-    "norm", [](BackwardCtx& x) {
-      const Tensor& a = x.saved(0);
-      const Tensor& r = x.saved(1);
-      const bool all = x.node.nints == 0;
-      const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
-      Tensor ga = Access::make(a.shape(), a.dtype());
-      dispatch_float("norm", a.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        const T* av = ptr<T>(a);
-        const T* rv = ptr<T>(r);
-        const T* gv = ptr<T>(x.g);
-        T* o = ptr<T>(ga);
-        for (std::int64_t q = 0; q < p.outer; ++q)
-          for (std::int64_t k = 0; k < p.n; ++k)
-            for (std::int64_t i = 0; i < p.inner; ++i) {
-              const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
-              o[e] = rv[j] == T(0) ? T(0) : gv[j] * av[e] / rv[j];
-            }
-      });
-      x.grad(0, std::move(ga));
-    }};
+const OpInfo norm_info{"norm", [](BackwardCtx& x) {
+                         slice_backward(x, "norm", [](auto a, auto r, auto g) {
+                           return r == decltype(r)(0) ? decltype(r)(0) : g * a / r;
+                         });
+                       }};
 
 template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool keepdim) {
   const OpInfo& op = IsLse ? logsumexp_info : norm_info;
