@@ -7,5 +7,6 @@
 #include <autodiff/gradcheck.hpp>
 #include <autodiff/tape.hpp>
 #include <autodiff/tensor.hpp>
+#include <autodiff/tensor_derivatives.hpp>
 #include <autodiff/tensor_gradcheck.hpp>
 #include <autodiff/var.hpp>

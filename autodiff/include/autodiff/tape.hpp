@@ -37,6 +37,12 @@ template <class T> struct Stream {
 };
 } // namespace detail
 
+// Options of grad() for Var and Tensor.
+struct GradOptions {
+  // Record the backward pass so the returned gradients can be differentiated again (to any order).
+  bool create_graph = false;
+};
+
 // The name of an op code ("exp", "mul_const", ...).
 std::string_view op_name(OpCode op);
 

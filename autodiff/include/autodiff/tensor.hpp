@@ -183,6 +183,17 @@ private:
   bool previous_;
 };
 bool grad_enabled();
+// Enables recording on this thread while alive, even inside a NoGradGuard (RAII; nests).
+class EnableGradGuard {
+public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+private:
+  bool previous_;
+};
 
 // ---- factories ------------------------------------------------------------------------------
 Tensor zeros(const Shape& s, DType d = DType::float32);
@@ -263,6 +274,7 @@ Tensor sigmoid(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor leaky_relu(const Tensor& a, double negative_slope = 0.01);
 Tensor elu(const Tensor& a, double alpha = 1.0);
+Tensor erf(const Tensor& a);
 Tensor gelu(const Tensor& a); // the exact (erf) form
 Tensor softplus(const Tensor& a);
 Tensor clamp(const Tensor& a, double lo, double hi);
@@ -334,6 +346,12 @@ Tensor expand(const Tensor& a, const Shape& s);                // copies
 Tensor slice(const Tensor& a, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1);
 Tensor index_select(const Tensor& a, int dim, const Tensor& index); // index: 1-D int64
 Tensor gather(const Tensor& a, int dim, const Tensor& index);       // index: int64, a's rank
+// The adjoints of slice, index_select and gather, as differentiable ops (PyTorch's names): a copy of
+// `a` with `src` written into the slice, or added at the indices (repeated indices add up).
+Tensor slice_scatter(const Tensor& a, const Tensor& src, int dim, std::int64_t start, std::int64_t end,
+                     std::int64_t step = 1);
+Tensor index_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src); // index: 1-D int64
+Tensor scatter_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src); // index: src's shape
 Tensor concat(const std::vector<Tensor>& ts, int dim = 0);
 Tensor stack(const std::vector<Tensor>& ts, int dim = 0);
 
@@ -351,16 +369,28 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
 // d(sum of outputs weighted by seeds)/d inputs without touching any grad(): inputs may be leaves
 // or recorded tensors; an input the outputs do not depend on gets zeros. Seeds may be omitted for
 // one-element outputs.
+// With {.create_graph = true} the backward pass is recorded: the gradients are tensors of the tape that
+// can be differentiated again (to any order), and the seeds may themselves require grad.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& seeds = {});
-inline std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs) {
-  return grad(std::vector<Tensor>{output}, inputs);
+                         const std::vector<Tensor>& seeds, GradOptions options);
+inline std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                                const std::vector<Tensor>& seeds = {}) {
+  return grad(outputs, inputs, seeds, GradOptions{});
+}
+inline std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                                GradOptions options) {
+  return grad(outputs, inputs, {}, options);
+}
+inline std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, GradOptions options = {}) {
+  return grad(std::vector<Tensor>{output}, inputs, {}, options);
 }
 
 // ---- custom differentiable functions ------------------------------------------------------------
 // forward runs with recording off on detached inputs; backward gets the output's gradient, the
-// (detached) inputs and the output, and returns one gradient per input (an undefined Tensor means
-// zero). The engine sums broadcast gradients back to each input's shape and checks it.
+// inputs and the output, and returns one gradient per input (an undefined Tensor means zero). The
+// engine sums broadcast gradients back to each input's shape and checks it. A backward normally
+// runs with recording off; under grad(..., {.create_graph = true}) it runs with recording on, so a
+// backward written with tensor ops can be differentiated again.
 struct CustomFunction {
   std::string name;
   std::function<Tensor(const std::vector<Tensor>& inputs)> forward;

@@ -52,6 +52,19 @@ requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
   return gradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
 }
 
+// Second order: the create_graph gradient of f, projected on a random direction w of the inputs'
+// shapes (h(x) = sum_k <w_k, d f / d x_k>), is checked by gradcheck, so that H w from a double
+// backward is compared with central differences of first-order gradients. f returns one element.
+TensorGradcheckReport gradgradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
+                                            const TensorGradcheckOptions& options = {});
+
+template <class F>
+requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
+& > TensorGradcheckReport gradgradcheck(F&& f, const std::vector<Tensor>& inputs,
+                                        const TensorGradcheckOptions& options = {}) {
+  return gradgradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
+}
+
 } // namespace autodiff
 
 template <> struct fmt::formatter<autodiff::TensorGradcheckReport> {

@@ -223,11 +223,6 @@ inline std::vector<double> gradient(const Var& y, std::initializer_list<Var> xs)
   return gradient(y, std::span<const Var>(xs.begin(), xs.size()));
 }
 
-struct GradOptions {
-  // Record the backward pass so the returned gradients can be differentiated again.
-  bool create_graph = false;
-};
-
 // d y / d x as Vars. With create_graph they are functions of the inputs recorded on the tape;
 // without, they are new leaves holding the values.
 std::vector<Var> grad(const Var& y, std::span<const Var> xs, GradOptions options = {});

@@ -25,13 +25,16 @@ struct GradSlot {
 
 struct BackwardCtx;
 
-// One entry of the rules table: the op's name (for errors) and its vector-Jacobian product. Each
-// op defines its forward function and its OpInfo side by side, in one place.
+// One entry of the rules table: the op's name (for errors) and its vector-Jacobian product, twice:
+// `backward` computes it with raw kernels (the fast first-order sweep); `backward_graph` computes
+// the same numbers with recorded tensor ops, for a create_graph sweep, so that the gradient can be
+// differentiated again. Each op defines its forward function and both rules side by side.
 struct OpInfo {
   std::string_view name;
   void (*backward)(BackwardCtx&);
+  void (*backward_graph)(BackwardCtx&);
   // Every entry registers itself, so that tensor_op_names() (and the op-table test) sees them all.
-  OpInfo(std::string_view n, void (*b)(BackwardCtx&));
+  OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&) = nullptr); // TODO(transition): no default
 };
 extern const OpInfo leaf_op;
 void touch_elementwise();
@@ -110,18 +113,29 @@ void save(Node& n, const Tensor& t); // tensors must be saved right after record
 void save_ints(Node& n, std::span<const std::int64_t> v);
 
 // What a rule sees during the reverse sweep.
+//
+// In a create_graph sweep (`create_graph` true) the rule called is `backward_graph`: recording is on,
+// `g` may itself require grad, and the saved tensors are the op's inputs and output as recorded, so
+// the rule must compute with tensor ops (add, mul, matmul, where, ...), never with raw kernels
+// writing into new storage. Such a rule records nodes, so the record's vectors grow while it runs:
+// `node`, saved() and ints() then refer to copies the engine made, and stay valid throughout.
 struct BackwardCtx {
   Record& rec;
   const Node& node;
-  const Tensor& g; // the adjoint of the node's output
+  const Tensor& g;                  // the adjoint of the node's output
+  std::span<const Tensor> saved_;   // the node's saved tensors
+  std::span<const std::int64_t> i_; // its integer parameters
+  bool create_graph = false;
   bool needs(int k) const { return rec.args[node.args + static_cast<std::uint32_t>(k)] != Tensor::npos; }
-  const Tensor& saved(int k) const { return rec.saved[node.saved + static_cast<std::uint32_t>(k)]; }
-  const Shape& in_shape(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].shape; }
-  std::span<const std::int64_t> ints() const { return {rec.ints.data() + node.ints, node.nints}; }
+  const Tensor& saved(int k) const { return saved_[static_cast<std::size_t>(k)]; }
+  Shape in_shape(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].shape; }
+  DType in_dtype(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].dtype; }
+  std::span<const std::int64_t> ints() const { return i_; }
   double c(int k) const { return node.c[k]; }
   std::string_view name() const { return node.op->name; }
   // Adds gk to input k's adjoint. gk may have the broadcast (output) shape: the engine sums it back
-  // to the input's shape, and reports a gradient of any other shape as an error naming the op.
+  // to the input's shape, and reports a gradient of any other shape as an error naming the op. In a
+  // create_graph sweep the reduction and the accumulation are recorded ops too.
   void grad(int k, Tensor gk);
 };
 
@@ -190,6 +204,8 @@ void for_rows(const Shape& out, const std::array<std::array<std::int64_t, Shape:
 Tensor expand_copy(const Tensor& t, const Shape& s);
 // Sums `g` over the dimensions broadcasting added, giving shape `s` (s broadcastable to g's shape).
 Tensor sum_to(const Tensor& g, const Shape& s);
+// The same with recorded ops (sum over dims and reshape), for create_graph rules.
+Tensor sum_to_recorded(const Tensor& g, const Shape& s);
 // a + b for same-shape, same-dtype float tensors, in place into a when a's storage is unshared.
 Tensor accumulate(Tensor a, const Tensor& b);
 // A contiguous copy of `t` converted to dtype d (not recorded).

@@ -4,6 +4,7 @@
 #include "internal.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <typeinfo>
 
 namespace autodiff {
@@ -17,12 +18,13 @@ std::vector<std::string_view>& op_registry() {
 }
 } // namespace
 
-OpInfo::OpInfo(std::string_view n, void (*b)(BackwardCtx&)) : name(n), backward(b) {
+OpInfo::OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&))
+    : name(n), backward(b), backward_graph(bg) {
   auto& names = op_registry();
   if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
 }
 
-const OpInfo leaf_op{"leaf", nullptr};
+const OpInfo leaf_op{"leaf", nullptr, nullptr};
 
 void Record::reset() {
   for (Node& n : nodes)
@@ -131,18 +133,20 @@ void save_ints(Node& n, std::span<const std::int64_t> v) {
 }
 
 namespace {
-const OpInfo custom_op{"custom", [](BackwardCtx& x) {
-                         const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.c(0))];
-                         std::vector<Tensor> inputs;
-                         for (int k = 0; k < x.node.nin; ++k)
-                           inputs.push_back(x.saved(k));
-                         std::vector<Tensor> grads = f.backward(x.g, inputs, x.saved(x.node.nin));
-                         if (grads.size() != inputs.size())
-                           fail("{}: backward returned {} gradients for {} inputs", f.name, grads.size(),
-                                inputs.size());
-                         for (int k = 0; k < x.node.nin; ++k)
-                           if (x.needs(k)) x.grad(k, std::move(grads[static_cast<std::size_t>(k)]));
-                       }};
+// A custom function's backward gets the inputs as recorded and the output, and runs with recording
+// off (first order) or on (create_graph), so one user-written backward serves both sweeps.
+void custom_backward(BackwardCtx& x) {
+  const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.c(0))];
+  std::vector<Tensor> inputs;
+  for (int k = 0; k < x.node.nin; ++k)
+    inputs.push_back(x.saved(k));
+  std::vector<Tensor> grads = f.backward(x.g, inputs, x.saved(x.node.nin));
+  if (grads.size() != inputs.size())
+    fail("{}: backward returned {} gradients for {} inputs", f.name, grads.size(), inputs.size());
+  for (int k = 0; k < x.node.nin; ++k)
+    if (x.needs(k)) x.grad(k, std::move(grads[static_cast<std::size_t>(k)]));
+}
+const OpInfo custom_op{"custom", custom_backward, custom_backward};
 } // namespace
 
 void BackwardCtx::grad(int k, Tensor gk) {
@@ -156,26 +160,66 @@ void BackwardCtx::grad(int k, Tensor gk) {
   if (!(gk.shape() == in.shape)) {
     if (!broadcastable_to(in.shape, gk.shape()))
       fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in.shape);
-    gk = sum_to(gk, in.shape); // broadcasting is undone here, once, for every op
+    // broadcasting is undone here, once, for every op
+    gk = create_graph ? sum_to_recorded(gk, in.shape) : sum_to(gk, in.shape);
   }
   Tensor& a = rec.adj[j];
-  if (a.defined())
-    a = accumulate(std::move(a), gk);
-  else
+  if (!a.defined())
     a = std::move(gk);
+  else if (create_graph)
+    a = add(a, gk); // recorded; never in place, since `a` may be saved by the nodes just recorded
+  else
+    a = accumulate(std::move(a), gk);
 }
 
 namespace {
 enum class Mode { accumulate, functional };
 
-void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Tensor> seeds, Mode mode) {
+// Runs the rule of node i in a create_graph sweep. The rule records nodes, which may move the
+// record's vectors, so it gets copies of the node, its saved tensors and its integers.
+void run_graph_rule(Record& rec, std::uint32_t i, const Tensor& gi) {
+  const Node nd = rec.nodes[i];
+  if (nd.op->backward_graph == nullptr)
+    fail("{}: this op has no create_graph rule, so its gradient cannot be differentiated again", nd.op->name);
+  Tensor saved[8];
+  std::vector<Tensor> many;
+  std::span<Tensor> sv(saved, nd.nsaved);
+  if (nd.nsaved > 8) {
+    many.assign(rec.saved.begin() + nd.saved, rec.saved.begin() + nd.saved + nd.nsaved);
+    sv = many;
+  } else {
+    std::copy_n(rec.saved.begin() + nd.saved, nd.nsaved, saved);
+  }
+  std::int64_t ints[8];
+  std::vector<std::int64_t> many_ints;
+  std::span<std::int64_t> iv(ints, nd.nints);
+  if (nd.nints > 8) {
+    many_ints.assign(rec.ints.begin() + nd.ints, rec.ints.begin() + nd.ints + nd.nints);
+    iv = many_ints;
+  } else {
+    std::copy_n(rec.ints.begin() + nd.ints, nd.nints, ints);
+  }
+  const Tensor g = gi; // rec.adj does not move during a sweep, but a rule may replace this entry
+  BackwardCtx ctx{rec, nd, g, sv, iv, true};
+  nd.op->backward_graph(ctx);
+}
+
+void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Tensor> seeds, Mode mode,
+           bool create_graph = false) {
   if (rec.sweeping)
     fail("backward: called from inside a backward pass (a custom function's backward?); that is not supported");
   struct Flag {
     bool& f;
     ~Flag() { f = false; }
   } flag{rec.sweeping = true};
-  NoGradGuard no_grad; // rules (and custom backwards) compute with tensors; none of it is recorded
+  // First order: rules compute with raw kernels and custom backwards record nothing. create_graph:
+  // the rules' tensor ops are recorded, after the nodes being swept.
+  std::optional<NoGradGuard> no_grad;
+  std::optional<EnableGradGuard> with_grad;
+  if (create_graph)
+    with_grad.emplace();
+  else
+    no_grad.emplace();
   // rec.adj keeps its size between sweeps with every entry undefined (an invariant kept below), so a
   // sweep touches only the entries of the nodes it visits.
   const std::size_t n = rec.nodes.size();
@@ -197,7 +241,10 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
   } cleanup{rec, top};
   for (std::size_t k = 0; k < roots.size(); ++k) {
     Tensor& a = rec.adj[roots[k]];
-    a = a.defined() ? accumulate(std::move(a), seeds[k]) : seeds[k].detach();
+    if (create_graph) // the seeds may require grad (the v of a Hessian-vector product, say)
+      a = a.defined() ? add(a, seeds[k]) : seeds[k];
+    else
+      a = a.defined() ? accumulate(std::move(a), seeds[k]) : seeds[k].detach();
   }
   for (std::uint32_t i = top; i-- > 0;) {
     Tensor& gi = rec.adj[i];
@@ -207,8 +254,10 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
       Tensor& g = nd.slot->grad;
       g = g.defined() ? accumulate(std::move(g), gi) : gi;
     }
-    if (nd.op->backward != nullptr) {
-      BackwardCtx ctx{rec, nd, gi};
+    if (create_graph) {
+      if (nd.op != &leaf_op) run_graph_rule(rec, i, gi);
+    } else if (nd.op->backward != nullptr) {
+      BackwardCtx ctx{rec, nd, gi, {rec.saved.data() + nd.saved, nd.nsaved}, {rec.ints.data() + nd.ints, nd.nints}};
       nd.op->backward(ctx);
     }
     if (!rec.keep[i]) rec.adj[i] = Tensor(); // frees memory as early as possible
@@ -306,7 +355,7 @@ void Tensor::backward(const Tensor& seed) const {
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& seeds) {
+                         const std::vector<Tensor>& seeds, GradOptions options) {
   if (!seeds.empty() && seeds.size() != outputs.size())
     fail("grad: {} seeds given for {} outputs", seeds.size(), outputs.size());
   Tape& tape = Tape::active();
@@ -329,7 +378,7 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   rec.keep.assign(rec.nodes.size(), 0);
   for (std::uint32_t w : wanted)
     rec.keep[w] = 1;
-  detail::sweep(rec, roots, s, detail::Mode::functional);
+  detail::sweep(rec, roots, s, detail::Mode::functional, options.create_graph);
   std::vector<Tensor> out;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     Tensor& a = rec.adj[wanted[k]];

@@ -226,6 +226,14 @@ Tensor sum_to(const Tensor& g, const Shape& s) {
   });
   return out;
 }
+Tensor sum_to_recorded(const Tensor& g, const Shape& s) {
+  Tensor t = g;
+  for (int d = s.rank(); d < g.dim(); ++d) // the leading dimensions broadcasting added
+    t = sum(t, 0);
+  for (int d = 0; d < s.rank(); ++d)
+    if (s[d] == 1 && t.size(d) != 1) t = sum(t, d, true);
+  return t;
+}
 Tensor accumulate(Tensor a, const Tensor& b) {
   Tensor out = Access::unique(a) ? std::move(a) : Tensor();
   const bool inplace = out.defined();
@@ -369,6 +377,8 @@ thread_local bool tl_grad_enabled = true;
 bool grad_enabled() { return tl_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { tl_grad_enabled = previous_; }
+EnableGradGuard::EnableGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = true; }
+EnableGradGuard::~EnableGradGuard() { tl_grad_enabled = previous_; }
 
 // ---- factories -------------------------------------------------------------------------------
 Tensor full(const Shape& s, double value, DType d) {
