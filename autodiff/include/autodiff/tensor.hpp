@@ -350,7 +350,7 @@ Tensor gather(const Tensor& a, int dim, const Tensor& index);       // index: in
 // `a` with `src` written into the slice, or added at the indices (repeated indices add up).
 Tensor slice_scatter(const Tensor& a, const Tensor& src, int dim, std::int64_t start, std::int64_t end,
                      std::int64_t step = 1);
-Tensor index_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src); // index: 1-D int64
+Tensor index_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src);   // index: 1-D int64
 Tensor scatter_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src); // index: src's shape
 Tensor concat(const std::vector<Tensor>& ts, int dim = 0);
 Tensor stack(const std::vector<Tensor>& ts, int dim = 0);
@@ -373,8 +373,10 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
 // can be differentiated again (to any order), and the seeds may themselves require grad.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& seeds, GradOptions options);
-inline std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& seeds = {}) {
+// A template only so that grad(ys, xs, {.create_graph = true}) picks the GradOptions overload below
+// (GCC treats the braced designators as a candidate vector too; the non-template wins the tie).
+template <class = void> std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                                                 const std::vector<Tensor>& seeds = {}) {
   return grad(outputs, inputs, seeds, GradOptions{});
 }
 inline std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

@@ -29,8 +29,13 @@ template <class T> T sigmoid_of(T a) {
 template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(std::exp(-std::abs(a))); }
 
 // ---- the unary rules table ---------------------------------------------------------------------
-// f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact).
-#define TAPEGRAD_UNARY_RULE(Name, str, F, DF)                                                                          \
+// f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact);
+// dg is the same product with recorded tensor ops, for create_graph sweeps (an undefined Tensor
+// means zero). dg reads only what df reads (the uses_a / uses_r lists below say what is saved).
+// Where f' can be infinite, dg is masked where g == 0 (`masked`), keeping the promise above for
+// gradients of gradients too. At kinks (relu, abs, clamp, maximum) the masks are constants, so the
+// second derivative there is 0, as in PyTorch.
+#define TAPEGRAD_UNARY_RULE(Name, str, F, DF, DG)                                                                      \
   struct Name {                                                                                                        \
     static constexpr std::string_view name = str;                                                                      \
     template <class T> static T f([[maybe_unused]] T a, [[maybe_unused]] const P& p) { return F; }                     \
@@ -38,43 +43,58 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
     static T df([[maybe_unused]] T a, [[maybe_unused]] T r, [[maybe_unused]] T g, [[maybe_unused]] const P& p) {       \
       return DF;                                                                                                       \
     }                                                                                                                  \
+    static Tensor dg([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Tensor& r,                               \
+                     [[maybe_unused]] const Tensor& g, [[maybe_unused]] const P& p) {                                  \
+      return DG;                                                                                                       \
+    }                                                                                                                  \
   };
+inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
+inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
+inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
+Tensor zero_like(const Tensor& g) { return zeros({}, g.dtype()); }
+// t where g != 0, else 0: the recorded form of the kernels' zero-adjoint skip.
+Tensor masked(const Tensor& g, const Tensor& t) { return where(ne(g, 0.0), t, zero_like(g)); }
+// 1 where a wins, 1/2 at a tie, 0 where it loses: a constant.
+Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0.5; }
 // clang-format off
-TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g)
-TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r)
-TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a)
-TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)))
-TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                        g * (r + T(1)))
-TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r)
-TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r)
-TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a)
-TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0))
-TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0))
-TAPEGRAD_UNARY_RULE(Sin,       "sin",        std::sin(a),                          g * std::cos(a))
-TAPEGRAD_UNARY_RULE(Cos,       "cos",        std::cos(a),                          -g * std::sin(a))
-TAPEGRAD_UNARY_RULE(Tan,       "tan",        std::tan(a),                          g * (T(1) + r * r))
-TAPEGRAD_UNARY_RULE(Tanh,      "tanh",       std::tanh(a),                         g * (T(1) - r * r))
-// s' = s (1 - s); for a > 0, 1 - s cancels, and s e^-a is the exact form.
-TAPEGRAD_UNARY_RULE(Sigmoid,   "sigmoid",    sigmoid_of(a),                        a <= 0 ? g * r * (T(1) - r) : g * r * r * std::exp(-a))
-TAPEGRAD_UNARY_RULE(Relu,      "relu",       a > 0 ? a : T(0),                     a > 0 ? g : T(0))
-TAPEGRAD_UNARY_RULE(LeakyRelu, "leaky_relu", a > 0 ? a : T(p.c0) * a,              a > 0 ? g : g * T(p.c0))
-TAPEGRAD_UNARY_RULE(Elu,       "elu",        a > 0 ? a : T(p.c0) * std::expm1(a), a > 0 ? g : g * (r + T(p.c0)))
-TAPEGRAD_UNARY_RULE(Gelu,      "gelu",       T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))),
-                    g * (T(0.5) * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))) +
-                         a * std::exp(T(-0.5) * a * a) * T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2)))
+TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g,                  -g)
+TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r,               g * r)
+TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               masked(g, g / a))
+TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      masked(g, g / (a + 1.0)))
+TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                        g * (r + T(1)),      g * (r + 1.0))
+TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      masked(g, g / r * 0.5))
+TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, masked(g, g * (r * square(r)) * -0.5))
+TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a,        g * a * 2.0)
+TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), g * sign(a))
+TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0),                Tensor())
+TAPEGRAD_UNARY_RULE(Sin,       "sin",        std::sin(a),                          g * std::cos(a),     g * cos(a))
+TAPEGRAD_UNARY_RULE(Cos,       "cos",        std::cos(a),                          -g * std::sin(a),    -(g * sin(a)))
+TAPEGRAD_UNARY_RULE(Tan,       "tan",        std::tan(a),                          g * (T(1) + r * r),  g * (square(r) + 1.0))
+TAPEGRAD_UNARY_RULE(Tanh,      "tanh",       std::tanh(a),                         g * (T(1) - r * r),  g * (1.0 - square(r)))
+// s' = s (1 - s); for a > 0, 1 - s cancels, and s e^-a is the exact form. 1 - s = s(-a) is exact
+// everywhere, and differentiable again.
+TAPEGRAD_UNARY_RULE(Sigmoid,   "sigmoid",    sigmoid_of(a),                        a <= 0 ? g * r * (T(1) - r) : g * r * r * std::exp(-a), g * r * sigmoid(-a))
+TAPEGRAD_UNARY_RULE(Relu,      "relu",       a > 0 ? a : T(0),                     a > 0 ? g : T(0),    g * gt(a, 0.0))
+TAPEGRAD_UNARY_RULE(LeakyRelu, "leaky_relu", a > 0 ? a : T(p.c0) * a,              a > 0 ? g : g * T(p.c0), g * (gt(a, 0.0) * (1.0 - p.c0) + p.c0))
+TAPEGRAD_UNARY_RULE(Elu,       "elu",        a > 0 ? a : T(p.c0) * std::expm1(a), a > 0 ? g : g * (r + T(p.c0)), where(gt(a, 0.0), g, g * (r + p.c0)))
+TAPEGRAD_UNARY_RULE(Erf,       "erf",        std::erf(a),                          g * T(two_inv_sqrtpi) * std::exp(-a * a), g * exp(-square(a)) * two_inv_sqrtpi)
+TAPEGRAD_UNARY_RULE(Gelu,      "gelu",       T(0.5) * a * (T(1) + std::erf(a * T(sqrt1_2))),
+                    g * (T(0.5) * (T(1) + std::erf(a * T(sqrt1_2))) + a * std::exp(T(-0.5) * a * a) * T(inv_sqrt2pi)),
+                    g * ((erf(a * sqrt1_2) + 1.0) * 0.5 + a * exp(square(a) * -0.5) * inv_sqrt2pi))
 // softplus' = sigmoid(a) = exp(a - softplus(a)): reuses the result, stable for any |a|.
-TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * std::exp(a - r))
-TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0))
-TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                          g)
-TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g)
-TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0))
-TAPEGRAD_UNARY_RULE(DivC,      "div_scalar", a / T(p.c0),                          g / T(p.c0))
-TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a)
+TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * std::exp(a - r), g * sigmoid(a))
+TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0), g * (ge(a, p.c0) * le(a, p.c1)))
+TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                          g,                   g)
+TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g,                  -g)
+TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0),         g * p.c0)
+TAPEGRAD_UNARY_RULE(DivC,      "div_scalar", a / T(p.c0),                          g / T(p.c0),         g / p.c0)
+TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          masked(g, -(g * r / a)))
 // d/da a^c is 0 for c == 0 (a^0 == 1 everywhere), not 0 * inf at a == 0.
-TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)))
+TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
+                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : masked(g, g * pow(a, p.c0 - 1) * p.c0))
 // Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
-TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", std::max(a, T(p.c0)),             a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0))
-TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", std::min(a, T(p.c0)),             a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0))
+TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", std::max(a, T(p.c0)),             a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", std::min(a, T(p.c0)),             a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
 // clang-format on
 #undef TAPEGRAD_UNARY_RULE
 
@@ -111,6 +131,7 @@ TAPEGRAD_NO_R(Cos)
 TAPEGRAD_NO_R(Relu)
 TAPEGRAD_NO_R(LeakyRelu)
 TAPEGRAD_NO_R(Gelu)
+TAPEGRAD_NO_R(Erf)
 TAPEGRAD_NO_R(Clamp)
 TAPEGRAD_NO_R(PowC)
 TAPEGRAD_NO_R(MaxC)
@@ -140,7 +161,13 @@ template <class F> void unary_backward(BackwardCtx& x) {
   });
   x.grad(0, std::move(ga));
 }
-template <class F> const OpInfo unary_info{F::name, &unary_backward<F>};
+template <class F> void unary_backward_graph(BackwardCtx& x) {
+  const Tensor none;
+  const Tensor& a = uses_a<F> ? x.saved(0) : none;
+  const Tensor& r = uses_r<F> ? x.saved(uses_a<F> ? 1 : 0) : none;
+  x.grad(0, F::dg(a, r, x.g, P{x.c(0), x.c(1)}));
+}
+template <class F> const OpInfo unary_info{F::name, &unary_backward<F>, &unary_backward_graph<F>};
 
 template <class F> Tensor unary(const Tensor& a, double c0 = 0, double c1 = 0) {
   check_float(F::name, a);
@@ -173,6 +200,8 @@ struct Add {
   template <class T> static T f(T a, T b) { return a + b; }
   template <class T> static T da(T, T, T, T g) { return g; }
   template <class T> static T db(T, T, T, T g) { return g; }
+  static Tensor dga(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
+  static Tensor dgb(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
 };
 struct Sub {
   static constexpr std::string_view name = "sub";
@@ -180,6 +209,8 @@ struct Sub {
   template <class T> static T f(T a, T b) { return a - b; }
   template <class T> static T da(T, T, T, T g) { return g; }
   template <class T> static T db(T, T, T, T g) { return -g; }
+  static Tensor dga(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
+  static Tensor dgb(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return -g; }
 };
 struct Mul {
   static constexpr std::string_view name = "mul";
@@ -187,6 +218,8 @@ struct Mul {
   template <class T> static T f(T a, T b) { return a * b; }
   template <class T> static T da(T, T b, T, T g) { return g * b; }
   template <class T> static T db(T a, T, T, T g) { return g * a; }
+  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return g * b; }
+  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor&, const Tensor& g) { return g * a; }
 };
 struct Div {
   static constexpr std::string_view name = "div";
@@ -194,6 +227,10 @@ struct Div {
   template <class T> static T f(T a, T b) { return a / b; }
   template <class T> static T da(T, T b, T, T g) { return g / b; }
   template <class T> static T db(T, T b, T r, T g) { return -g * r / b; }
+  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return masked(g, g / b); }
+  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) {
+    return masked(g, -(g * r / b));
+  }
 };
 struct Pow {
   static constexpr std::string_view name = "pow";
@@ -202,6 +239,12 @@ struct Pow {
   template <class T> static T da(T a, T b, T, T g) { return b == 0 ? T(0) : g * b * std::pow(a, b - T(1)); }
   // r log a; for a <= 0 the real power is only defined at integers, where PyTorch also uses 0.
   template <class T> static T db(T a, T, T r, T g) { return a > 0 ? g * r * std::log(a) : T(0); }
+  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
+    return where(ne(b, 0.0) * ne(g, 0.0), g * b * pow(a, b - 1.0), zero_like(g));
+  }
+  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
+    return where(gt(a, 0.0) * ne(g, 0.0), g * r * log(a), zero_like(g));
+  }
 };
 struct Maximum {
   static constexpr std::string_view name = "maximum";
@@ -209,6 +252,12 @@ struct Maximum {
   template <class T> static T f(T a, T b) { return a >= b ? a : b; }
   template <class T> static T da(T a, T b, T, T g) { return a > b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b > a ? g : a == b ? T(0.5) * g : T(0); }
+  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
+    return g * win_mask(gt(a, b), eq(a, b));
+  }
+  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
+    return g * win_mask(gt(b, a), eq(a, b));
+  }
 };
 struct Minimum {
   static constexpr std::string_view name = "minimum";
@@ -216,6 +265,12 @@ struct Minimum {
   template <class T> static T f(T a, T b) { return a <= b ? a : b; }
   template <class T> static T da(T a, T b, T, T g) { return a < b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b < a ? g : a == b ? T(0.5) * g : T(0); }
+  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
+    return g * win_mask(lt(a, b), eq(a, b));
+  }
+  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
+    return g * win_mask(lt(b, a), eq(a, b));
+  }
 };
 // (a - b)^2 in one pass, for mse_loss.
 struct SquaredDiff {
@@ -224,6 +279,8 @@ struct SquaredDiff {
   template <class T> static T f(T a, T b) { return (a - b) * (a - b); }
   template <class T> static T da(T a, T b, T, T g) { return T(2) * g * (a - b); }
   template <class T> static T db(T a, T b, T, T g) { return T(-2) * g * (a - b); }
+  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (a - b) * 2.0; }
+  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (a - b) * -2.0; }
 };
 // Binary cross-entropy of logit a against target b, in the form that never overflows:
 // max(a, 0) - a b + log(1 + e^-|a|).
@@ -233,6 +290,8 @@ struct BceLogits {
   template <class T> static T f(T a, T b) { return std::max(a, T(0)) - a * b + std::log1p(std::exp(-std::abs(a))); }
   template <class T> static T da(T a, T b, T, T g) { return g * (sigmoid_of(a) - b); }
   template <class T> static T db(T a, T, T, T g) { return -g * a; }
+  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (sigmoid(a) - b); }
+  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor&, const Tensor& g) { return -(g * a); }
 };
 
 // out[i] = fn(a at i, b at i, i) over the broadcast shape of out.
@@ -317,7 +376,18 @@ template <class F> void binary_backward(BackwardCtx& x) {
     x.grad(k, std::move(gk));
   }
 }
-template <class F> const OpInfo binary_info{F::name, &binary_backward<F>};
+// dga/dgb: the same products with recorded ops, for create_graph sweeps (add and sub save nothing,
+// and read only g).
+template <class F> void binary_backward_graph(BackwardCtx& x) {
+  const Tensor none;
+  const bool saved = !F::g_passes;
+  const Tensor& a = saved ? x.saved(0) : none;
+  const Tensor& b = saved ? x.saved(1) : none;
+  const Tensor& r = saved ? x.saved(2) : none;
+  if (x.needs(0)) x.grad(0, F::dga(a, b, r, x.g));
+  if (x.needs(1)) x.grad(1, F::dgb(a, b, r, x.g));
+}
+template <class F> const OpInfo binary_info{F::name, &binary_backward<F>, &binary_backward_graph<F>};
 
 template <class F> Tensor binary(const Tensor& a, const Tensor& b) {
   check_float(F::name, a);
@@ -351,7 +421,8 @@ template <class Cmp> Tensor compare(std::string_view name, const Tensor& a, cons
 }
 Tensor scalar_like(const Tensor& a, double c) { return full({}, c, a.dtype()); }
 
-const OpInfo where_info{"where", [](BackwardCtx& x) {
+const OpInfo where_info{"where",
+                        [](BackwardCtx& x) {
                           const Tensor& m = x.saved(0);
                           for (int k = 0; k < 2; ++k) {
                             if (!x.needs(k)) continue;
@@ -367,10 +438,16 @@ const OpInfo where_info{"where", [](BackwardCtx& x) {
                             });
                             x.grad(k, std::move(gk));
                           }
+                        },
+                        [](BackwardCtx& x) {
+                          const Tensor& m = x.saved(0);
+                          if (x.needs(0)) x.grad(0, where(m, x.g, zero_like(x.g)));
+                          if (x.needs(1)) x.grad(1, where(m, zero_like(x.g), x.g));
                         }};
 
-const OpInfo to_info{"to", [](BackwardCtx& x) { x.grad(0, convert(x.g, static_cast<DType>(x.c(0)))); }};
-const OpInfo clone_info{"clone", [](BackwardCtx& x) { x.grad(0, x.g); }};
+const OpInfo to_info{"to", [](BackwardCtx& x) { x.grad(0, convert(x.g, static_cast<DType>(x.c(0)))); },
+                     [](BackwardCtx& x) { x.grad(0, x.g.to(static_cast<DType>(x.c(0)))); }};
+const OpInfo clone_info{"clone", [](BackwardCtx& x) { x.grad(0, x.g); }, [](BackwardCtx& x) { x.grad(0, x.g); }};
 
 } // namespace
 } // namespace detail
@@ -415,6 +492,7 @@ Tensor sigmoid(const Tensor& a) { return unary<r::Sigmoid>(a); }
 Tensor relu(const Tensor& a) { return unary<r::Relu>(a); }
 Tensor leaky_relu(const Tensor& a, double slope) { return unary<r::LeakyRelu>(a, slope); }
 Tensor elu(const Tensor& a, double alpha) { return unary<r::Elu>(a, alpha); }
+Tensor erf(const Tensor& a) { return unary<r::Erf>(a); }
 Tensor gelu(const Tensor& a) { return unary<r::Gelu>(a); }
 Tensor softplus(const Tensor& a) { return unary<r::Softplus>(a); }
 Tensor clamp(const Tensor& a, double lo, double hi) {
