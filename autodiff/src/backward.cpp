@@ -66,9 +66,10 @@ template <class T> struct Live {
 
 } // namespace
 
-void Tape::sweep(std::uint32_t output) {
+void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double> seeds) {
   adj_.assign(n_, 0.0);
-  adj_[output] = 1.0;
+  for (std::size_t k = 0; k < outputs.size(); ++k)
+    adj_[outputs[k]] += seeds[k];
   double* adj = adj_.data();
   const double* values = values_.get();
   // The walk starts at the end of the tape so the operand cursors line up; nodes after the output
@@ -106,6 +107,31 @@ void Var::backward() const {
 double Var::grad() const { return Tape::active().adjoint(*this); }
 
 std::vector<double> gradient(const Var& y, std::span<const Var> xs) { return TapeAccess::gradient(y, xs); }
+
+std::vector<double> gradient(std::span<const Var> ys, std::span<const double> u, std::span<const Var> xs) {
+  return TapeAccess::gradient(ys, u, xs);
+}
+
+std::vector<double> TapeAccess::gradient(std::span<const Var> ys, std::span<const double> u, std::span<const Var> xs) {
+  if (ys.size() != u.size())
+    throw Error(fmt::format("autodiff: gradient: {} outputs but {} seeds", ys.size(), u.size()));
+  if (ys.empty()) return std::vector<double>(xs.size(), 0.0);
+  Tape& t = checked("gradient", ys[0]);
+  std::vector<std::uint32_t> roots;
+  roots.reserve(ys.size());
+  for (const Var& y : ys) {
+    checked("gradient", y);
+    roots.push_back(y.index());
+  }
+  for (const Var& x : xs)
+    checked("gradient", x);
+  t.sweep(roots, u);
+  std::vector<double> out;
+  out.reserve(xs.size());
+  for (const Var& x : xs)
+    out.push_back(t.adj_[x.index()]);
+  return out;
+}
 
 std::vector<double> TapeAccess::gradient(const Var& y, std::span<const Var> xs) {
   Tape& t = TapeAccess::checked("gradient", y);

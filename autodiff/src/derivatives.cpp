@@ -29,11 +29,7 @@ std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std:
   const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
   const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
-  if (g.empty()) return {};
-  Var s = g[0] * v[0];
-  for (std::size_t i = 1; i < g.size(); ++i)
-    s = s + g[i] * v[i];
-  return gradient(s, xs);
+  return gradient(g, v, xs); // one sweep seeded with v on the gradient's nodes
 }
 
 Matrix jacobian(const VectorFunction& f, std::span<const double> x) {
@@ -53,11 +49,7 @@ std::vector<double> vjp(const VectorFunction& f, std::span<const double> x, std:
   const std::vector<Var> ys = f(xs);
   if (ys.size() != u.size())
     throw Error(fmt::format("autodiff: vjp: f has {} outputs but u has {} components", ys.size(), u.size()));
-  if (ys.empty()) return std::vector<double>(x.size(), 0.0);
-  Var s = ys[0] * u[0];
-  for (std::size_t i = 1; i < ys.size(); ++i)
-    s = s + ys[i] * u[i];
-  return gradient(s, xs);
+  return gradient(ys, u, xs);
 }
 
 } // namespace autodiff

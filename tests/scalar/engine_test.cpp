@@ -89,6 +89,24 @@ BOOST_AUTO_TEST_CASE(functional_gradient) {
   BOOST_TEST(g == std::vector<double>({2.0, 2.0, 0.0}), boost::test_tools::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(seeded_sweep_is_a_vector_jacobian_product) {
+  Tape tape;
+  const Var a = 0.7, b = -1.3;
+  const std::vector<Var> ys{a * b, sin(a) + b * b, exp(b)};
+  const std::vector<double> u{2.0, -0.5, 3.0};
+  const std::vector<Var> xs{a, b};
+  const std::vector<double> vjp = gradient(ys, u, xs);
+  // u^T J by hand: d(ab) = (b, a), d(sin a + b^2) = (cos a, 2b), d(e^b) = (0, e^b).
+  BOOST_TEST(vjp[0] == 2.0 * -1.3 - 0.5 * std::cos(0.7), boost::test_tools::tolerance(1e-14));
+  BOOST_TEST(vjp[1] == 2.0 * 0.7 - 0.5 * 2 * -1.3 + 3.0 * std::exp(-1.3), boost::test_tools::tolerance(1e-14));
+  // Seeding the same output twice adds the seeds.
+  const std::vector<Var> twice{ys[0], ys[0]};
+  const std::vector<double> u2{1.0, 1.0};
+  BOOST_TEST(gradient(twice, u2, xs)[0] == 2 * -1.3, boost::test_tools::tolerance(1e-14));
+  const std::vector<double> short_u{1.0};
+  BOOST_CHECK_THROW(gradient(ys, short_u, xs), Error);
+}
+
 BOOST_AUTO_TEST_CASE(reset_keeps_memory_and_records_again) {
   Tape tape;
   auto record = [&] {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -175,7 +176,11 @@ private:
   void grow_nodes();
 
   // Reverse sweeps (backward.cpp).
-  void sweep(std::uint32_t output);
+  void sweep(std::uint32_t output) {
+    const double one = 1.0;
+    sweep(std::span<const std::uint32_t>(&output, 1), std::span<const double>(&one, 1));
+  }
+  void sweep(std::span<const std::uint32_t> outputs, std::span<const double> seeds);
   std::vector<Var> sweep_recording(const Var& output, const std::vector<Var>& inputs);
   double adjoint(const Var& v) const;
 

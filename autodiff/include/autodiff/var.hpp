@@ -63,6 +63,7 @@ static_assert(sizeof(Var) == 16);
 struct TapeAccess {
   [[noreturn]] static void foreign(std::string_view op, const Var& v, const Tape& t);
   static std::vector<double> gradient(const Var& y, std::span<const Var> xs);
+  static std::vector<double> gradient(std::span<const Var> ys, std::span<const double> u, std::span<const Var> xs);
   static std::vector<Var> grad_recording(const Var& y, std::span<const Var> xs);
 
   // The slow path takes the operand by value (index, generation): passing the Var by reference would
@@ -222,6 +223,9 @@ std::vector<double> gradient(const Var& y, std::span<const Var> xs);
 inline std::vector<double> gradient(const Var& y, std::initializer_list<Var> xs) {
   return gradient(y, std::span<const Var>(xs.begin(), xs.size()));
 }
+// sum_k u_k d ys[k] / d x for each x (u^T J, a vector-Jacobian product), by one reverse sweep
+// seeded with u: cheaper than the gradient of sum_k u_k ys[k], which records 2 nodes per output.
+std::vector<double> gradient(std::span<const Var> ys, std::span<const double> u, std::span<const Var> xs);
 
 // d y / d x as Vars. With create_graph they are functions of the inputs recorded on the tape;
 // without, they are new leaves holding the values.
