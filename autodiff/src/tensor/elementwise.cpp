@@ -9,6 +9,7 @@
 #include "internal.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numbers>
 #include <type_traits>
 
@@ -32,9 +33,9 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
 // f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact);
 // dg is the same product with recorded tensor ops, for create_graph sweeps (an undefined Tensor
 // means zero). dg reads only what df reads (the uses_a / uses_r lists below say what is saved).
-// Where f' can be infinite, dg is masked where g == 0 (`masked`), keeping the promise above for
-// gradients of gradients too. At kinks (relu, abs, clamp, maximum) the masks are constants, so the
-// second derivative there is 0, as in PyTorch.
+// Where f' can be infinite, dg multiplies by it through `guarded`, which keeps the promise above for
+// gradients of gradients too without changing d(dg)/dg anywhere f' is finite. At kinks (relu, abs, clamp, maximum) the
+// masks are constants, so the second derivative there is 0, as in PyTorch.
 #define TAPEGRAD_UNARY_RULE(Name, str, F, DF, DG)                                                                      \
   struct Name {                                                                                                        \
     static constexpr std::string_view name = str;                                                                      \
@@ -52,18 +53,29 @@ inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
 inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
 inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
 Tensor zero_like(const Tensor& g) { return zeros({}, g.dtype()); }
-// t where g != 0, else 0: the recorded form of the kernels' zero-adjoint skip.
-Tensor masked(const Tensor& g, const Tensor& t) { return where(ne(g, 0.0), t, zero_like(g)); }
+// g * fp, but 0 where g == 0 and fp is infinite or NaN: the recorded form of the kernels' zero-adjoint
+// skip. The mask is a constant; where fp is finite it is 1 whatever g is, so the derivative in g
+// stays fp even at g == 0 (a Jacobian-vector product taken as the derivative of a VJP in its seed
+// relies on that).
+Tensor guarded(const Tensor& g, const Tensor& fp) {
+  const Tensor mask = ne(g.detach(), 0.0) + lt(abs(fp.detach()), std::numeric_limits<double>::infinity());
+  return where(mask, g * fp, zero_like(g));
+}
+// log a where a > 0, else 0 (not NaN): for rules whose untaken branch would take log of a <= 0.
+Tensor log_positive(const Tensor& a) {
+  const Tensor pos = gt(a, 0.0);
+  return where(pos, log(where(pos, a, full({}, 1.0, a.dtype()))), zero_like(a));
+}
 // 1 where a wins, 1/2 at a tie, 0 where it loses: a constant.
 Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0.5; }
 // clang-format off
 TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g,                  -g)
 TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r,               g * r)
-TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               masked(g, g / a))
-TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      masked(g, g / (a + 1.0)))
+TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               guarded(g, 1.0 / a))
+TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      guarded(g, 1.0 / (a + 1.0)))
 TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                        g * (r + T(1)),      g * (r + 1.0))
-TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      masked(g, g / r * 0.5))
-TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, masked(g, g * (r * square(r)) * -0.5))
+TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      guarded(g, 0.5 / r))
+TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, guarded(g, r * square(r) * -0.5))
 TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a,        g * a * 2.0)
 TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), g * sign(a))
 TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0),                Tensor())
@@ -88,10 +100,10 @@ TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                       
 TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g,                  -g)
 TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0),         g * p.c0)
 TAPEGRAD_UNARY_RULE(DivC,      "div_scalar", a / T(p.c0),                          g / T(p.c0),         g / p.c0)
-TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          masked(g, -(g * r / a)))
+TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          guarded(g, -(r / a)))
 // d/da a^c is 0 for c == 0 (a^0 == 1 everywhere), not 0 * inf at a == 0.
 TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
-                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : masked(g, g * pow(a, p.c0 - 1) * p.c0))
+                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : guarded(g, pow(a, p.c0 - 1) * p.c0))
 // Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
 TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", std::max(a, T(p.c0)),             a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
 TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", std::min(a, T(p.c0)),             a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
@@ -227,10 +239,8 @@ struct Div {
   template <class T> static T f(T a, T b) { return a / b; }
   template <class T> static T da(T, T b, T, T g) { return g / b; }
   template <class T> static T db(T, T b, T r, T g) { return -g * r / b; }
-  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return masked(g, g / b); }
-  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) {
-    return masked(g, -(g * r / b));
-  }
+  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return guarded(g, 1.0 / b); }
+  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) { return guarded(g, -(r / b)); }
 };
 struct Pow {
   static constexpr std::string_view name = "pow";
@@ -240,10 +250,10 @@ struct Pow {
   // r log a; for a <= 0 the real power is only defined at integers, where PyTorch also uses 0.
   template <class T> static T db(T a, T, T r, T g) { return a > 0 ? g * r * std::log(a) : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return where(ne(b, 0.0) * ne(g, 0.0), g * b * pow(a, b - 1.0), zero_like(g));
+    return guarded(g, where(ne(b, 0.0), b * pow(a, b - 1.0), zero_like(g)));
   }
   static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
-    return where(gt(a, 0.0) * ne(g, 0.0), g * r * log(a), zero_like(g));
+    return g * (r * log_positive(a));
   }
 };
 struct Maximum {

@@ -414,7 +414,8 @@ Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs) {
   detail::Node& n = detail::record(detail::custom_op, out, ptrs);
   n.c[0] = static_cast<double>(rec.customs.size());
   rec.customs.push_back(f);
-  for (const Tensor& t : detached)
+  // The inputs as recorded, so that a create_graph sweep can differentiate the backward through them.
+  for (const Tensor& t : inputs)
     detail::save(n, t);
   detail::save(n, out);
   return out;

@@ -33,9 +33,26 @@ Tensor spread(const BackwardCtx& x, double c) {
   return scaled(expand_copy(Access::view(x.g, reduced_shape(in, dim, true)), in), c);
 }
 
+// ---- create_graph helpers: recorded ops only (constants built from indices are fine) ------------
+// t reshaped to s (recorded), or t itself when it has that shape already.
+Tensor as_shape(const Tensor& t, const Shape& s) { return t.shape() == s ? t : reshape(t, s); }
+// The shape of the reduction's output with its reduced dim kept as 1 (a scalar shape for "all"),
+// so that g and r broadcast against the input.
+Shape keep_shape(const BackwardCtx& x) {
+  return x.node.nints == 0 ? Shape{} : reduced_shape(x.in_shape(0), static_cast<int>(x.ints()[0]), true);
+}
+Tensor zero_of(DType d) { return zeros({}, d); }
+
+Tensor spread_graph(const BackwardCtx& x, double c) {
+  const Tensor g = c == 1 ? x.g : x.g * c; // scaled before expanding: fewer elements
+  return expand(as_shape(g, keep_shape(x)), x.in_shape(0));
+}
+
 // ---- sum and mean ---------------------------------------------------------------------------------
-const OpInfo sum_info{"sum", [](BackwardCtx& x) { x.grad(0, spread(x, 1.0)); }};
-const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, x.c(0))); }};
+const OpInfo sum_info{"sum", [](BackwardCtx& x) { x.grad(0, spread(x, 1.0)); },
+                      [](BackwardCtx& x) { x.grad(0, spread_graph(x, 1.0)); }};
+const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, x.c(0))); },
+                       [](BackwardCtx& x) { x.grad(0, spread_graph(x, x.c(0))); }};
 
 Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
   check_float(op.name, a);
@@ -83,30 +100,43 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
 
 // ---- max and min ------------------------------------------------------------------------------
 // The gradient goes to the first extremal element of each slice (the one argmax reports).
+// Calls f(e, j) for each slice j and the input element e that won it.
+template <class F> void for_extrema(const BackwardCtx& x, F&& f) {
+  const std::int64_t* iv = ptr<std::int64_t>(x.saved(0));
+  if (x.node.nints == 0) {
+    f(iv[0], std::int64_t{0});
+    return;
+  }
+  const Split p = split_at(x.in_shape(0), static_cast<int>(x.ints()[0]));
+  for (std::int64_t q = 0; q < p.outer; ++q)
+    for (std::int64_t i = 0; i < p.inner; ++i) {
+      const std::int64_t j = q * p.inner + i;
+      f((q * p.n + iv[j]) * p.inner + i, j);
+    }
+}
 void extremum_backward(BackwardCtx& x) {
-  const Shape& in = x.in_shape(0);
-  Tensor ga = zeros(in, x.g.dtype());
-  const Tensor& idx = x.saved(0);
-  const std::int64_t* iv = ptr<std::int64_t>(idx);
+  Tensor ga = zeros(x.in_shape(0), x.g.dtype());
   dispatch_float(x.name(), ga.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* gv = ptr<T>(x.g);
     T* o = ptr<T>(ga);
-    if (x.node.nints == 0) {
-      o[iv[0]] = gv[0];
-      return;
-    }
-    const Split p = split_at(in, static_cast<int>(x.ints()[0]));
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        const std::int64_t j = q * p.inner + i;
-        o[(q * p.n + iv[j]) * p.inner + i] = gv[j];
-      }
+    for_extrema(x, [&](std::int64_t e, std::int64_t j) { o[e] = gv[j]; });
   });
   x.grad(0, std::move(ga));
 }
-const OpInfo max_info{"max", extremum_backward};
-const OpInfo min_info{"min", extremum_backward};
+// where(winners, g, 0) with a constant one-hot mask: the second derivative is 0, as for the scalar
+// max (a piecewise linear rule), and d/dg is the mask itself.
+void extremum_backward_graph(BackwardCtx& x) {
+  Tensor mask = zeros(x.in_shape(0), x.g.dtype());
+  dispatch_float(x.name(), mask.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* m = ptr<T>(mask);
+    for_extrema(x, [&](std::int64_t e, std::int64_t) { m[e] = T(1); });
+  });
+  x.grad(0, where(mask, as_shape(x.g, keep_shape(x)), zero_of(x.g.dtype())));
+}
+const OpInfo max_info{"max", extremum_backward, extremum_backward_graph};
+const OpInfo min_info{"min", extremum_backward, extremum_backward_graph};
 
 // Returns {values, int64 indices} of the extremum along dim (or of everything).
 template <bool IsMax>
@@ -157,7 +187,8 @@ template <bool IsMax> Tensor extremum_op(const Tensor& a, const int* dimp, bool 
 // ---- prod ------------------------------------------------------------------------------------
 // d prod / d a_k is the product of the others, from prefix and suffix products: exact with zeros.
 const OpInfo prod_info{
-    "prod", [](BackwardCtx& x) {
+    "prod",
+    [](BackwardCtx& x) {
       const Tensor& a = x.saved(0);
       const Split p = x.node.nints ? split_at(a.shape(), static_cast<int>(x.ints()[0])) : Split{1, a.numel(), 1};
       Tensor ga = Access::make(a.shape(), a.dtype());
@@ -183,6 +214,23 @@ const OpInfo prod_info{
           }
       });
       x.grad(0, std::move(ga));
+    },
+    // Prefix and suffix products cannot be written with recorded ops, and dividing r by a_k is wrong
+    // at zeros. So each element's "product of the others" is a prod over its own copy of the slice
+    // with that element replaced by 1: a [..., n, n] tensor, O(n^2) time and memory per slice of n
+    // (and O(n^3) at the next order, whose rule sees that n x n tensor). Exact with zeros at every
+    // order, since prod's rule is used again for the higher derivatives.
+    [](BackwardCtx& x) {
+      const Tensor& a = x.saved(0);
+      const Shape& in = a.shape();
+      const bool flat = x.node.nints == 0 || in.rank() == 0;
+      Tensor t = flat ? as_shape(a, Shape{in.numel()}) : a; // the reduced dim is moved last
+      const int d = flat ? 0 : static_cast<int>(x.ints()[0]), last = t.dim() - 1;
+      if (d != last) t = transpose(t, d, last);
+      const std::int64_t n = t.shape()[last];
+      Tensor others = prod(where(eye(n, a.dtype()), full({}, 1.0, a.dtype()), unsqueeze(t, -2)), -1);
+      if (d != last) others = transpose(others, d, last);
+      x.grad(0, as_shape(others, in) * as_shape(x.g, keep_shape(x)));
     }};
 
 Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
@@ -241,16 +289,35 @@ template <class Local> void slice_backward(BackwardCtx& x, std::string_view name
 }
 
 // d lse / d a_k = exp(a_k - lse): softmax, from the saved result, stable for any magnitude.
-const OpInfo logsumexp_info{"logsumexp", [](BackwardCtx& x) {
+// The graph rule does not mask g == 0 as the kernel does: exp(a - r) is at most 1 for finite input,
+// and a mask would zero d/dg at g = 0 (the derivative a Jacobian-vector product by double backward
+// takes).
+const OpInfo logsumexp_info{"logsumexp",
+                            [](BackwardCtx& x) {
                               slice_backward(x, "logsumexp", [](auto a, auto r, auto g) {
                                 return g == decltype(g)(0) ? decltype(g)(0) : g * std::exp(a - r);
                               });
+                            },
+                            [](BackwardCtx& x) {
+                              const Shape ks = keep_shape(x);
+                              x.grad(0, as_shape(x.g, ks) * exp(x.saved(0) - as_shape(x.saved(1), ks)));
                             }};
 // d |a| / d a = a / |a|, and 0 at a = 0 (a subgradient), rather than 0/0.
-const OpInfo norm_info{"norm", [](BackwardCtx& x) {
+// The graph rule divides by where(r == 0, 1, r), not by r: where passes no gradient to its untaken
+// side, but 0 * inf from a 1/r^2 there would still be NaN, at the next order if not this one. The
+// outer where makes the second derivative at 0 zero (a subgradient, as the first).
+const OpInfo norm_info{"norm",
+                       [](BackwardCtx& x) {
                          slice_backward(x, "norm", [](auto a, auto r, auto g) {
                            return r == decltype(r)(0) ? decltype(r)(0) : g * a / r;
                          });
+                       },
+                       [](BackwardCtx& x) {
+                         const Shape ks = keep_shape(x);
+                         const Tensor r = as_shape(x.saved(1), ks);
+                         const Tensor at0 = eq(r, 0.0);
+                         const Tensor one = full({}, 1.0, r.dtype()), zero = zero_of(r.dtype());
+                         x.grad(0, where(at0, zero, as_shape(x.g, ks) * x.saved(0) / where(at0, one, r)));
                        }};
 
 template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool keepdim) {
@@ -321,8 +388,16 @@ template <bool IsLog> void softmax_backward(BackwardCtx& x) {
   });
   x.grad(0, std::move(ga));
 }
-const OpInfo softmax_info{"softmax", softmax_backward<false>};
-const OpInfo log_softmax_info{"log_softmax", softmax_backward<true>};
+template <bool IsLog> void softmax_backward_graph(BackwardCtx& x) {
+  const Tensor& r = x.saved(0);
+  const int dim = static_cast<int>(x.ints()[0]);
+  if constexpr (IsLog)
+    x.grad(0, x.g - exp(r) * sum(x.g, dim, true));
+  else
+    x.grad(0, r * (x.g - sum(x.g * r, dim, true)));
+}
+const OpInfo softmax_info{"softmax", softmax_backward<false>, softmax_backward_graph<false>};
+const OpInfo log_softmax_info{"log_softmax", softmax_backward<true>, softmax_backward_graph<true>};
 
 template <bool IsLog> Tensor softmax_impl(const Tensor& a, int dim_) {
   const OpInfo& op = IsLog ? log_softmax_info : softmax_info;
@@ -379,9 +454,30 @@ void check_targets(std::string_view op, const Tensor& x, const Tensor& t) {
 }
 // The adjoint of loss i, for the reductions mean (c = 1/N), sum (c = 1) and none (c = 0).
 template <class T> T row_grad(const T* gv, double c, std::int64_t i) { return c != 0 ? gv[0] * T(c) : gv[i]; }
+// The same with recorded ops: a scalar, or a column [N, 1] that broadcasts over the classes.
+Tensor row_grad_graph(const BackwardCtx& x, double sign) {
+  const double c = x.c(0);
+  if (c != 0) return c * sign == 1 ? x.g : x.g * (c * sign);
+  const Tensor g = as_shape(x.g, Shape{x.g.numel(), 1});
+  return sign == 1 ? g : -g;
+}
+// A constant [N, C] of dtype d: 1 at (i, t_i), 0 elsewhere.
+Tensor one_hot(const Tensor& targets, std::int64_t c, DType d) {
+  const std::int64_t n = targets.numel();
+  Tensor m = zeros({n, c}, d);
+  dispatch_float("one_hot", d, [&](auto tag) {
+    using T = decltype(tag);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    T* o = ptr<T>(m);
+    for (std::int64_t i = 0; i < n; ++i)
+      o[i * c + tv[i]] = T(1);
+  });
+  return m;
+}
 
 // d/dx_ij = g_i (softmax_ij - [j == t_i]), the softmax recomputed from the saved logsumexp.
-const OpInfo cross_entropy_info{"cross_entropy", [](BackwardCtx& x) {
+const OpInfo cross_entropy_info{"cross_entropy",
+                                [](BackwardCtx& x) {
                                   const Tensor& lg = x.saved(0);
                                   const Tensor& t = x.saved(1);
                                   const Tensor& lse = x.saved(2);
@@ -402,9 +498,18 @@ const OpInfo cross_entropy_info{"cross_entropy", [](BackwardCtx& x) {
                                     }
                                   });
                                   x.grad(0, std::move(ga));
+                                },
+                                // The softmax is recorded from the logits as recorded (saved(0)), not
+                                // taken from the detached float64 logsumexp, so the Hessian comes out:
+                                // c (diag(p) - p p^T) per row.
+                                [](BackwardCtx& x) {
+                                  const Tensor& lg = x.saved(0);
+                                  const Tensor p = softmax(lg, 1);
+                                  x.grad(0, row_grad_graph(x, 1) * (p - one_hot(x.saved(1), lg.size(1), lg.dtype())));
                                 }};
 
-const OpInfo nll_info{"nll_loss", [](BackwardCtx& x) {
+const OpInfo nll_info{"nll_loss",
+                      [](BackwardCtx& x) {
                         const Tensor& t = x.saved(0);
                         const Shape& in = x.in_shape(0);
                         Tensor ga = zeros(in, x.g.dtype());
@@ -417,6 +522,11 @@ const OpInfo nll_info{"nll_loss", [](BackwardCtx& x) {
                             o[i * in[1] + tv[i]] = -row_grad(gv, x.c(0), i);
                         });
                         x.grad(0, std::move(ga));
+                      },
+                      [](BackwardCtx& x) {
+                        const Shape& in = x.in_shape(0);
+                        const Tensor mask = one_hot(x.saved(0), in[1], x.g.dtype());
+                        x.grad(0, where(mask, row_grad_graph(x, -1), zero_of(x.g.dtype())));
                       }};
 
 double reduction_scale(Reduction r, std::int64_t n) {
