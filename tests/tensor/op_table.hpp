@@ -166,6 +166,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   unary("relu",       [](const Tensor& a) { return relu(a); },                   [](double a) { return a > 0 ? a : 0.0; });
   unary("leaky_relu", [](const Tensor& a) { return leaky_relu(a, 0.1); },        [](double a) { return a > 0 ? a : 0.1 * a; });
   unary("elu",        [](const Tensor& a) { return elu(a, 1.5); },               [](double a) { return a > 0 ? a : 1.5 * (std::exp(a) - 1); });
+  unary("erf",        [](const Tensor& a) { return erf(a); },                    [](double a) { return 1 - std::erfc(a); }, 0.0, 3.0);
   unary("gelu",       [](const Tensor& a) { return gelu(a); },                   [](double a) { return a * 0.5 * std::erfc(-a / std::sqrt(2.0)); }, 0.0, 3.0);
   unary("softplus",   [](const Tensor& a) { return softplus(a); },               [](double a) { return std::log(1 + std::exp(a)); }, 0.0, 8.0);
   unary("clamp",      [](const Tensor& a) { return clamp(a, -1.0, 0.5); },       [](double a) { return std::min(std::max(a, -1.0), 0.5); }, 0.0, 2.0);
@@ -403,6 +404,92 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
             r.push_back(x[0][static_cast<std::size_t>(i * 4 + idx[i * 2 + j])]);
         return r;
       });
+  // The adjoints of slice, index_select and gather. The slice bounds and the indices are fixed
+  // formulas of the shapes, so that one row covers several cases: repeated indices, an index longer
+  // or shorter than a along dim, empty selections. The references write each element of src to
+  // where it goes, one at a time.
+  auto slice_scatter_ref = [](int dim, std::int64_t start, std::int64_t step) {
+    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+      const auto k = static_cast<std::size_t>(dim);
+      const std::int64_t n = d[0][k];
+      const std::int64_t b = std::clamp<std::int64_t>(start < 0 ? start + n : start, 0, n);
+      out = d[0];
+      std::vector<double> r = x[0];
+      for (std::int64_t p = 0; p < count(d[1]); ++p) {
+        auto idx = unflat(p, d[1]);
+        idx[k] = b + idx[k] * step;
+        r[static_cast<std::size_t>(flat(idx, d[0]))] = x[1][static_cast<std::size_t>(p)];
+      }
+      return r;
+    };
+  };
+  row(
+      "slice_scatter",
+      {{Shape{3, 7}, Shape{3, 3}}, {Shape{1, 7}, Shape{1, 3}}, {Shape{3, 2}, Shape{3, 0}}, {Shape{0, 7}, Shape{0, 3}}},
+      [](T x) { return slice_scatter(x[0], x[1], 1, 1, -1, 2); }, slice_scatter_ref(1, 1, 2));
+  row(
+      "slice_scatter_dim0_clamped",
+      {{Shape{4, 3}, Shape{2, 3}}, {Shape{2, 2, 3}, Shape{2, 2, 3}}, {Shape{1, 3}, Shape{1, 3}}},
+      [](T x) { return slice_scatter(x[0], x[1], 0, -2, 100); }, slice_scatter_ref(0, -2, 1));
+  // index_add: src row j goes to row (3 j + 1) mod n along dim.
+  auto index_of = [](std::int64_t len, std::int64_t n) {
+    std::vector<std::int64_t> v;
+    for (std::int64_t j = 0; j < len; ++j)
+      v.push_back((3 * j + 1) % n);
+    return autodiff::from_vector(v, {len});
+  };
+  auto index_add_ref = [](int dim) {
+    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+      const auto k = static_cast<std::size_t>(dim);
+      out = d[0];
+      std::vector<double> r = x[0];
+      for (std::int64_t p = 0; p < count(d[1]); ++p) {
+        auto idx = unflat(p, d[1]);
+        idx[k] = (3 * idx[k] + 1) % d[0][k];
+        r[static_cast<std::size_t>(flat(idx, d[0]))] += x[1][static_cast<std::size_t>(p)];
+      }
+      return r;
+    };
+  };
+  row(
+      "index_add",
+      {{Shape{4, 3}, Shape{5, 3}},
+       {Shape{4, 3}, Shape{0, 3}},
+       {Shape{1, 2}, Shape{3, 2}},
+       {Shape{4}, Shape{6}},
+       {Shape{2, 0}, Shape{3, 0}}},
+      [=](T x) { return index_add(x[0], 0, index_of(x[1].size(0), x[0].size(0)), x[1]); }, index_add_ref(0));
+  row(
+      "index_add_dim1", {{Shape{2, 4, 3}, Shape{2, 6, 3}}, {Shape{2, 1, 3}, Shape{2, 2, 3}}},
+      [=](T x) { return index_add(x[0], 1, index_of(x[1].size(1), x[0].size(1)), x[1]); }, index_add_ref(1));
+  // scatter_add: element p of src (flat position) goes to (3 p + 1) mod n along dim; the index has
+  // src's shape.
+  auto scatter_index = [](const Shape& s, std::int64_t n) {
+    std::vector<std::int64_t> v;
+    for (std::int64_t p = 0; p < s.numel(); ++p)
+      v.push_back((3 * p + 1) % n);
+    return autodiff::from_vector(v, s);
+  };
+  auto scatter_add_ref = [](int dim) {
+    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+      const auto k = static_cast<std::size_t>(dim);
+      out = d[0];
+      std::vector<double> r = x[0];
+      for (std::int64_t p = 0; p < count(d[1]); ++p) {
+        auto idx = unflat(p, d[1]);
+        idx[k] = (3 * p + 1) % d[0][k];
+        r[static_cast<std::size_t>(flat(idx, d[0]))] += x[1][static_cast<std::size_t>(p)];
+      }
+      return r;
+    };
+  };
+  row(
+      "scatter_add",
+      {{Shape{3, 4}, Shape{3, 6}}, {Shape{3, 4}, Shape{2, 2}}, {Shape{3, 4}, Shape{3, 0}}, {Shape{1, 1}, Shape{1, 3}}},
+      [=](T x) { return scatter_add(x[0], 1, scatter_index(x[1].shape(), x[0].size(1)), x[1]); }, scatter_add_ref(1));
+  row(
+      "scatter_add_dim0", {{Shape{3, 2, 2}, Shape{4, 2, 1}}, {Shape{2, 3}, Shape{2, 3}}},
+      [=](T x) { return scatter_add(x[0], 0, scatter_index(x[1].shape(), x[0].size(0)), x[1]); }, scatter_add_ref(0));
   row(
       "concat", {{Shape{2, 3}, Shape{2, 1}}, {Shape{2, 0}, Shape{2, 2}}},
       [](T x) {

@@ -44,69 +44,109 @@ struct MatmulDims {
   std::int64_t batch() const { return std::max(ba, bb); }
 };
 
-const OpInfo matmul_info{"matmul", [](BackwardCtx& x) {
-                           const Tensor& a = x.saved(0);
-                           const Tensor& b = x.saved(1);
-                           const auto v = x.ints();
-                           const MatmulDims d{v[0], v[1], v[2], v[3], v[4]};
-                           const std::int64_t B = d.batch();
-                           dispatch_float("matmul", a.dtype(), [&](auto tag) {
-                             using T = decltype(tag);
-                             const T* av = ptr<T>(a);
-                             const T* bv = ptr<T>(b);
-                             const T* gv = ptr<T>(x.g);
-                             if (x.needs(0)) { // dA = g B^T
-                               Tensor ga = Access::make(a.shape(), a.dtype());
-                               T* o = ptr<T>(ga);
-                               if (d.bb == 1)
-                                 gemm<T>(false, true, d.ba * d.m, d.k, d.n, gv, bv, o, T(0));
-                               else
-                                 for (std::int64_t i = 0; i < B; ++i) // ba == 1 sums over the batch
-                                   gemm<T>(false, true, d.m, d.k, d.n, gv + i * d.m * d.n, bv + i * d.k * d.n,
-                                           o + (d.ba == 1 ? 0 : i * d.m * d.k), T(d.ba == 1 && i > 0 ? 1 : 0));
-                               x.grad(0, std::move(ga));
-                             }
-                             if (x.needs(1)) { // dB = A^T g
-                               Tensor gb = Access::make(b.shape(), b.dtype());
-                               T* o = ptr<T>(gb);
-                               if (d.bb == 1)
-                                 gemm<T>(true, false, d.k, d.n, d.ba * d.m, av, gv, o, T(0));
-                               else
-                                 for (std::int64_t i = 0; i < B; ++i)
-                                   gemm<T>(true, false, d.k, d.n, d.m, av + (d.ba == 1 ? 0 : i * d.m * d.k),
-                                           gv + i * d.m * d.n, o + i * d.k * d.n, T(0));
-                               x.grad(1, std::move(gb));
-                             }
-                           });
-                         }};
+// dA = g B^T, dB = A^T g through the BLAS transpose flags; a batch of a (or b) of 1 sums the
+// products over the batch.
+void matmul_backward(BackwardCtx& x) {
+  const Tensor& a = x.saved(0);
+  const Tensor& b = x.saved(1);
+  const auto v = x.ints();
+  const MatmulDims d{v[0], v[1], v[2], v[3], v[4]};
+  const std::int64_t B = d.batch();
+  dispatch_float("matmul", a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    const T* bv = ptr<T>(b);
+    const T* gv = ptr<T>(x.g);
+    if (x.needs(0)) { // dA = g B^T
+      Tensor ga = Access::make(a.shape(), a.dtype());
+      T* o = ptr<T>(ga);
+      if (d.bb == 1)
+        gemm<T>(false, true, d.ba * d.m, d.k, d.n, gv, bv, o, T(0));
+      else
+        for (std::int64_t i = 0; i < B; ++i) // ba == 1 sums over the batch
+          gemm<T>(false, true, d.m, d.k, d.n, gv + i * d.m * d.n, bv + i * d.k * d.n,
+                  o + (d.ba == 1 ? 0 : i * d.m * d.k), T(d.ba == 1 && i > 0 ? 1 : 0));
+      x.grad(0, std::move(ga));
+    }
+    if (x.needs(1)) { // dB = A^T g
+      Tensor gb = Access::make(b.shape(), b.dtype());
+      T* o = ptr<T>(gb);
+      if (d.bb == 1)
+        gemm<T>(true, false, d.k, d.n, d.ba * d.m, av, gv, o, T(0));
+      else
+        for (std::int64_t i = 0; i < B; ++i)
+          gemm<T>(true, false, d.k, d.n, d.m, av + (d.ba == 1 ? 0 : i * d.m * d.k), gv + i * d.m * d.n,
+                  o + i * d.k * d.n, T(0));
+      x.grad(1, std::move(gb));
+    }
+  });
+}
+// The same products as recorded matmuls on [ba, m, k], [bb, k, n] and [B, m, n] views. The
+// transposes are copies here (there is no recorded transposed product), which only create_graph pays.
+void matmul_backward_graph(BackwardCtx& x) {
+  const Tensor& a = x.saved(0);
+  const Tensor& b = x.saved(1);
+  const auto v = x.ints();
+  const MatmulDims d{v[0], v[1], v[2], v[3], v[4]};
+  const std::int64_t B = d.batch();
+  if (d.bb == 1) { // one matrix b: a's batch folds into its rows, and nothing is summed over batches
+    const Tensor g2 = reshape(x.g, {d.ba * d.m, d.n});
+    if (x.needs(0)) x.grad(0, reshape(matmul(g2, transpose(reshape(b, {d.k, d.n}))), a.shape()));
+    if (x.needs(1)) x.grad(1, reshape(matmul(transpose(reshape(a, {d.ba * d.m, d.k})), g2), b.shape()));
+    return;
+  }
+  const Tensor g3 = reshape(x.g, {B, d.m, d.n});
+  if (x.needs(0)) {
+    Tensor ga = matmul(g3, transpose(reshape(b, {d.bb, d.k, d.n}), 1, 2));
+    if (d.ba == 1) ga = sum(ga, 0); // a was broadcast over b's batch
+    x.grad(0, reshape(ga, a.shape()));
+  }
+  if (x.needs(1)) x.grad(1, reshape(matmul(transpose(reshape(a, {d.ba, d.m, d.k}), 1, 2), g3), b.shape()));
+}
+const OpInfo matmul_info{"matmul", matmul_backward, matmul_backward_graph};
 
 // linear: y = x w^T (+ b), x viewed as [M, in], w [out, in]. The bias gradient is g itself,
 // summed over the rows by the engine.
-const OpInfo linear_info{"linear", [](BackwardCtx& x) {
-                           const Tensor& in = x.saved(0);
-                           const Tensor& w = x.saved(1);
-                           const std::int64_t out_f = w.size(0), in_f = w.size(1),
-                                              m = in.numel() / std::max<std::int64_t>(in_f, 1);
-                           dispatch_float("linear", in.dtype(), [&](auto tag) {
-                             using T = decltype(tag);
-                             if (x.needs(0)) { // dx = g w
-                               Tensor gx = Access::make(in.shape(), in.dtype());
-                               gemm<T>(false, false, m, in_f, out_f, ptr<T>(x.g), ptr<T>(w), ptr<T>(gx), T(0));
-                               x.grad(0, std::move(gx));
-                             }
-                             if (x.needs(1)) { // dw = g^T x
-                               Tensor gw = Access::make(w.shape(), w.dtype());
-                               gemm<T>(true, false, out_f, in_f, m, ptr<T>(x.g), ptr<T>(in), ptr<T>(gw), T(0));
-                               x.grad(1, std::move(gw));
-                             }
-                           });
-                           if (x.node.nin == 3 && x.needs(2)) x.grad(2, x.g);
-                         }};
+void linear_backward(BackwardCtx& x) {
+  const Tensor& in = x.saved(0);
+  const Tensor& w = x.saved(1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = in.numel() / std::max<std::int64_t>(in_f, 1);
+  dispatch_float("linear", in.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (x.needs(0)) { // dx = g w
+      Tensor gx = Access::make(in.shape(), in.dtype());
+      gemm<T>(false, false, m, in_f, out_f, ptr<T>(x.g), ptr<T>(w), ptr<T>(gx), T(0));
+      x.grad(0, std::move(gx));
+    }
+    if (x.needs(1)) { // dw = g^T x
+      Tensor gw = Access::make(w.shape(), w.dtype());
+      gemm<T>(true, false, out_f, in_f, m, ptr<T>(x.g), ptr<T>(in), ptr<T>(gw), T(0));
+      x.grad(1, std::move(gw));
+    }
+  });
+  if (x.node.nin == 3 && x.needs(2)) x.grad(2, x.g);
+}
+void linear_backward_graph(BackwardCtx& x) {
+  const Tensor& in = x.saved(0);
+  const Tensor& w = x.saved(1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1);
+  std::int64_t m = 1; // rows, counted from the shape: in_f may be 0
+  for (int i = 0; i + 1 < in.dim(); ++i)
+    m *= in.shape()[i];
+  const Tensor g2 = reshape(x.g, {m, out_f});
+  if (x.needs(0)) x.grad(0, reshape(matmul(g2, w), in.shape()));
+  if (x.needs(1)) x.grad(1, matmul(transpose(g2), reshape(in, {m, in_f})));
+  if (x.node.nin == 3 && x.needs(2)) x.grad(2, x.g);
+}
+const OpInfo linear_info{"linear", linear_backward, linear_backward_graph};
 
 // ---- shape ops ---------------------------------------------------------------------------------
-const OpInfo reshape_info{"reshape", [](BackwardCtx& x) { x.grad(0, Access::view(x.g, x.in_shape(0))); }};
-// expand's gradient is the output's, summed back over the expanded dimensions by the engine.
-const OpInfo expand_info{"expand", [](BackwardCtx& x) { x.grad(0, x.g); }};
+const OpInfo reshape_info{"reshape", [](BackwardCtx& x) { x.grad(0, Access::view(x.g, x.in_shape(0))); },
+                          [](BackwardCtx& x) { x.grad(0, reshape(x.g, x.in_shape(0))); }};
+// expand's gradient is the output's, summed back over the expanded dimensions by the engine (with
+// recorded sums in a create_graph sweep), so one rule serves both sweeps.
+void expand_backward(BackwardCtx& x) { x.grad(0, x.g); }
+const OpInfo expand_info{"expand", expand_backward, expand_backward};
 
 std::array<std::int64_t, Shape::max_rank> strides_of(const Shape& s) {
   std::array<std::int64_t, Shape::max_rank> st{};
@@ -138,57 +178,182 @@ Tensor permute_copy(const Tensor& a, std::span<const std::int64_t> perm) {
   });
   return out;
 }
-const OpInfo permute_info{"permute", [](BackwardCtx& x) {
-                            const auto p = x.ints();
-                            std::vector<std::int64_t> inv(p.size());
-                            for (std::size_t d = 0; d < p.size(); ++d)
-                              inv[static_cast<std::size_t>(p[d])] = static_cast<std::int64_t>(d);
-                            x.grad(0, permute_copy(x.g, inv));
+std::vector<std::int64_t> inverse_permutation(std::span<const std::int64_t> p) {
+  std::vector<std::int64_t> inv(p.size());
+  for (std::size_t d = 0; d < p.size(); ++d)
+    inv[static_cast<std::size_t>(p[d])] = static_cast<std::int64_t>(d);
+  return inv;
+}
+const OpInfo permute_info{"permute",
+                          [](BackwardCtx& x) { x.grad(0, permute_copy(x.g, inverse_permutation(x.ints()))); },
+                          [](BackwardCtx& x) {
+                            const auto inv = inverse_permutation(x.ints());
+                            x.grad(0, permute(x.g, std::vector<int>(inv.begin(), inv.end())));
                           }};
 
-// Copies between a tensor and a strided selection along one dimension: out[q, j, i] = a[q, start +
-// j step, i] (or the reverse, accumulating, for the backward).
-template <class T, bool Scatter>
-void strided_copy(T* dst, const T* src, const Split& big, std::int64_t len, std::int64_t start, std::int64_t step) {
-  for (std::int64_t q = 0; q < big.outer; ++q)
-    for (std::int64_t j = 0; j < len; ++j) {
-      const T* s = Scatter ? src + (q * len + j) * big.inner : src + (q * big.n + start + j * step) * big.inner;
-      T* d = Scatter ? dst + (q * big.n + start + j * step) * big.inner : dst + (q * len + j) * big.inner;
-      for (std::int64_t i = 0; i < big.inner; ++i)
-        d[i] = Scatter ? d[i] + s[i] : s[i];
-    }
-}
-const OpInfo slice_info{"slice", [](BackwardCtx& x) {
-                          const auto v = x.ints();
-                          const Shape& in = x.in_shape(0);
-                          Tensor ga = zeros(in, x.g.dtype());
-                          dispatch_float("slice", ga.dtype(), [&](auto tag) {
-                            using T = decltype(tag);
-                            strided_copy<T, true>(ptr<T>(ga), ptr<T>(x.g), split_at(in, static_cast<int>(v[0])),
-                                                  x.g.shape()[static_cast<int>(v[0])], v[1], v[2]);
-                          });
-                          x.grad(0, std::move(ga));
-                        }};
+// ---- selections and their adjoints ---------------------------------------------------------------
+// slice, index_select and gather read parts of a tensor; slice_scatter, index_add and scatter_add
+// write (or add) parts back. They come in adjoint pairs sharing two kernels: the forward of one op
+// is the fast backward of the other, and each op's graph rule calls the other op, so both are
+// differentiable to any order.
 
-const OpInfo index_select_info{"index_select", [](BackwardCtx& x) {
-                                 const Tensor& idx = x.saved(0);
-                                 const int dim = static_cast<int>(x.ints()[0]);
-                                 const Shape& in = x.in_shape(0);
-                                 const Split p = split_at(in, dim);
-                                 const std::int64_t len = idx.numel();
-                                 const std::int64_t* iv = ptr<std::int64_t>(idx);
-                                 Tensor ga = zeros(in, x.g.dtype());
-                                 dispatch_float("index_select", ga.dtype(), [&](auto tag) {
-                                   using T = decltype(tag);
-                                   const T* gv = ptr<T>(x.g);
-                                   T* o = ptr<T>(ga);
-                                   for (std::int64_t q = 0; q < p.outer; ++q)
-                                     for (std::int64_t j = 0; j < len; ++j)
-                                       for (std::int64_t i = 0; i < p.inner; ++i)
-                                         o[(q * p.n + iv[j]) * p.inner + i] += gv[(q * len + j) * p.inner + i];
-                                 });
-                                 x.grad(0, std::move(ga));
-                               }};
+// A contiguous copy of `base`, or zeros of shape s when base is undefined (a backward starting from
+// nothing).
+Tensor copy_or_zeros(const Tensor& base, const Shape& s, DType d) {
+  return base.defined() ? convert(base, d) : zeros(s, d);
+}
+
+// Python-style slice bounds along a dimension of size n: start clamped into [0, n], and the number of
+// elements taken.
+struct SliceRange {
+  std::int64_t start, len;
+};
+SliceRange slice_range(std::int64_t n, std::int64_t start, std::int64_t end, std::int64_t step) {
+  auto clampi = [&](std::int64_t v) { return std::clamp(v < 0 ? v + n : v, std::int64_t{0}, n); };
+  start = clampi(start);
+  end = clampi(end);
+  return {start, end > start ? (end - start + step - 1) / step : 0};
+}
+// An end bound that selects exactly len elements from start (for the graph rules, which call the
+// public ops with bounds again).
+std::int64_t slice_end(std::int64_t start, std::int64_t len, std::int64_t step) {
+  return len == 0 ? start : start + (len - 1) * step + 1;
+}
+
+// Row j of block q of the selection (len rows a block) is row start + j step of the tensor split
+// as `big`; f(offset in the tensor, offset in the selection) for each, rows being big.inner long.
+template <class F> void strided_rows(const Split& big, std::int64_t len, std::int64_t start, std::int64_t step, F f) {
+  for (std::int64_t q = 0; q < big.outer; ++q)
+    for (std::int64_t j = 0; j < len; ++j)
+      f((q * big.n + start + j * step) * big.inner, (q * len + j) * big.inner);
+}
+// The selection as a contiguous tensor: slice, and the backward of slice_scatter and concat.
+Tensor take_slice(const Tensor& a, int dim, std::int64_t start, std::int64_t len, std::int64_t step) {
+  Shape s = a.shape();
+  s[dim] = len;
+  Tensor out = Access::make(s, a.dtype());
+  const Split big = split_at(a.shape(), dim);
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    strided_rows(big, len, start, step,
+                 [&](std::int64_t at, std::int64_t sel) { std::copy_n(av + at, big.inner, o + sel); });
+  });
+  return out;
+}
+// A copy of `base` (zeros of shape s if undefined) with the selection overwritten by src (by zeros
+// if undefined): slice_scatter, slice's backward and slice_scatter's own backward.
+Tensor put_slice(const Tensor& base, const Shape& s, DType d, const Tensor& src, int dim, std::int64_t start,
+                 std::int64_t len, std::int64_t step) {
+  Tensor out = copy_or_zeros(base, s, d);
+  const Split big = split_at(s, dim);
+  dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    T* o = ptr<T>(out);
+    const T* sv = src.defined() ? ptr<T>(src) : nullptr;
+    strided_rows(big, len, start, step, [&](std::int64_t at, std::int64_t sel) {
+      if (sv != nullptr)
+        std::copy_n(sv + sel, big.inner, o + at);
+      else
+        std::fill_n(o + at, big.inner, T(0));
+    });
+  });
+  return out;
+}
+
+// ints: dim, start (normalized), step. The slice's length is the gradient's size along dim.
+const OpInfo slice_info{"slice",
+                        [](BackwardCtx& x) {
+                          const auto v = x.ints();
+                          const int dim = static_cast<int>(v[0]);
+                          x.grad(0,
+                                 put_slice(Tensor(), x.in_shape(0), x.g.dtype(), x.g, dim, v[1], x.g.size(dim), v[2]));
+                        },
+                        [](BackwardCtx& x) {
+                          const auto v = x.ints();
+                          const int dim = static_cast<int>(v[0]);
+                          x.grad(0, slice_scatter(zeros(x.in_shape(0), x.g.dtype()), x.g, dim, v[1],
+                                                  slice_end(v[1], x.g.size(dim), v[2]), v[2]));
+                        }};
+// ints: dim, start (normalized), step, length of the slice. The src part of g is the slice; a gets the
+// rest, since src overwrote the slice.
+const OpInfo slice_scatter_info{"slice_scatter",
+                                [](BackwardCtx& x) {
+                                  const auto v = x.ints();
+                                  const int dim = static_cast<int>(v[0]);
+                                  if (x.needs(0))
+                                    x.grad(0,
+                                           put_slice(x.g, x.g.shape(), x.g.dtype(), Tensor(), dim, v[1], v[3], v[2]));
+                                  if (x.needs(1)) x.grad(1, take_slice(x.g, dim, v[1], v[3], v[2]));
+                                },
+                                [](BackwardCtx& x) {
+                                  const auto v = x.ints();
+                                  const int dim = static_cast<int>(v[0]);
+                                  const std::int64_t end = slice_end(v[1], v[3], v[2]);
+                                  if (x.needs(0)) {
+                                    Shape s = x.g.shape();
+                                    s[dim] = v[3];
+                                    x.grad(0, slice_scatter(x.g, zeros(s, x.g.dtype()), dim, v[1], end, v[2]));
+                                  }
+                                  if (x.needs(1)) x.grad(1, slice(x.g, dim, v[1], end, v[2]));
+                                }};
+
+// Rows index[j] along dim: index_select, and index_add's backward.
+Tensor take_index(const Tensor& a, int dim, const Tensor& index) {
+  const Split p = split_at(a.shape(), dim);
+  const std::int64_t len = index.numel();
+  const std::int64_t* iv = ptr<std::int64_t>(index);
+  Shape s = a.shape();
+  s[dim] = len;
+  Tensor out = Access::make(s, a.dtype());
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t j = 0; j < len; ++j)
+        std::copy_n(av + (q * p.n + iv[j]) * p.inner, p.inner, o + (q * len + j) * p.inner);
+  });
+  return out;
+}
+// A copy of `base` (zeros of shape s if undefined) with row j of src added at row index[j] along dim
+// (repeats add up): index_add, and index_select's backward.
+Tensor add_index(const Tensor& base, const Shape& s, DType d, int dim, const Tensor& index, const Tensor& src) {
+  Tensor out = copy_or_zeros(base, s, d);
+  const Split p = split_at(s, dim);
+  const std::int64_t len = index.numel();
+  const std::int64_t* iv = ptr<std::int64_t>(index);
+  dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    const T* sv = ptr<T>(src);
+    T* o = ptr<T>(out);
+    for (std::int64_t q = 0; q < p.outer; ++q)
+      for (std::int64_t j = 0; j < len; ++j)
+        for (std::int64_t i = 0; i < p.inner; ++i)
+          o[(q * p.n + iv[j]) * p.inner + i] += sv[(q * len + j) * p.inner + i];
+  });
+  return out;
+}
+
+// saved: the index; ints: dim.
+const OpInfo index_select_info{
+    "index_select",
+    [](BackwardCtx& x) {
+      x.grad(0, add_index(Tensor(), x.in_shape(0), x.g.dtype(), static_cast<int>(x.ints()[0]), x.saved(0), x.g));
+    },
+    [](BackwardCtx& x) {
+      x.grad(0, index_add(zeros(x.in_shape(0), x.g.dtype()), static_cast<int>(x.ints()[0]), x.saved(0), x.g));
+    }};
+const OpInfo index_add_info{"index_add",
+                            [](BackwardCtx& x) {
+                              if (x.needs(0)) x.grad(0, x.g);
+                              if (x.needs(1)) x.grad(1, take_index(x.g, static_cast<int>(x.ints()[0]), x.saved(0)));
+                            },
+                            [](BackwardCtx& x) {
+                              if (x.needs(0)) x.grad(0, x.g);
+                              if (x.needs(1)) x.grad(1, index_select(x.g, static_cast<int>(x.ints()[0]), x.saved(0)));
+                            }};
 
 // Visits every element of index (shape s) with the offset into a tensor of shape `src` it selects
 // along `dim`: f(position in index, offset in src).
@@ -207,36 +372,68 @@ template <class F> void gather_walk(const Shape& s, const Shape& src, int dim, c
     }
   }
 }
-const OpInfo gather_info{"gather", [](BackwardCtx& x) {
-                           const Tensor& idx = x.saved(0);
-                           const Shape& in = x.in_shape(0);
-                           Tensor ga = zeros(in, x.g.dtype());
-                           dispatch_float("gather", ga.dtype(), [&](auto tag) {
-                             using T = decltype(tag);
-                             const T* gv = ptr<T>(x.g);
-                             T* o = ptr<T>(ga);
-                             gather_walk(idx.shape(), in, static_cast<int>(x.ints()[0]), ptr<std::int64_t>(idx),
-                                         [&](std::int64_t p, std::int64_t off) { o[off] += gv[p]; });
-                           });
-                           x.grad(0, std::move(ga));
-                         }};
+// The elements index selects: gather, and scatter_add's backward.
+Tensor take_gather(const Tensor& a, int dim, const Tensor& index) {
+  Tensor out = Access::make(index.shape(), a.dtype());
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    T* o = ptr<T>(out);
+    gather_walk(index.shape(), a.shape(), dim, ptr<std::int64_t>(index),
+                [&](std::int64_t p, std::int64_t off) { o[p] = av[off]; });
+  });
+  return out;
+}
+// A copy of `base` (zeros of shape s if undefined) with src (index's shape) added where index points
+// (repeats add up): scatter_add, and gather's backward.
+Tensor add_scatter(const Tensor& base, const Shape& s, DType d, int dim, const Tensor& index, const Tensor& src) {
+  Tensor out = copy_or_zeros(base, s, d);
+  dispatch_all(d, [&](auto tag) {
+    using T = decltype(tag);
+    const T* sv = ptr<T>(src);
+    T* o = ptr<T>(out);
+    gather_walk(index.shape(), s, dim, ptr<std::int64_t>(index),
+                [&](std::int64_t p, std::int64_t off) { o[off] += sv[p]; });
+  });
+  return out;
+}
 
-const OpInfo concat_info{"concat", [](BackwardCtx& x) {
+// saved: the index; ints: dim.
+const OpInfo gather_info{
+    "gather",
+    [](BackwardCtx& x) {
+      x.grad(0, add_scatter(Tensor(), x.in_shape(0), x.g.dtype(), static_cast<int>(x.ints()[0]), x.saved(0), x.g));
+    },
+    [](BackwardCtx& x) {
+      x.grad(0, scatter_add(zeros(x.in_shape(0), x.g.dtype()), static_cast<int>(x.ints()[0]), x.saved(0), x.g));
+    }};
+const OpInfo scatter_add_info{"scatter_add",
+                              [](BackwardCtx& x) {
+                                if (x.needs(0)) x.grad(0, x.g);
+                                if (x.needs(1)) x.grad(1, take_gather(x.g, static_cast<int>(x.ints()[0]), x.saved(0)));
+                              },
+                              [](BackwardCtx& x) {
+                                if (x.needs(0)) x.grad(0, x.g);
+                                if (x.needs(1)) x.grad(1, gather(x.g, static_cast<int>(x.ints()[0]), x.saved(0)));
+                              }};
+
+// ints: dim, then each input's size along dim. Input k's gradient is its part of g.
+const OpInfo concat_info{"concat",
+                         [](BackwardCtx& x) {
                            const int dim = static_cast<int>(x.ints()[0]);
-                           const Split p = split_at(x.g.shape(), dim);
                            std::int64_t start = 0;
                            for (int k = 0; k < x.node.nin; ++k) {
                              const std::int64_t len = x.ints()[static_cast<std::size_t>(k) + 1];
-                             if (x.needs(k)) {
-                               Shape s = x.g.shape();
-                               s[dim] = len;
-                               Tensor gk = Access::make(s, x.g.dtype());
-                               dispatch_float("concat", gk.dtype(), [&](auto tag) {
-                                 using T = decltype(tag);
-                                 strided_copy<T, false>(ptr<T>(gk), ptr<T>(x.g), p, len, start, 1);
-                               });
-                               x.grad(k, std::move(gk));
-                             }
+                             if (x.needs(k)) x.grad(k, take_slice(x.g, dim, start, len, 1));
+                             start += len;
+                           }
+                         },
+                         [](BackwardCtx& x) {
+                           const int dim = static_cast<int>(x.ints()[0]);
+                           std::int64_t start = 0;
+                           for (int k = 0; k < x.node.nin; ++k) {
+                             const std::int64_t len = x.ints()[static_cast<std::size_t>(k) + 1];
+                             if (x.needs(k)) x.grad(k, slice(x.g, dim, start, start + len));
                              start += len;
                            }
                          }};
@@ -436,52 +633,93 @@ Tensor slice(const Tensor& a, int dim, std::int64_t start, std::int64_t end, std
   if (a.dim() == 0) fail("slice: cannot slice a 0-D tensor");
   const int d = detail::normalize_dim("slice", dim, a.dim());
   if (step <= 0) fail("slice: step must be positive, got {}", step);
-  const std::int64_t n = a.shape()[d];
-  auto clampi = [&](std::int64_t v) { return std::clamp(v < 0 ? v + n : v, std::int64_t{0}, n); };
-  start = clampi(start);
-  end = clampi(end);
-  const std::int64_t len = end > start ? (end - start + step - 1) / step : 0;
-  Shape s = a.shape();
-  s[d] = len;
-  Tensor out = Access::make(s, a.dtype());
-  detail::dispatch_all(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    detail::strided_copy<T, false>(ptr<T>(out), ptr<T>(a), detail::split_at(a.shape(), d), len, start, step);
-  });
+  const detail::SliceRange r = detail::slice_range(a.shape()[d], start, end, step);
+  Tensor out = detail::take_slice(a, d, r.start, r.len, step);
   if (detail::any_requires_grad({&a})) {
     detail::Node& nd = detail::record(detail::slice_info, out, {&a});
-    const std::int64_t v[3] = {d, start, step};
+    const std::int64_t v[3] = {d, r.start, step};
     detail::save_ints(nd, v);
   }
   return out;
 }
+
+Tensor slice_scatter(const Tensor& a, const Tensor& src, int dim, std::int64_t start, std::int64_t end,
+                     std::int64_t step) {
+  detail::check_same_dtype("slice_scatter", a, src);
+  if (a.dim() == 0) fail("slice_scatter: cannot slice a 0-D tensor");
+  const int d = detail::normalize_dim("slice_scatter", dim, a.dim());
+  if (step <= 0) fail("slice_scatter: step must be positive, got {}", step);
+  const detail::SliceRange r = detail::slice_range(a.shape()[d], start, end, step);
+  Shape s = a.shape();
+  s[d] = r.len;
+  if (!(src.shape() == s))
+    fail("slice_scatter: src has shape {}, but the slice {}:{}:{} of dim {} of shape {} has shape {}", src.shape(),
+         start, end, step, d, a.shape(), s);
+  Tensor out = detail::put_slice(a, a.shape(), a.dtype(), src, d, r.start, r.len, step);
+  if (detail::any_requires_grad({&a, &src})) {
+    detail::Node& nd = detail::record(detail::slice_scatter_info, out, {&a, &src});
+    const std::int64_t v[4] = {d, r.start, step, r.len};
+    detail::save_ints(nd, v);
+  }
+  return out;
+}
+
+namespace detail {
+namespace {
+// index_select and index_add: a 1-D int64 index whose values are in range along dim d of shape a.
+void check_index_1d(std::string_view op, const Tensor& index, const Shape& a, int d) {
+  if (index.dtype() != DType::int64 || index.dim() != 1)
+    fail("{}: index must be a 1-D int64 tensor, got {} of shape {}", op, index.dtype(), index.shape());
+  const std::int64_t* iv = ptr<std::int64_t>(index);
+  for (std::int64_t j = 0; j < index.numel(); ++j)
+    if (iv[j] < 0 || iv[j] >= a[d]) fail("{}: index {} is out of range for dim {} of shape {}", op, iv[j], d, a);
+}
+// gather and scatter_add: an int64 index of a's rank, no larger than a outside dim d, its values in
+// range along d.
+void check_index_nd(std::string_view op, const Tensor& index, const Shape& a, int d) {
+  if (index.dtype() != DType::int64 || index.dim() != a.rank())
+    fail("{}: index must be an int64 tensor of {} dimensions, got {} of shape {}", op, a.rank(), index.dtype(),
+         index.shape());
+  for (int i = 0; i < a.rank(); ++i)
+    if (i != d && index.shape()[i] > a[i])
+      fail("{}: index shape {} exceeds input shape {} in dim {}", op, index.shape(), a, i);
+  const std::int64_t* iv = ptr<std::int64_t>(index);
+  for (std::int64_t j = 0; j < index.numel(); ++j)
+    if (iv[j] < 0 || iv[j] >= a[d]) fail("{}: index {} is out of range for dim {} of shape {}", op, iv[j], d, a);
+}
+} // namespace
+} // namespace detail
 
 Tensor index_select(const Tensor& a, int dim, const Tensor& index) {
   detail::check_defined("index_select", a);
   detail::check_defined("index_select", index);
   if (a.dim() == 0) fail("index_select: needs a tensor of at least 1 dimension");
   const int d = detail::normalize_dim("index_select", dim, a.dim());
-  if (index.dtype() != DType::int64 || index.dim() != 1)
-    fail("index_select: index must be a 1-D int64 tensor, got {} of shape {}", index.dtype(), index.shape());
-  const std::int64_t* iv = ptr<std::int64_t>(index);
-  const std::int64_t n = a.shape()[d], len = index.numel();
-  for (std::int64_t j = 0; j < len; ++j)
-    if (iv[j] < 0 || iv[j] >= n)
-      fail("index_select: index {} is out of range for dim {} of shape {}", iv[j], d, a.shape());
-  Shape s = a.shape();
-  s[d] = len;
-  Tensor out = Access::make(s, a.dtype());
-  const detail::Split p = detail::split_at(a.shape(), d);
-  detail::dispatch_all(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* av = ptr<T>(a);
-    T* o = ptr<T>(out);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t j = 0; j < len; ++j)
-        std::copy_n(av + (q * n + iv[j]) * p.inner, p.inner, o + (q * len + j) * p.inner);
-  });
+  detail::check_index_1d("index_select", index, a.shape(), d);
+  Tensor out = detail::take_index(a, d, index);
   if (detail::any_requires_grad({&a})) {
     detail::Node& nd = detail::record(detail::index_select_info, out, {&a});
+    detail::save(nd, index);
+    const std::int64_t v[1] = {d};
+    detail::save_ints(nd, v);
+  }
+  return out;
+}
+
+Tensor index_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src) {
+  detail::check_same_dtype("index_add", a, src);
+  detail::check_defined("index_add", index);
+  if (a.dim() == 0) fail("index_add: needs a tensor of at least 1 dimension");
+  const int d = detail::normalize_dim("index_add", dim, a.dim());
+  detail::check_index_1d("index_add", index, a.shape(), d);
+  Shape s = a.shape();
+  s[d] = index.numel();
+  if (!(src.shape() == s))
+    fail("index_add: src has shape {}, but adding it along dim {} of shape {} at {} indices needs shape {}",
+         src.shape(), d, a.shape(), index.numel(), s);
+  Tensor out = detail::add_index(a, a.shape(), a.dtype(), d, index, src);
+  if (detail::any_requires_grad({&a, &src})) {
+    detail::Node& nd = detail::record(detail::index_add_info, out, {&a, &src});
     detail::save(nd, index);
     const std::int64_t v[1] = {d};
     detail::save_ints(nd, v);
@@ -493,25 +731,30 @@ Tensor gather(const Tensor& a, int dim, const Tensor& index) {
   detail::check_defined("gather", a);
   detail::check_defined("gather", index);
   const int d = detail::normalize_dim("gather", dim, a.dim());
-  if (index.dtype() != DType::int64 || index.dim() != a.dim())
-    fail("gather: index must be an int64 tensor of {} dimensions, got {} of shape {}", a.dim(), index.dtype(),
-         index.shape());
-  for (int i = 0; i < a.dim(); ++i)
-    if (i != d && index.shape()[i] > a.shape()[i])
-      fail("gather: index shape {} exceeds input shape {} in dim {}", index.shape(), a.shape(), i);
-  const std::int64_t* iv = ptr<std::int64_t>(index);
-  for (std::int64_t j = 0; j < index.numel(); ++j)
-    if (iv[j] < 0 || iv[j] >= a.shape()[d])
-      fail("gather: index {} is out of range for dim {} of shape {}", iv[j], d, a.shape());
-  Tensor out = Access::make(index.shape(), a.dtype());
-  detail::dispatch_all(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* av = ptr<T>(a);
-    T* o = ptr<T>(out);
-    detail::gather_walk(index.shape(), a.shape(), d, iv, [&](std::int64_t p, std::int64_t off) { o[p] = av[off]; });
-  });
+  detail::check_index_nd("gather", index, a.shape(), d);
+  Tensor out = detail::take_gather(a, d, index);
   if (detail::any_requires_grad({&a})) {
     detail::Node& nd = detail::record(detail::gather_info, out, {&a});
+    detail::save(nd, index);
+    const std::int64_t v[1] = {d};
+    detail::save_ints(nd, v);
+  }
+  return out;
+}
+
+Tensor scatter_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src) {
+  detail::check_same_dtype("scatter_add", a, src);
+  detail::check_defined("scatter_add", index);
+  if (a.dim() == 0) fail("scatter_add: needs a tensor of at least 1 dimension");
+  const int d = detail::normalize_dim("scatter_add", dim, a.dim());
+  // PyTorch also allows an index smaller than src; requiring equal shapes keeps src's gradient,
+  // gather(g, dim, index), the same shape as src.
+  detail::check_index_nd("scatter_add", index, a.shape(), d);
+  if (!(index.shape() == src.shape()))
+    fail("scatter_add: index has shape {} but src has shape {}; they must be equal", index.shape(), src.shape());
+  Tensor out = detail::add_scatter(a, a.shape(), a.dtype(), d, index, src);
+  if (detail::any_requires_grad({&a, &src})) {
+    detail::Node& nd = detail::record(detail::scatter_add_info, out, {&a, &src});
     detail::save(nd, index);
     const std::int64_t v[1] = {d};
     detail::save_ints(nd, v);
