@@ -34,7 +34,7 @@ struct OpInfo {
   void (*backward)(BackwardCtx&);
   void (*backward_graph)(BackwardCtx&);
   // Every entry registers itself, so that tensor_op_names() (and the op-table test) sees them all.
-  OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&) = nullptr); // TODO(transition): no default
+  OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&));
 };
 extern const OpInfo leaf_op;
 void touch_elementwise();
