@@ -152,7 +152,7 @@ const OpInfo custom_op{"custom", custom_backward, custom_backward};
 void BackwardCtx::grad(int k, Tensor gk) {
   const std::uint32_t j = rec.args[node.args + static_cast<std::uint32_t>(k)];
   if (j == Tensor::npos || !gk.defined()) return;
-  const Node& in = rec.nodes[j];
+  const Node in = rec.nodes[j]; // a copy: a create_graph reduction below records, moving rec.nodes
   const std::string_view op =
       node.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(node.c[0])].name) : name();
   if (gk.dtype() != in.dtype)
