@@ -220,9 +220,23 @@ int main() {
     std::size_t nonzero = 0;
     for (const Vec& row : H)
       nonzero += static_cast<std::size_t>(std::count_if(row.begin(), row.end(), [](double e) { return e != 0; }));
-    fmt::print(
-        "100-D start point: hessian() has {} nonzeros (tridiagonal: {}); max |H v - hvp(v)| (scaled) = {:.1e}\n\n",
-        nonzero, 3 * x.size() - 2, worst);
+    // The same Hessian from tensor code: Rosenbrock on slices, one create_graph gradient and a
+    // sweep per row (tensor_derivatives.hpp).
+    const auto tensor_rosenbrock = [](const Tensor& t) {
+      const std::int64_t m = t.numel();
+      const Tensor head = slice(t, 0, 0, m - 1), tail = slice(t, 0, 1, m);
+      return sum(100.0 * square(tail - square(head)) + square(1.0 - head));
+    };
+    const Tensor Ht = hessian(tensor_rosenbrock, from_vector(x, {static_cast<std::int64_t>(x.size())}, DType::float64));
+    double tensor_diff = 0;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      for (std::size_t j = 0; j < x.size(); ++j)
+        tensor_diff =
+            std::max(tensor_diff,
+                     std::fabs(Ht.at<double>({static_cast<std::int64_t>(i), static_cast<std::int64_t>(j)}) - H[i][j]));
+    fmt::print("100-D start point: hessian() has {} nonzeros (tridiagonal: {}); max |H v - hvp(v)| (scaled) = {:.1e}; "
+               "max |H - tensor hessian()| = {:.1e}\n\n",
+               nonzero, 3 * x.size() - 2, worst, tensor_diff);
   }
 
   std::vector<Result> results;
