@@ -145,6 +145,23 @@ private:
   std::map<std::string, Result> results_;
 };
 
+// Runs the registered benchmarks with `defaults` put before the command line's flags (so that the
+// same flags given there win), through a RecordingReporter, then calls summary(reporter).
+template <class Summary>
+int run_benchmarks(int argc, char** argv, std::vector<std::string> defaults, Summary&& summary) {
+  std::vector<char*> args(argv, argv + argc);
+  for (std::size_t k = 0; k < defaults.size(); ++k)
+    args.insert(args.begin() + 1 + static_cast<std::ptrdiff_t>(k), defaults[k].data());
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+  RecordingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  summary(reporter);
+  return 0;
+}
+
 } // namespace bench
 
 // The replaced global allocation functions (every form that allocates routes through the counted

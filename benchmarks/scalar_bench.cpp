@@ -512,17 +512,9 @@ int main(int argc, char** argv) {
   // machine: 10 short repetitions of every benchmark, interleaved at random so that a burst of load
   // hits all benchmarks alike, and the fastest repetition reported. The same flags given on the
   // command line come later and win.
-  std::vector<char*> args(argv, argv + argc);
-  std::string defaults[] = {"--benchmark_min_time=0.05", "--benchmark_repetitions=10",
-                            "--benchmark_enable_random_interleaving=true", "--benchmark_display_aggregates_only=true"};
-  for (std::size_t k = 0; k < std::size(defaults); ++k)
-    args.insert(args.begin() + 1 + static_cast<std::ptrdiff_t>(k), defaults[k].data());
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
-  bench::RecordingReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  print_summary(reporter);
-  return 0;
+  return bench::run_benchmarks(argc, argv,
+                               {"--benchmark_min_time=0.05", "--benchmark_repetitions=10",
+                                "--benchmark_enable_random_interleaving=true",
+                                "--benchmark_display_aggregates_only=true"},
+                               print_summary);
 }

@@ -10,19 +10,6 @@
 using namespace autodiff;
 using namespace tapegrad_test;
 
-namespace {
-// The message of the autodiff::Error that f throws ("" if none).
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-} // namespace
-
 BOOST_AUTO_TEST_SUITE(basics)
 
 BOOST_AUTO_TEST_CASE(factories) {

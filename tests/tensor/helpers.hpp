@@ -6,6 +6,7 @@
 #include <autodiff/tensor_gradcheck.hpp>
 
 #include <boost/test/unit_test.hpp>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <cstdint>
@@ -83,6 +84,26 @@ inline void check_close(const std::vector<double>& got, const std::vector<double
       BOOST_TEST_CONTEXT("element " << i) { BOOST_TEST(std::fabs(got[i] - want[i]) <= tol * scale); }
     }
   }
+}
+
+// The message of the autodiff::Error that f throws ("" if none).
+template <class F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const autodiff::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+inline bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+inline bool contains(const std::string& s, const std::string& p) { return s.find(p) != std::string::npos; }
+
+// "[2,3] [3] " for a list of input shapes, in test contexts.
+inline std::string describe(const std::vector<autodiff::Shape>& shapes) {
+  std::string s;
+  for (const autodiff::Shape& x : shapes)
+    s += fmt::format("{} ", x);
+  return s;
 }
 
 } // namespace tapegrad_test

@@ -16,32 +16,6 @@ using namespace tapegrad_test;
 
 namespace {
 
-std::vector<Tensor> inputs_for(const TensorOpInfo& op, const std::vector<Shape>& shapes) {
-  std::vector<Tensor> xs;
-  for (const Shape& s : shapes)
-    xs.push_back(random_in(s, op.lo, op.hi, op.signs, DType::float64));
-  return xs;
-}
-
-std::string describe(const std::vector<Shape>& shapes) {
-  std::string s;
-  for (const Shape& x : shapes)
-    s += fmt::format("{} ", x);
-  return s;
-}
-
-// The message of the autodiff::Error that f throws ("" if none).
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-bool contains(const std::string& s, const std::string& p) { return s.find(p) != std::string::npos; }
-
 // Leaves for the float inputs; int64 inputs (indices, targets) stay constants.
 std::vector<Tensor> as_leaves(const std::vector<Tensor>& xs) {
   std::vector<Tensor> out;

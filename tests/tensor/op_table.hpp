@@ -26,6 +26,15 @@ struct TensorOpInfo {
   double gradcheck_atol = 1e-6;
 };
 
+// Random inputs for a row on one of its shape cases, in its domain.
+inline std::vector<Tensor> inputs_for(const TensorOpInfo& op, const std::vector<Shape>& shapes,
+                                      DType d = DType::float64) {
+  std::vector<Tensor> xs;
+  for (const Shape& s : shapes)
+    xs.push_back(random_in(s, op.lo, op.hi, op.signs, d));
+  return xs;
+}
+
 // A reduction over `dim` (or everything when dim is none), written as loops over the slice.
 inline constexpr int all_dims = 99;
 inline RefFn reduce_ref(int dim, bool keepdim, std::function<double(const std::vector<double>&)> fn) {

@@ -8,24 +8,6 @@
 using namespace autodiff;
 using namespace tapegrad_test;
 
-namespace {
-
-std::vector<Tensor> inputs_for(const TensorOpInfo& op, const std::vector<Shape>& shapes, DType d) {
-  std::vector<Tensor> xs;
-  for (const Shape& s : shapes)
-    xs.push_back(random_in(s, op.lo, op.hi, op.signs, d));
-  return xs;
-}
-
-std::string describe(const std::vector<Shape>& shapes) {
-  std::string s;
-  for (const Shape& x : shapes)
-    s += fmt::format("{} ", x);
-  return s;
-}
-
-} // namespace
-
 BOOST_AUTO_TEST_SUITE(ops)
 
 BOOST_AUTO_TEST_CASE(table_is_broad) {
