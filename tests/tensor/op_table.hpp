@@ -447,19 +447,21 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       v.push_back((3 * j + 1) % n);
     return autodiff::from_vector(v, {len});
   };
-  auto index_add_ref = [](int dim) {
+  // x[0] with each element p of x[1] added where target(p, its index) says along dim.
+  auto add_at_ref = [](int dim, bool by_flat_position) {
     return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
       const auto k = static_cast<std::size_t>(dim);
       out = d[0];
       std::vector<double> r = x[0];
       for (std::int64_t p = 0; p < count(d[1]); ++p) {
         auto idx = unflat(p, d[1]);
-        idx[k] = (3 * idx[k] + 1) % d[0][k];
+        idx[k] = (3 * (by_flat_position ? p : idx[k]) + 1) % d[0][k];
         r[static_cast<std::size_t>(flat(idx, d[0]))] += x[1][static_cast<std::size_t>(p)];
       }
       return r;
     };
   };
+  auto index_add_ref = [=](int dim) { return add_at_ref(dim, false); };
   row(
       "index_add",
       {{Shape{4, 3}, Shape{5, 3}},
@@ -479,19 +481,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       v.push_back((3 * p + 1) % n);
     return autodiff::from_vector(v, s);
   };
-  auto scatter_add_ref = [](int dim) {
-    return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
-      const auto k = static_cast<std::size_t>(dim);
-      out = d[0];
-      std::vector<double> r = x[0];
-      for (std::int64_t p = 0; p < count(d[1]); ++p) {
-        auto idx = unflat(p, d[1]);
-        idx[k] = (3 * p + 1) % d[0][k];
-        r[static_cast<std::size_t>(flat(idx, d[0]))] += x[1][static_cast<std::size_t>(p)];
-      }
-      return r;
-    };
-  };
+  auto scatter_add_ref = [=](int dim) { return add_at_ref(dim, true); };
   row(
       "scatter_add",
       {{Shape{3, 4}, Shape{3, 6}}, {Shape{3, 4}, Shape{2, 2}}, {Shape{3, 4}, Shape{3, 0}}, {Shape{1, 1}, Shape{1, 3}}},
