@@ -560,17 +560,34 @@ namespace {
 const CustomFunction cube{"cube", [](const std::vector<Tensor>& x) { return x[0] * x[0] * x[0]; },
                           [](const Tensor& g, const std::vector<Tensor>& x, const Tensor&) {
                             return std::vector<Tensor>{g * 3.0 * square(x[0])};
-                          }};
+                          },
+                          true};
 // Uses its output in the backward.
 const CustomFunction my_exp{
     "my_exp", [](const std::vector<Tensor>& x) { return exp(x[0]); },
-    [](const Tensor& g, const std::vector<Tensor>&, const Tensor& out) { return std::vector<Tensor>{g * out}; }};
+    [](const Tensor& g, const std::vector<Tensor>&, const Tensor& out) { return std::vector<Tensor>{g * out}; }, true};
 // Two inputs, broadcast: the engine sums the gradient of b back to its shape.
 const CustomFunction my_mul{"my_mul", [](const std::vector<Tensor>& x) { return x[0] * x[1]; },
                             [](const Tensor& g, const std::vector<Tensor>& x, const Tensor&) {
                               return std::vector<Tensor>{g * x[1], g * x[0]};
-                            }};
+                            },
+                            true};
 } // namespace
+
+BOOST_AUTO_TEST_CASE(create_graph_refuses_a_custom_function_not_marked_differentiable) {
+  CustomFunction raw = cube;
+  raw.name = "raw_cube";
+  raw.differentiable_backward = false;
+  Tape tape;
+  Tensor x = tensor({0.5, -1.5}, DType::float64);
+  x.requires_grad(true);
+  const Tensor y = sum(apply(raw, {x}));
+  const std::string e = error_of([&] { grad(y, {x}, {.create_graph = true}); });
+  BOOST_TEST(starts_with(e, "raw_cube: create_graph needs a backward that can be differentiated again"), e);
+  // First order is unaffected: 3 x^2.
+  const Tensor g = grad(y, {x})[0];
+  BOOST_TEST(g.to_vector() == std::vector<double>({0.75, 6.75}), boost::test_tools::per_element());
+}
 
 BOOST_AUTO_TEST_CASE(custom_functions_support_double_backward) {
   manual_seed(71);

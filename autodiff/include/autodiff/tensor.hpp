@@ -391,13 +391,16 @@ inline std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>&
 // forward runs with recording off on detached inputs; backward gets the output's gradient, the
 // inputs and the output, and returns one gradient per input (an undefined Tensor means zero). The
 // engine sums broadcast gradients back to each input's shape and checks it. A backward normally
-// runs with recording off; under grad(..., {.create_graph = true}) it runs with recording on, so a
-// backward written with tensor ops can be differentiated again.
+// runs with recording off. Under grad(..., {.create_graph = true}) it runs with recording on, so a
+// backward written with tensor ops can be differentiated again; that needs `differentiable_backward`
+// set, since a backward that writes values directly would silently give a constant (a wrong second
+// derivative). Unset, a create_graph sweep through the function is an error naming it.
 struct CustomFunction {
   std::string name;
   std::function<Tensor(const std::vector<Tensor>& inputs)> forward;
   std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<Tensor>& inputs, const Tensor& output)>
       backward;
+  bool differentiable_backward = false; // the backward is written with (recorded) tensor ops
 };
 Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs);
 

@@ -137,6 +137,10 @@ namespace {
 // off (first order) or on (create_graph), so one user-written backward serves both sweeps.
 void custom_backward(BackwardCtx& x) {
   const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.c(0))];
+  if (x.create_graph && !f.differentiable_backward)
+    fail("{}: create_graph needs a backward that can be differentiated again; if this custom function's backward is "
+         "written with tensor ops, set differentiable_backward = true",
+         f.name);
   std::vector<Tensor> inputs;
   for (int k = 0; k < x.node.nin; ++k)
     inputs.push_back(x.saved(k));
