@@ -422,7 +422,7 @@ std::vector<double> fd_jacobian(const UnaryTensorFunction& f, const Tensor& x, d
 
 BOOST_AUTO_TEST_CASE(jacobian_and_vjp_agree_with_differences_and_each_other) {
   manual_seed(61);
-  const Tensor w = randn64({3, 3}), w2 = randn64({3, 4});
+  const Tensor w = randn64({3, 3}), w2 = randn64({3, 4}), w3 = randn64({7, 2});
   struct Case {
     std::string name;
     UnaryTensorFunction f;
@@ -434,6 +434,9 @@ BOOST_AUTO_TEST_CASE(jacobian_and_vjp_agree_with_differences_and_each_other) {
       {"tanh(W2 x)", [&](const Tensor& x) { return tanh(matmul(w2, x)); }, {4}, {3}},
       {"sum(exp(x))", [](const Tensor& x) { return sum(exp(x)); }, {4}, {}},
       {"log_softmax over dim 0", [](const Tensor& x) { return log_softmax(square(x), 0); }, {3, 2}, {3, 2}},
+      // more outputs than inputs: built column by column
+      {"sin(W3 x) (columns)", [&](const Tensor& x) { return sin(matmul(w3, x)) * sum(x); }, {2}, {7}},
+      {"outer product (columns)", [](const Tensor& x) { return exp(unsqueeze(x, 1) * unsqueeze(x, 0)); }, {3}, {3, 3}},
   };
   for (const Case& c : cases) {
     BOOST_TEST_CONTEXT(c.name) {

@@ -21,8 +21,10 @@ std::vector<Tensor> hvp(const TensorFunctionN& f, const std::vector<Tensor>& xs,
 // The Hessian of f (one-element output) at x, of shape x.shape ++ x.shape: one create_graph
 // gradient, then one reverse sweep of it per element of x.
 Tensor hessian(const UnaryTensorFunction& f, const Tensor& x);
-// The Jacobian of f at x, of shape f(x).shape ++ x.shape: one reverse sweep per output element.
-// Reverse mode suits few outputs; for m outputs it costs m sweeps of the whole graph.
+// The Jacobian of f at x, of shape f(x).shape ++ x.shape. With no more outputs than inputs: one
+// reverse sweep per output element (a row each). With more outputs than inputs: one create_graph
+// sweep with a seed u that requires grad, then one sweep per input element of J^T u in u (a
+// column each), so the cost follows the smaller of the two sizes.
 Tensor jacobian(const UnaryTensorFunction& f, const Tensor& x);
 // u^T J (shape of x) for u of f(x)'s shape: one reverse sweep.
 Tensor vjp(const UnaryTensorFunction& f, const Tensor& x, const Tensor& u);

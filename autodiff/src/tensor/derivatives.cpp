@@ -119,7 +119,18 @@ Tensor jacobian(const UnaryTensorFunction& f, const Tensor& x) {
   if (y.dtype() != x.dtype()) fail("jacobian: f returns {} for a {} input", y.dtype(), x.dtype());
   const Shape shape = concat_shapes("jacobian", y.shape(), x.shape());
   if (!y.requires_grad()) return zeros(shape, x.dtype());
-  return rows_by_unit_seeds(y, leaf, shape);
+  if (x.numel() >= y.numel()) return rows_by_unit_seeds(y, leaf, shape);
+  // More outputs than inputs: columns instead of rows. J^T u, recorded with a seed u that requires
+  // grad, is linear in u, and its gradient in u along e_j is column j (J e_j). That is one
+  // create_graph sweep, then one sweep per input element instead of one per output element.
+  Tensor u = zeros(y.shape(), y.dtype());
+  u.requires_grad(true);
+  const Tensor jt_u =
+      grad(std::vector<Tensor>{y}, std::vector<Tensor>{leaf}, std::vector<Tensor>{u}, {.create_graph = true})[0];
+  if (!jt_u.requires_grad()) return zeros(shape, x.dtype()); // x does not reach y
+  const Tensor columns = rows_by_unit_seeds(jt_u, u, concat_shapes("jacobian", x.shape(), y.shape()));
+  // columns is [x..., y...]; the Jacobian is its transpose [y..., x...].
+  return reshape(transpose(reshape(columns, {x.numel(), y.numel()})), shape).detach();
 }
 
 std::vector<Tensor> vjp(const TensorFunctionN& f, const std::vector<Tensor>& xs, const Tensor& u) {
