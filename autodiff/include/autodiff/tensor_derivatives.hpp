@@ -1,7 +1,7 @@
 #pragma once
 // Derivatives of whole tensor functions: Hessian-vector products, Hessians, Jacobians and
 // vector-Jacobian products, by reverse sweeps (create_graph where a second order is needed). Each
-// runs on a Tape of its own, with float64 or float32 copies of the points as leaves; f may also use
+// runs on the thread's scratch tape (see ScratchTape), with the points as leaves; f may also use
 // leaves of its own (parameters), but not tensors recorded on the caller's tape.
 
 #include <autodiff/tensor.hpp>

@@ -74,7 +74,7 @@ std::vector<Tensor> hvp(const TensorFunctionN& f, const std::vector<Tensor>& xs,
   if (vs.size() != xs.size()) fail("hvp: {} directions given for {} inputs", vs.size(), xs.size());
   for (std::size_t k = 0; k < xs.size(); ++k)
     check_like("hvp", fmt::format("direction {}", k), vs[k], xs[k]);
-  Tape tape;
+  const ScratchTape scratch; // this thread's reused tape: a loop of calls allocates nothing new
   const std::vector<Tensor> x = leaves_of("hvp", xs);
   const Tensor y = checked_scalar("hvp", f(x));
   std::vector<Tensor> zero;
@@ -102,7 +102,7 @@ Tensor hvp(const UnaryTensorFunction& f, const Tensor& x, const Tensor& v) {
 
 Tensor hessian(const UnaryTensorFunction& f, const Tensor& x) {
   const Shape shape = concat_shapes("hessian", x.shape(), x.shape());
-  Tape tape;
+  const ScratchTape scratch;
   const Tensor leaf = leaves_of("hessian", {x})[0];
   const Tensor y = checked_scalar("hessian", f(leaf));
   if (!y.requires_grad()) return zeros(shape, x.dtype());
@@ -112,7 +112,7 @@ Tensor hessian(const UnaryTensorFunction& f, const Tensor& x) {
 }
 
 Tensor jacobian(const UnaryTensorFunction& f, const Tensor& x) {
-  Tape tape;
+  const ScratchTape scratch;
   const Tensor leaf = leaves_of("jacobian", {x})[0];
   const Tensor y = f(leaf);
   detail::check_defined("jacobian", y);
@@ -134,7 +134,7 @@ Tensor jacobian(const UnaryTensorFunction& f, const Tensor& x) {
 }
 
 std::vector<Tensor> vjp(const TensorFunctionN& f, const std::vector<Tensor>& xs, const Tensor& u) {
-  Tape tape;
+  const ScratchTape scratch;
   const std::vector<Tensor> x = leaves_of("vjp", xs);
   const Tensor y = f(x);
   detail::check_defined("vjp", y);
