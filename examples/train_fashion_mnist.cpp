@@ -145,9 +145,17 @@ unset multiplot
   }
 }
 
+// The running totals of an epoch, kept in a checkpoint taken mid-epoch so that the epoch's figures
+// after --resume cover all of it, not only the steps after the resume.
+struct Partial {
+  double loss_sum = 0;
+  std::int64_t correct = 0, seen = 0;
+  double seconds = 0;
+};
+
 // Checkpoint: model and optimizer state, with the position in training and the history.
 void save_checkpoint(const fs::path& path, const nn::Module& model, const nn::Optimizer& opt, int epoch,
-                     std::int64_t step, const std::vector<EpochStats>& history) {
+                     std::int64_t step, const std::vector<EpochStats>& history, const Partial& partial = {}) {
   nn::StateDict all;
   for (auto& [k, v] : model.state_dict())
     all.emplace("model." + k, v);
@@ -156,11 +164,16 @@ void save_checkpoint(const fs::path& path, const nn::Module& model, const nn::Op
   std::string hist;
   for (const auto& h : history)
     hist += fmt::format("{} {} {} {};", h.loss, h.train_acc, h.test_acc, h.seconds);
-  nn::save_state_dict(path, all, {{"epoch", std::to_string(epoch)}, {"step", std::to_string(step)}, {"history", hist}});
+  nn::save_state_dict(
+      path, all,
+      {{"epoch", std::to_string(epoch)},
+       {"step", std::to_string(step)},
+       {"history", hist},
+       {"partial", fmt::format("{} {} {} {}", partial.loss_sum, partial.correct, partial.seen, partial.seconds)}});
 }
 
 void load_checkpoint(const fs::path& path, nn::Module& model, nn::Optimizer& opt, int& epoch, std::int64_t& step,
-                     std::vector<EpochStats>& history) {
+                     std::vector<EpochStats>& history, Partial& partial) {
   nn::Metadata meta;
   const nn::StateDict all = nn::load_state_dict(path, &meta);
   nn::StateDict m, o;
@@ -186,9 +199,19 @@ void load_checkpoint(const fs::path& path, nn::Module& model, nn::Optimizer& opt
       history.push_back(s);
       h.remove_prefix(end == std::string_view::npos ? h.size() : end + 1);
     }
+    partial = {};
+    if (const auto it = meta.find("partial"); it != meta.end()) { // absent from older checkpoints
+      long long correct = 0, seen = 0;
+      if (std::sscanf(it->second.c_str(), "%lf %lld %lld %lf", &partial.loss_sum, &correct, &seen, &partial.seconds) !=
+              4 ||
+          correct < 0 || seen < correct)
+        throw std::invalid_argument("partial");
+      partial.correct = correct;
+      partial.seen = seen;
+    }
   } catch (const std::exception&) {
     throw autodiff::Error(
-        fmt::format("{}: checkpoint metadata (epoch, step, history) is missing or corrupt", path.string()));
+        fmt::format("{}: checkpoint metadata (epoch, step, history, partial) is missing or corrupt", path.string()));
   }
 }
 
@@ -219,8 +242,9 @@ int run(const Config& c) {
   int first_epoch = 0;
   std::int64_t first_step = 0;
   std::vector<EpochStats> history;
+  Partial resumed;
   if (c.resume) {
-    load_checkpoint(checkpoint, *model, *opt, first_epoch, first_step, history);
+    load_checkpoint(checkpoint, *model, *opt, first_epoch, first_step, history, resumed);
     fmt::print("resumed from {} at epoch {}, step {}\n", checkpoint.string(), first_epoch + 1, first_step);
   }
 
@@ -235,9 +259,12 @@ int run(const Config& c) {
 
   for (int epoch = first_epoch; epoch < c.epochs; ++epoch) {
     loader.set_epoch(epoch);
-    const auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0;
-    std::int64_t correct = 0, seen = 0, step = 0;
+    // A resumed epoch carries on with the totals (and the time) of its first part.
+    const Partial start = first_step > 0 ? resumed : Partial{};
+    const auto t0 = std::chrono::steady_clock::now() - std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                           std::chrono::duration<double>(start.seconds));
+    double loss_sum = start.loss_sum;
+    std::int64_t correct = start.correct, seen = start.seen, step = 0;
     for (const nn::Batch& b : loader) {
       if (step < first_step) { // resuming mid-epoch: the same shuffled order, skip what was done
         ++step;
@@ -261,7 +288,9 @@ int run(const Config& c) {
         progress(tty, epoch + 1, c.epochs, step, loader.batches_per_epoch(), loss_sum / static_cast<double>(seen),
                  static_cast<double>(correct) / static_cast<double>(seen), static_cast<double>(seen) / secs);
       if (stop_requested) {
-        save_checkpoint(checkpoint, *model, *opt, epoch, step, history);
+        save_checkpoint(
+            checkpoint, *model, *opt, epoch, step, history,
+            {loss_sum, correct, seen, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
         fmt::print("\ninterrupted: saved {} (epoch {}, step {}); continue with --resume\n", checkpoint.string(),
                    epoch + 1, step);
         return 130;
