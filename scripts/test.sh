@@ -15,7 +15,10 @@ cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs" | tee -a "$log"
 
 if [ "${TAPEGRAD_SKIP_SANITIZE:-0}" != 1 ]; then
+  # -O1 -g1 (line tables, enough for the sanitizers' stack traces): this build takes half the time
+  # of -O2 -g (5.5 against 11 minutes on 2 cores), and the tests still run in seconds.
   cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPEGRAD_SANITIZE=ON \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
     -DTAPEGRAD_BUILD_BENCHMARKS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build build/sanitize -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
