@@ -750,4 +750,33 @@ BOOST_AUTO_TEST_CASE(create_graph_works_in_float32) {
   check_scaled(hv.to_vector(), want_hv, 1e-5, "float32 hvp");
 }
 
+BOOST_AUTO_TEST_CASE(derivative_helpers_name_the_bad_input) {
+  const Tensor x = tensor({1.0, 2.0, 3.0}, DType::float64);
+  const auto cube_sum = [](const Tensor& t) { return sum(t * t * t); };
+  BOOST_TEST(starts_with(error_of([&] {
+                           hvp(cube_sum, x, tensor({1.0, 2.0}, DType::float64));
+                         }),
+                         "hvp: direction 0 has shape [2] and dtype float64, but must match [3] and float64"));
+  BOOST_TEST(starts_with(error_of([&] { hvp([](const Tensor& t) { return t * 2.0; }, x, x); }),
+                         "hvp: f must return a one-element tensor, got shape [3]"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           hvp([](const std::vector<Tensor>& t) { return sum(t[0]); }, std::vector<Tensor>{x, x}, {x});
+                         }),
+                         "hvp: 1 directions given for 2 inputs"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           hessian(cube_sum, from_vector(std::vector<std::int64_t>{1, 2}, {2}));
+                         }),
+                         "hessian: input 0 (shape [2]) is int64, which is never differentiable"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           hessian([](const Tensor& t) { return sum(t); }, zeros({1, 1, 1, 1, 1}));
+                         }),
+                         "hessian: the result would have shape [1,1,1,1,1] ++ [1,1,1,1,1], more than 8 dimensions"));
+  BOOST_TEST(starts_with(error_of([&] { vjp([](const Tensor& t) { return t * 2.0; }, x, ones({2}, DType::float64)); }),
+                         "vjp: u has shape [2] and dtype float64, but must match [3] and float64"));
+  BOOST_TEST(starts_with(error_of([&] { jacobian([](const Tensor& t) { return t.to(DType::float32); }, x); }),
+                         "jacobian: f returns float32 for a float64 input"));
+  BOOST_TEST(starts_with(error_of([&] { gradgradcheck([](const std::vector<Tensor>& t) { return t[0] * 2.0; }, {x}); }),
+                         "gradgradcheck: f must return a one-element tensor, got shape [3]"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
