@@ -269,6 +269,42 @@ BOOST_AUTO_TEST_CASE(dtype_and_shape_errors) {
                          "linear: input of shape [2,3] and weight of shape [3,2] do not fit"));
 }
 
+BOOST_AUTO_TEST_CASE(scatter_op_errors) {
+  Tape tape;
+  const auto idx = [](std::vector<std::int64_t> v, Shape s) { return from_vector(v, s); };
+  BOOST_TEST(
+      starts_with(error_of([] {
+                    (void)slice_scatter(ones({4, 3}), ones({3, 3}), 0, 0, 2);
+                  }),
+                  "slice_scatter: src has shape [3,3], but the slice 0:2:1 of dim 0 of shape [4,3] has shape [2,3]"));
+  BOOST_TEST(starts_with(error_of([] { (void)slice_scatter(ones({4}), ones({2}), 0, 0, 4, 0); }),
+                         "slice_scatter: step must be positive, got 0"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)index_add(ones({4, 3}), 0, idx({0, 4}, {2}), ones({2, 3}));
+                         }),
+                         "index_add: index 4 is out of range for dim 0 of shape [4,3]"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)index_add(ones({4, 3}), 0, idx({0, 1}, {2}), ones({3, 3}));
+                         }),
+                         "index_add: src has shape [3,3]"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)index_add(ones({4, 3}), 0, ones({2}), ones({2, 3}));
+                         }),
+                         "index_add: index must be a 1-D int64 tensor"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)scatter_add(ones({2, 3}), 1, idx({0, 1}, {1, 2}), ones({1, 3}));
+                         }),
+                         "scatter_add: index has shape [1,2] but src has shape [1,3]; they must be equal"));
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)scatter_add(ones({2, 3}), 1, idx({0, -1}, {1, 2}), ones({1, 2}));
+                         }),
+                         "scatter_add: index -1 is out of range for dim 1 of shape [2,3]"));
+  BOOST_TEST(starts_with(error_of([] {
+                           (void)scatter_add(ones({2, 3}), 0, ones({1, 3}), ones({1, 3}));
+                         }),
+                         "scatter_add: index must be an int64 tensor of 2 dimensions"));
+}
+
 BOOST_AUTO_TEST_CASE(where_does_not_leak_nan_from_the_branch_not_taken) {
   Tape tape;
   Tensor x = tensor({-1, 4, 0}, DType::float64);
