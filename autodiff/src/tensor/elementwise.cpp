@@ -52,19 +52,18 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
 inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
 inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
 inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
-Tensor zero_like(const Tensor& g) { return zeros({}, g.dtype()); }
 // g * fp, but 0 where g == 0 and fp is infinite or NaN: the recorded form of the kernels' zero-adjoint
 // skip. The mask is a constant; where fp is finite it is 1 whatever g is, so the derivative in g
 // stays fp even at g == 0 (a Jacobian-vector product taken as the derivative of a VJP in its seed
 // relies on that).
 Tensor guarded(const Tensor& g, const Tensor& fp) {
   const Tensor mask = ne(g.detach(), 0.0) + lt(abs(fp.detach()), std::numeric_limits<double>::infinity());
-  return where(mask, g * fp, zero_like(g));
+  return where(mask, g * fp, scalar_like(g, 0));
 }
 // log a where a > 0, else 0 (not NaN): for rules whose untaken branch would take log of a <= 0.
 Tensor log_positive(const Tensor& a) {
   const Tensor pos = gt(a, 0.0);
-  return where(pos, log(where(pos, a, full({}, 1.0, a.dtype()))), zero_like(a));
+  return where(pos, log(where(pos, a, scalar_like(a, 1))), scalar_like(a, 0));
 }
 // 1 where a wins, 1/2 at a tie, 0 where it loses: a constant.
 Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0.5; }
@@ -250,7 +249,7 @@ struct Pow {
   // r log a; for a <= 0 the real power is only defined at integers, where PyTorch also uses 0.
   template <class T> static T db(T a, T, T r, T g) { return a > 0 ? g * r * std::log(a) : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return guarded(g, where(ne(b, 0.0), b * pow(a, b - 1.0), zero_like(g)));
+    return guarded(g, where(ne(b, 0.0), b * pow(a, b - 1.0), scalar_like(g, 0)));
   }
   static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
     return g * (r * log_positive(a));
@@ -429,7 +428,6 @@ template <class Cmp> Tensor compare(std::string_view name, const Tensor& a, cons
   });
   return out;
 }
-Tensor scalar_like(const Tensor& a, double c) { return full({}, c, a.dtype()); }
 
 const OpInfo where_info{"where",
                         [](BackwardCtx& x) {
@@ -451,8 +449,8 @@ const OpInfo where_info{"where",
                         },
                         [](BackwardCtx& x) {
                           const Tensor& m = x.saved(0);
-                          if (x.needs(0)) x.grad(0, where(m, x.g, zero_like(x.g)));
-                          if (x.needs(1)) x.grad(1, where(m, zero_like(x.g), x.g));
+                          if (x.needs(0)) x.grad(0, where(m, x.g, scalar_like(x.g, 0)));
+                          if (x.needs(1)) x.grad(1, where(m, scalar_like(x.g, 0), x.g));
                         }};
 
 const OpInfo to_info{"to", [](BackwardCtx& x) { x.grad(0, convert(x.g, static_cast<DType>(x.c(0)))); },

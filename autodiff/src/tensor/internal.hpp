@@ -210,6 +210,9 @@ Tensor sum_to_recorded(const Tensor& g, const Shape& s);
 Tensor accumulate(Tensor a, const Tensor& b);
 // A contiguous copy of `t` converted to dtype d (not recorded).
 Tensor convert(const Tensor& t, DType d);
+// A 0-D tensor holding c in a's dtype: a constant that broadcasts against a (comparisons with a
+// number, the 0 and 1 of the create_graph rules' where()).
+inline Tensor scalar_like(const Tensor& a, double c) { return full({}, c, a.dtype()); }
 // Shape with dimension `dim` set to 1 (keepdim) or removed.
 Shape reduced_shape(const Shape& s, int dim, bool keepdim);
 // outer x n x inner decomposition of a shape around `dim`.

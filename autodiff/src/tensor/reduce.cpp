@@ -41,7 +41,6 @@ Tensor as_shape(const Tensor& t, const Shape& s) { return t.shape() == s ? t : r
 Shape keep_shape(const BackwardCtx& x) {
   return x.node.nints == 0 ? Shape{} : reduced_shape(x.in_shape(0), static_cast<int>(x.ints()[0]), true);
 }
-Tensor zero_of(DType d) { return zeros({}, d); }
 
 Tensor spread_graph(const BackwardCtx& x, double c) {
   const Tensor g = c == 1 ? x.g : x.g * c; // scaled before expanding: fewer elements
@@ -133,7 +132,7 @@ void extremum_backward_graph(BackwardCtx& x) {
     T* m = ptr<T>(mask);
     for_extrema(x, [&](std::int64_t e, std::int64_t) { m[e] = T(1); });
   });
-  x.grad(0, where(mask, as_shape(x.g, keep_shape(x)), zero_of(x.g.dtype())));
+  x.grad(0, where(mask, as_shape(x.g, keep_shape(x)), scalar_like(x.g, 0)));
 }
 const OpInfo max_info{"max", extremum_backward, extremum_backward_graph};
 const OpInfo min_info{"min", extremum_backward, extremum_backward_graph};
@@ -228,7 +227,7 @@ const OpInfo prod_info{
       const int d = flat ? 0 : static_cast<int>(x.ints()[0]), last = t.dim() - 1;
       if (d != last) t = transpose(t, d, last);
       const std::int64_t n = t.shape()[last];
-      Tensor others = prod(where(eye(n, a.dtype()), full({}, 1.0, a.dtype()), unsqueeze(t, -2)), -1);
+      Tensor others = prod(where(eye(n, a.dtype()), scalar_like(a, 1), unsqueeze(t, -2)), -1);
       if (d != last) others = transpose(others, d, last);
       x.grad(0, as_shape(others, in) * as_shape(x.g, keep_shape(x)));
     }};
@@ -316,7 +315,7 @@ const OpInfo norm_info{"norm",
                          const Shape ks = keep_shape(x);
                          const Tensor r = as_shape(x.saved(1), ks);
                          const Tensor at0 = eq(r, 0.0);
-                         const Tensor one = full({}, 1.0, r.dtype()), zero = zero_of(r.dtype());
+                         const Tensor one = scalar_like(r, 1), zero = scalar_like(r, 0);
                          x.grad(0, where(at0, zero, as_shape(x.g, ks) * x.saved(0) / where(at0, one, r)));
                        }};
 
@@ -526,7 +525,7 @@ const OpInfo nll_info{"nll_loss",
                       [](BackwardCtx& x) {
                         const Shape& in = x.in_shape(0);
                         const Tensor mask = one_hot(x.saved(0), in[1], x.g.dtype());
-                        x.grad(0, where(mask, row_grad_graph(x, -1), zero_of(x.g.dtype())));
+                        x.grad(0, where(mask, row_grad_graph(x, -1), scalar_like(x.g, 0)));
                       }};
 
 double reduction_scale(Reduction r, std::int64_t n) {
