@@ -83,9 +83,7 @@ double evaluate(nn::Module& model, const std::shared_ptr<nn::ByteImageDataset>& 
   model.eval();
   nn::DataLoader loader(data, {.batch_size = 1000});
   std::int64_t correct = 0;
-  autodiff::Tape tape;
   for (const nn::Batch& b : loader) {
-    tape.reset();
     const auto pred = predictions(model(b.inputs));
     const auto truth = b.targets.data<std::int64_t>();
     for (std::size_t i = 0; i < pred.size(); ++i) {
@@ -254,7 +252,6 @@ int run(const Config& c) {
   nn::DataLoader loader(train, {.batch_size = c.batch_size, .shuffle = true, .drop_last = false, .seed = c.seed});
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   std::signal(SIGINT, on_sigint);
-  autodiff::Tape tape;
   const auto t_start = std::chrono::steady_clock::now();
 
   for (int epoch = first_epoch; epoch < c.epochs; ++epoch) {
@@ -270,7 +267,6 @@ int run(const Config& c) {
         ++step;
         continue;
       }
-      tape.reset();
       const Tensor logits = (*model)(b.inputs);
       const Tensor loss = nn::cross_entropy(logits, b.targets);
       opt->zero_grad();

@@ -21,7 +21,6 @@ namespace {
 
 double accuracy(nn::Module& model, const nn::TensorDataset& data) {
   autodiff::NoGradGuard no_grad;
-  autodiff::Tape tape;
   const Tensor pred = autodiff::argmax(model(data.inputs()), 1);
   const auto p = pred.data<std::int64_t>(), y = data.targets().data<std::int64_t>();
   std::int64_t correct = 0;
@@ -43,7 +42,6 @@ void draw(nn::Module& model, const nn::TensorDataset& data, const fs::path& out)
   std::vector<double> prob;
   {
     autodiff::NoGradGuard no_grad;
-    autodiff::Tape tape;
     prob = autodiff::softmax(model(autodiff::from_vector(grid, {n * n, 2})), 1).to_vector();
   }
   std::string surface;
@@ -121,10 +119,8 @@ int main(int argc, char** argv) {
     const nn::TensorDataset data = nn::make_moons(points, noise, seed);
     auto model = nn::mlp({2, 16, 16, 2}, "tanh");
     nn::Adam opt(model->parameters(), {.lr = 0.02});
-    autodiff::Tape tape;
     const auto t0 = std::chrono::steady_clock::now();
     for (int s = 1; s <= steps; ++s) {
-      tape.reset();
       const Tensor loss = nn::cross_entropy((*model)(data.inputs()), data.targets());
       opt.zero_grad();
       loss.backward();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test through CTest: once in Release, once under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then the fuzz targets for a bounded time.
-# Set TAPEGRAD_SKIP_SANITIZE=1 or TAPEGRAD_SKIP_FUZZ=1 to leave those passes out.
+# AddressSanitizer + UndefinedBehaviorSanitizer, the multi-threaded tests under ThreadSanitizer,
+# then the fuzz targets for a bounded time.
+# Set TAPEGRAD_SKIP_SANITIZE=1, TAPEGRAD_SKIP_TSAN=1 or TAPEGRAD_SKIP_FUZZ=1 to leave those passes out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -23,6 +24,18 @@ if [ "${TAPEGRAD_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake --build build/sanitize -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build/sanitize --output-on-failure -j"$jobs" | tee -a "$log"
+fi
+
+if [ "${TAPEGRAD_SKIP_TSAN:-0}" != 1 ]; then
+  # The thread-safety contract (docs/design.md, Note [Threads]) under ThreadSanitizer: only the
+  # multi-threaded tests, so only their targets are built. OpenBLAS's own threads are not
+  # instrumented; one BLAS thread keeps them out of the report.
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPEGRAD_SANITIZE_THREAD=ON \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
+    -DTAPEGRAD_BUILD_BENCHMARKS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build/tsan -j"$jobs" --target test_threads
+  OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest --test-dir build/tsan --output-on-failure -R '^test_threads$' | tee -a "$log"
 fi
 
 fuzzed=0

@@ -87,7 +87,7 @@ void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double>
 }
 
 double Tape::adjoint(const Var& v) const {
-  if (v.e_ != epoch_) TapeAccess::foreign("grad", v, *this);
+  if (v.gen_ != gen_) TapeAccess::foreign("grad", v, *this);
   if (!swept_)
     throw Error(fmt::format("autodiff: grad: no backward() has run on this tape since it was last reset "
                             "(node {})",

@@ -6,16 +6,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
 namespace autodiff {
 
 namespace {
-// Generations are unique across all tapes and resets of the process, so a Var from any other tape,
-// or from before a reset, never matches the active tape's generation.
-std::atomic<std::uint32_t> next_generation{1};
-std::uint32_t new_generation() { return next_generation.fetch_add(1, std::memory_order_relaxed); }
+// See docs/design.md, "Note [Generations]".
+std::atomic<std::uint64_t> next_generation{1};
 
 constexpr std::uint32_t max_nodes = std::numeric_limits<std::uint32_t>::max() - 1;
 
@@ -25,6 +25,10 @@ template <class T> void grow_array(std::unique_ptr<T[]>& data, std::size_t size,
   data = std::move(bigger);
 }
 } // namespace
+
+std::uint64_t detail::new_generation() { return next_generation.fetch_add(1, std::memory_order_relaxed); }
+// For the test that a value survives 2^32 resets without being accepted again; nothing else calls it.
+void detail::set_next_generation_for_testing(std::uint64_t g) { next_generation.store(g); }
 
 template <class T> void detail::Stream<T>::grow(std::size_t at_least) {
   const std::size_t new_capacity = std::max({at_least, capacity * 2, std::size_t{1024}});
@@ -36,17 +40,51 @@ template struct detail::Stream<double>;
 
 thread_local constinit Tape* Tape::tl_active_ = nullptr;
 
-Tape::Tape() : epoch_(new_generation()), previous_(tl_active_) { tl_active_ = this; }
+namespace {
+// One per thread; its address names the thread that owns a tape stack.
+thread_local constinit char tl_thread_tag = 0;
+} // namespace
 
-Tape::Tape(DefaultTag) : epoch_(new_generation()), is_default_(true) {}
-
-Tape::~Tape() {
-  if (tl_active_ == this) tl_active_ = previous_;
+// The thread's tapes form a stack whose top is the active tape. Each tape links to its neighbours,
+// so one destroyed out of order (a vector of tapes cleared front to back, say) unlinks itself and
+// the rest stay valid: no dangling "previous" pointer is ever followed.
+void Tape::push() {
+  below_ = tl_active_;
+  above_ = nullptr;
+  if (below_ != nullptr) below_->above_ = this;
+  tl_active_ = this;
+  owner_ = &tl_thread_tag;
 }
+
+void Tape::unlink() {
+  if (owner_ == nullptr) return;
+  if (owner_ != &tl_thread_tag) {
+    // Another thread's stack cannot be edited safely from here, and leaving it would leave a
+    // dangling pointer in it: stop loudly, as std::thread's destructor does for a joinable thread.
+    std::fputs("autodiff: a Tape was destroyed on a thread other than the one that created it; a Tape belongs "
+               "to its thread (docs/design.md, Note [Threads])\n",
+               stderr);
+    std::abort();
+  }
+  if (above_ != nullptr)
+    above_->below_ = below_;
+  else
+    tl_active_ = below_;
+  if (below_ != nullptr) below_->above_ = above_;
+  below_ = above_ = nullptr;
+  owner_ = nullptr;
+}
+
+Tape::Tape() : gen_(detail::new_generation()) { push(); }
+
+Tape::Tape(DefaultTag) : gen_(detail::new_generation()), is_default_(true) {}
+
+Tape::~Tape() { unlink(); }
 
 Tape& Tape::default_tape() {
   thread_local Tape tape{DefaultTag{}};
-  tl_active_ = &tape; // later lookups skip this function
+  // The bottom of the stack, so that later lookups skip this function.
+  if (tape.owner_ == nullptr && tl_active_ == nullptr) tape.push();
   return tape;
 }
 
@@ -56,21 +94,20 @@ thread_local bool scratch_in_use = false;
 
 ScratchTape::ScratchTape() {
   if (scratch_in_use) {
-    own_ = std::make_unique<Tape>(); // activates itself, restores the previous tape when destroyed
+    own_ = std::make_unique<Tape>(); // activates itself, and leaves the stack when destroyed
     tape_ = own_.get();
     return;
   }
   thread_local Tape scratch{Tape::DefaultTag{}};
   scratch_in_use = true;
   scratch.reset();
-  previous_ = Tape::tl_active_;
-  Tape::tl_active_ = &scratch;
+  scratch.push();
   tape_ = &scratch;
 }
 
 ScratchTape::~ScratchTape() {
   if (own_) return;
-  Tape::tl_active_ = previous_;
+  tape_->unlink();
   scratch_in_use = false;
 }
 
@@ -80,7 +117,7 @@ void Tape::reset() {
   consts_.size = 0;
   adj_.clear();
   swept_ = false;
-  epoch_ = new_generation();
+  gen_ = detail::new_generation();
   if (extension_) extension_->reset();
 }
 
@@ -165,7 +202,7 @@ void TapeAccess::foreign(std::string_view op, const Var& v, const Tape& t) {
   foreign(op, v.index(), v.generation(), t);
 }
 
-void TapeAccess::foreign(std::string_view op, std::uint32_t index, std::uint32_t generation, const Tape& t) {
+void TapeAccess::foreign(std::string_view op, std::uint32_t index, std::uint64_t generation, const Tape& t) {
   throw Error(
       fmt::format("autodiff: {}: operand (node {}, tape generation {}) is not on the active tape (generation {}): "
                   "it was recorded before the tape was reset, or on another tape or thread",

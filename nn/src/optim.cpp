@@ -38,8 +38,18 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double wd, std::
   std::size_t count = 0;
   for (auto& g : groups) {
     for (const Tensor& p : g.params) {
-      if (!p.defined() || !p.requires_grad() || !p.is_leaf())
-        fail(fmt::format("{}: every parameter must be a defined leaf tensor with requires_grad", name_));
+      const std::size_t k = count + static_cast<std::size_t>(&p - g.params.data());
+      if (!p.defined() || !p.is_leaf())
+        fail(fmt::format("{}: parameter {} must be a defined leaf tensor (not the result of a recorded op)", name_, k));
+      // Rejected rather than kept: a tensor that never asked for a gradient has no gradient slot,
+      // so the optimizer's copy would not see a later requires_grad(true) and would silently never
+      // update. Frozen parameters of a module (requires_grad(false) after registration) are the
+      // case PyTorch users mean; pass the trainable ones, or freeze after building the optimizer.
+      if (!p.requires_grad())
+        fail(fmt::format("{}: parameter {} (shape {}) does not require grad; pass only trainable parameters, or "
+                         "freeze with requires_grad(false) after constructing the optimizer (frozen parameters "
+                         "are skipped by step())",
+                         name_, k, p.shape()));
       if (p.dtype() == DType::int64) fail(fmt::format("{}: int64 tensors cannot be optimised", name_));
     }
     count += g.params.size();
@@ -86,7 +96,9 @@ template <class F> void Optimizer::each(F&& f) {
   for (auto& g : groups_)
     for (Tensor& p : g.params) {
       const Tensor grad = p.grad();
-      if (grad.defined()) {
+      // A frozen parameter (requires_grad(false), seen through every copy) is left as it is, even
+      // if it kept a gradient from before it was frozen.
+      if (grad.defined() && p.requires_grad()) {
         if (!(grad.shape() == p.shape()))
           fail(fmt::format("{}: gradient of parameter {} has shape {} but the parameter {}", name_, k, grad.shape(),
                            p.shape()));

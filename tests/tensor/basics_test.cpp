@@ -102,8 +102,8 @@ BOOST_AUTO_TEST_CASE(gradients_accumulate_into_leaves) {
   sum(x * x).backward(); // a second backward adds, as in PyTorch
   BOOST_TEST(x.grad().to_vector() == (std::vector<double>{4, -8, 12}));
   const Tensor y = sum(3.0 * x);
-  y.backward();
-  y.backward(); // the record survives a backward: the same output twice adds twice
+  y.backward({.retain_graph = true}); // the record survives a backward that retains it
+  y.backward();                       // the same output twice adds twice
   BOOST_TEST(x.grad().to_vector() == (std::vector<double>{10, -2, 18}));
   x.zero_grad();
   BOOST_TEST(!x.grad().defined());
@@ -212,7 +212,7 @@ BOOST_AUTO_TEST_CASE(functional_grad_leaves_grad_alone) {
   z.requires_grad(true);
   const Tensor h = x * x;
   const Tensor y = sum(h * x);
-  const auto g = grad(y, {x, h, z});
+  const auto g = grad(y, {x, h, z}, {.retain_graph = true});
   BOOST_TEST(g[0].to_vector() == (std::vector<double>{3, 12}));
   BOOST_TEST(g[1].to_vector() == (std::vector<double>{1, 2})); // intermediate tensors too
   BOOST_TEST(g[2].to_vector() == (std::vector<double>{0}));    // y does not depend on z
@@ -380,9 +380,10 @@ BOOST_AUTO_TEST_CASE(a_throwing_backward_leaves_the_engine_usable) {
   BOOST_TEST(error_of([&] { sum(apply(boom, {h}) + h).backward(); }) == "boom: refused");
   BOOST_TEST(error_of([&] { (void)grad(sum(apply(boom, {h})), {x, h}); }) == "boom: refused");
   x.zero_grad();
-  sum(h * h).backward(); // no adjoint of the failed sweeps is left behind to pollute this one
+  // No adjoint of the failed sweeps is left behind to pollute this one.
+  sum(h * h).backward({.retain_graph = true});
   BOOST_TEST(x.grad().to_vector() == (std::vector<double>{18, 36}));
-  BOOST_TEST(grad(sum(h), {x})[0].to_vector() == (std::vector<double>{3, 3}));
+  BOOST_TEST(grad(sum(h), {x}, {.retain_graph = true})[0].to_vector() == (std::vector<double>{3, 3}));
   const Tensor y2 = sum(h); // recorded before, swept from inside another sweep
   const CustomFunction reenter{"reenter", [](const std::vector<Tensor>& v) { return v[0] * 1.0; },
                                [&](const Tensor& g, const std::vector<Tensor>&, const Tensor&) {

@@ -42,6 +42,9 @@ template <class T> struct Stream {
 struct GradOptions {
   // Record the backward pass so the returned gradients can be differentiated again (to any order).
   bool create_graph = false;
+  // Tensors only: keep the tensor record after grad() returns. Unset, it is kept only with
+  // create_graph, as in PyTorch; otherwise grad() frees it (docs/design.md, "Note [Tape lifetime]").
+  std::optional<bool> retain_graph = std::nullopt;
 };
 
 // The name of an op code ("exp", "mul_const", ...).
@@ -58,8 +61,8 @@ struct NodeInfo {
   std::optional<double> adjoint; // set after backward() for nodes it reached
 };
 
-// Something recorded alongside the scalar nodes (the tensor record): it lives as long as the tape,
-// and is reset with it, so both share one scope, one generation and one reset.
+// Something recorded alongside the scalar nodes (the tensor record): it lives as long as the tape
+// and is reset with it, so both share one scope and one reset.
 class TapeExtension {
 public:
   virtual ~TapeExtension() = default;
@@ -67,8 +70,10 @@ public:
 };
 
 // A tape records scalar operations of this thread while it is active. Constructing a Tape makes it
-// the thread's active tape; destroying it re-activates the previous one (scopes nest, LIFO).
-// Each thread also has a default tape, active when no Tape object is alive on it.
+// the thread's active tape; destroying it re-activates the one below it. Tapes of a thread form a
+// stack, but may be destroyed in any order: a tape destroyed out of order just leaves the stack.
+// A Tape belongs to the thread that made it and must be destroyed there (see docs/design.md,
+// "Note [Threads]"). Each thread also has a default tape, active when no Tape object is alive on it.
 class Tape {
 public:
   Tape();
@@ -80,11 +85,13 @@ public:
   // using one throws autodiff::Error.
   void reset();
 
-  std::size_t size() const { return n_; }             // recorded nodes
-  std::size_t operation_count() const;                // nodes that are not leaves
-  std::size_t bytes_used() const;                     // bytes of record (values, codes, operands)
-  std::size_t bytes_reserved() const;                 // bytes allocated for the record
-  std::uint32_t generation() const { return epoch_; } // changes on every reset
+  std::size_t size() const { return n_; } // recorded nodes
+  std::size_t operation_count() const;    // nodes that are not leaves
+  std::size_t bytes_used() const;         // bytes of record (values, codes, operands)
+  std::size_t bytes_reserved() const;     // bytes allocated for the record
+  // Unique across every tape and reset of the process, and 64 bits wide so that it never wraps: a
+  // value recorded before a reset, or on another tape, never matches (docs/design.md, "Note [Generations]").
+  std::uint64_t generation() const { return gen_; }
   std::vector<NodeInfo> nodes() const;
 
   // The tensor record of this tape (null until first set); owned and reset by the tape.
@@ -106,6 +113,9 @@ private:
   explicit Tape(DefaultTag);
   static Tape& default_tape();
   static thread_local constinit Tape* tl_active_;
+  // The thread's stack of active tapes: tl_active_ is its top; below_/above_ link it.
+  void push();
+  void unlink();
 
   // Recording: one node (op code + value) with its operand indices and constant, if any. grow_nodes
   // keeps room for two operands per node, so one capacity check covers node and operands. Fields are
@@ -192,15 +202,23 @@ private:
   std::size_t cap_ = 0;
   detail::Stream<std::uint32_t> args_;
   detail::Stream<double> consts_;
-  std::uint32_t epoch_;
+  std::uint64_t gen_;
   std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then
   bool swept_ = false;
   std::vector<Var> recording_adj_; // scratch of sweep_recording, reused
   std::vector<char> recording_has_;
   std::unique_ptr<TapeExtension> extension_;
-  Tape* previous_ = nullptr;
+  Tape* below_ = nullptr;
+  Tape* above_ = nullptr;
+  const void* owner_ = nullptr; // the thread whose stack holds this tape (null while on none)
   bool is_default_ = false;
 };
+
+namespace detail {
+// A fresh generation: unique across the process, never wrapping (64 bits drawn one at a time).
+std::uint64_t new_generation();
+void set_next_generation_for_testing(std::uint64_t g);
+} // namespace detail
 
 // A private tape for the length of one call (hessian, hvp, jacobian, vjp, gradcheck), active
 // while this object lives. It is the thread's scratch tape, reset on entry, so calling such a
@@ -217,7 +235,6 @@ public:
 private:
   std::unique_ptr<Tape> own_; // only when nested
   Tape* tape_;
-  Tape* previous_ = nullptr;
 };
 
 } // namespace autodiff

@@ -73,22 +73,29 @@ void release(Buffer* b);
 struct GradSlot;
 void retain(GradSlot* s);
 void release(GradSlot* s);
+bool leaf_requires_grad(const GradSlot* s);
 struct Record;
 struct Access;
 } // namespace detail
+
+// Options of Tensor::backward().
+struct BackwardOptions {
+  // Keep the tensor record after the sweep, to sweep it again or use its tensors in new ops.
+  bool retain_graph = false;
+};
 
 class Tensor {
 public:
   Tensor() = default; // undefined: no storage; defined() is false
   Tensor(const Tensor& o)
-      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), node_(o.node_), gen_(o.gen_),
-        dtype_(o.dtype_), requires_grad_(o.requires_grad_) {
+      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), gen_(o.gen_), node_(o.node_),
+        dtype_(o.dtype_) {
     if (buf_) buf_->refs.fetch_add(1, std::memory_order_relaxed);
     if (slot_) detail::retain(slot_);
   }
   Tensor(Tensor&& o) noexcept
-      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), node_(o.node_), gen_(o.gen_),
-        dtype_(o.dtype_), requires_grad_(o.requires_grad_) {
+      : buf_(o.buf_), slot_(o.slot_), offset_(o.offset_), shape_(o.shape_), gen_(o.gen_), node_(o.node_),
+        dtype_(o.dtype_) {
     o.buf_ = nullptr;
     o.slot_ = nullptr;
   }
@@ -100,7 +107,7 @@ public:
     if (this != &o) {
       drop();
       buf_ = o.buf_, slot_ = o.slot_, offset_ = o.offset_, shape_ = o.shape_, node_ = o.node_, gen_ = o.gen_;
-      dtype_ = o.dtype_, requires_grad_ = o.requires_grad_;
+      dtype_ = o.dtype_;
       o.buf_ = nullptr, o.slot_ = nullptr;
     }
     return *this;
@@ -115,9 +122,13 @@ public:
   DType dtype() const { return dtype_; }
 
   // ---- autograd --------------------------------------------------------------------------------
-  bool requires_grad() const { return requires_grad_; }
-  // Makes this tensor a leaf whose gradient is accumulated by backward(); only on tensors that no
-  // recorded op produced, and never on int64 tensors.
+  // Whether operations on this tensor are recorded: true for the result of a recorded op, and for a
+  // leaf whose requires_grad flag is on. The flag belongs to the tensor, not to this handle: every
+  // copy (the one parameters() returned, the module's own) sees requires_grad(false) at once.
+  bool requires_grad() const { return node_ != npos || (slot_ != nullptr && detail::leaf_requires_grad(slot_)); }
+  // Sets the flag of a leaf: on, backward() accumulates its gradient; off, it is a constant (frozen;
+  // optimizers skip it, and its grad() is kept). Only on tensors no recorded op produced, and never
+  // on int64 tensors. Handles copied before the first requires_grad(true) do not share the flag.
   Tensor& requires_grad(bool on);
   bool is_leaf() const { return node_ == npos; }
   // The gradient accumulated so far (undefined before the first backward that reaches it). For a
@@ -127,9 +138,11 @@ public:
   void retain_grad(); // makes backward() keep this non-leaf tensor's gradient
   // Reverse sweep from this tensor, which must have one element (or pass a seed of its shape).
   // Gradients ACCUMULATE into the leaves' grad() across calls, as in PyTorch (the scalar Var API
-  // recomputes instead); zero_grad() resets them.
-  void backward() const;
-  void backward(const Tensor& seed) const;
+  // recomputes instead); zero_grad() resets them. Afterwards the tape's tensor record is freed, as
+  // PyTorch frees the graph, so a training loop runs in flat memory without tape calls; pass
+  // {.retain_graph = true} to sweep it again (docs/design.md, "Note [Tape lifetime]").
+  void backward(BackwardOptions options = {}) const;
+  void backward(const Tensor& seed, BackwardOptions options = {}) const;
   Tensor detach() const; // the same storage, not recorded, requires_grad false
 
   // ---- values --------------------------------------------------------------------------------
@@ -150,7 +163,7 @@ public:
 
   // Tape bookkeeping, for tests and tools.
   std::uint32_t node() const { return node_; }
-  std::uint32_t generation() const { return gen_; }
+  std::uint64_t generation() const { return gen_; }
   static constexpr std::uint32_t npos = 0xffffffffu;
 
 private:
@@ -165,10 +178,9 @@ private:
   detail::GradSlot* slot_ = nullptr;
   std::int64_t offset_ = 0; // in elements
   Shape shape_;
+  std::uint64_t gen_ = 0;     // generation of the tensor record the node belongs to
   std::uint32_t node_ = npos; // node in the tape's tensor record, npos for leaves and constants
-  std::uint32_t gen_ = 0;     // tape generation the node belongs to
   DType dtype_ = DType::float32;
-  bool requires_grad_ = false;
 };
 
 // Disables recording on this thread while alive (RAII; nests).

@@ -20,7 +20,7 @@ public:
     Tape& t = Tape::active();
     v_ = v;
     i_ = t.push_node(OpCode::Leaf, v);
-    e_ = t.epoch_;
+    gen_ = t.gen_;
   }
 
   double value() const { return v_; }
@@ -35,7 +35,7 @@ public:
   double grad() const;
 
   std::uint32_t index() const { return i_; }
-  std::uint32_t generation() const { return e_; }
+  std::uint64_t generation() const { return gen_; }
 
   Var& operator+=(const Var& o);
   Var& operator-=(const Var& o);
@@ -50,13 +50,13 @@ private:
   friend class Tape;
   friend struct TapeAccess;
   struct Node {};
-  Var(Node, double v, std::uint32_t i, std::uint32_t e) : v_(v), i_(i), e_(e) {}
+  Var(Node, double v, std::uint32_t i, std::uint64_t gen) : v_(v), gen_(gen), i_(i) {}
 
   double v_;
+  std::uint64_t gen_; // 64 bits, so it never wraps: see docs/design.md, "Note [Generations]"
   std::uint32_t i_;
-  std::uint32_t e_;
 };
-static_assert(sizeof(Var) == 16);
+static_assert(sizeof(Var) == 24);
 
 // Recording primitives, one per Form of the rules table. Public so that rules tables elsewhere
 // (the expression parser, user extensions) can record through them.
@@ -68,36 +68,36 @@ struct TapeAccess {
 
   // The slow path takes the operand by value (index, generation): passing the Var by reference would
   // pin it, and every temporary of an expression, to the stack.
-  [[noreturn]] static void foreign(std::string_view op, std::uint32_t index, std::uint32_t generation, const Tape& t);
+  [[noreturn]] static void foreign(std::string_view op, std::uint32_t index, std::uint64_t generation, const Tape& t);
   static Tape& checked(std::string_view op, const Var& a) {
     Tape& t = Tape::active();
-    if (a.e_ != t.epoch_) [[unlikely]]
-      foreign(op, a.i_, a.e_, t);
+    if (a.gen_ != t.gen_) [[unlikely]]
+      foreign(op, a.i_, a.gen_, t);
     return t;
   }
   static Tape& checked(std::string_view op, const Var& a, const Var& b) {
     Tape& t = Tape::active();
-    if (a.e_ != t.epoch_) [[unlikely]]
-      foreign(op, a.i_, a.e_, t);
-    if (b.e_ != t.epoch_) [[unlikely]]
-      foreign(op, b.i_, b.e_, t);
+    if (a.gen_ != t.gen_) [[unlikely]]
+      foreign(op, a.i_, a.gen_, t);
+    if (b.gen_ != t.gen_) [[unlikely]]
+      foreign(op, b.i_, b.gen_, t);
     return t;
   }
-  static Var make(const Tape& t, double v, std::uint32_t i) { return Var(Var::Node{}, v, i, t.epoch_); }
+  static Var make(const Tape& t, double v, std::uint32_t i) { return Var(Var::Node{}, v, i, t.gen_); }
 
   // The result carries the operand's generation: after the check it equals the tape's, and reading
   // it from the Var avoids reloading the tape after the stores.
   template <class R> static Var unary(const Var& a, double r) {
     Tape& t = checked(R::name, a);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_), a.e_);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_), a.gen_);
   }
   template <class R> static Var unary_const(const Var& a, double c, double r) {
     Tape& t = checked(R::name, a);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, c), a.e_);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, c), a.gen_);
   }
   template <class R> static Var binary(const Var& a, const Var& b, double r) {
     Tape& t = checked(R::name, a, b);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, b.i_), a.e_);
+    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, b.i_), a.gen_);
   }
 };
 

@@ -60,7 +60,9 @@ Tensor rows_by_unit_seeds(const Tensor& out, const Tensor& x, const Shape& shape
       auto s = seed.mutable_data<T>();
       std::fill(s.begin(), s.end(), T(0));
       s[static_cast<std::size_t>(i)] = T(1);
-      const Tensor row = grad(std::vector<Tensor>{out}, std::vector<Tensor>{x}, std::vector<Tensor>{seed})[0];
+      // One sweep per row over the same record: keep it.
+      const Tensor row =
+          grad(std::vector<Tensor>{out}, std::vector<Tensor>{x}, std::vector<Tensor>{seed}, {.retain_graph = true})[0];
       const auto rv = row.data<T>();
       std::copy(rv.begin(), rv.end(), r + i * n);
     }

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -15,12 +16,33 @@
 
 namespace autodiff::detail {
 
+// Shared by every handle of one leaf (or of a tensor that asked for retain_grad()). It holds nothing
+// about any tape: a leaf may be used on many tapes and threads at once, and each tensor record maps
+// the slot to its own node (Record::leaf_nodes). `grad` is guarded by `mutex`, so threads may
+// accumulate into one shared gradient (docs/design.md, "Note [Threads]").
 struct GradSlot {
   std::atomic<std::int32_t> refs{1};
-  Tensor grad;
-  std::uint32_t node = Tensor::npos; // the leaf's node on the tape of generation `gen`
-  std::uint32_t gen = 0;
+  std::atomic<bool> requires_grad{true}; // the leaf's flag (Tensor::requires_grad(bool))
   bool leaf = true;
+  std::mutex mutex;
+  Tensor grad;
+};
+
+// Slot -> node of the leaves used on one tensor record: open addressing on the pointer, so a lookup
+// allocates nothing and the table keeps its memory across resets.
+class LeafNodes {
+public:
+  std::uint32_t* find(const GradSlot* s);
+  void insert(const GradSlot* s, std::uint32_t node);
+  void clear();
+
+private:
+  struct Entry {
+    const GradSlot* slot = nullptr;
+    std::uint32_t node = 0;
+  };
+  std::vector<Entry> table_;
+  std::size_t count_ = 0;
 };
 
 struct BackwardCtx;
@@ -58,6 +80,11 @@ struct Node {
 };
 
 struct Record final : TapeExtension {
+  // This record's generation: tensors recorded on it carry it. Drawn anew whenever the record is
+  // cleared (a reset of its tape, or backward() freeing the graph), so older tensors never match.
+  std::uint64_t gen = new_generation();
+  std::uint64_t freed_gen = 0; // the generation a backward() freed last, to say so in errors
+  LeafNodes leaf_nodes;
   std::vector<Node> nodes;
   std::vector<std::uint32_t> args;
   std::vector<Tensor> saved;
@@ -68,6 +95,7 @@ struct Record final : TapeExtension {
   bool sweeping = false;
   ~Record() override { reset(); }
   void reset() override;
+  void free_graph(); // reset() by backward(): later errors say the graph was freed
 };
 
 // The record of the active tape, created on first use; null when nothing is to be recorded.
@@ -78,10 +106,9 @@ struct Access {
   static void* raw(const Tensor& t) { return t.raw(); }
   static Buffer* buffer(const Tensor& t) { return t.buf_; }
   static GradSlot* slot(const Tensor& t) { return t.slot_; }
-  static void set_node(Tensor& t, std::uint32_t node, std::uint32_t gen) {
+  static void set_node(Tensor& t, std::uint32_t node, std::uint64_t gen) {
     t.node_ = node;
     t.gen_ = gen;
-    t.requires_grad_ = true;
   }
   static Tensor view(const Tensor& t, const Shape& s) { // same storage, another shape, not recorded
     Tensor v = t.detach();

@@ -26,9 +26,47 @@ OpInfo::OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardC
 
 const OpInfo leaf_op{"leaf", nullptr, nullptr};
 
+std::uint32_t* LeafNodes::find(const GradSlot* s) {
+  if (count_ == 0) return nullptr;
+  const std::size_t mask = table_.size() - 1;
+  for (std::size_t h = (reinterpret_cast<std::uintptr_t>(s) >> 4) & mask;; h = (h + 1) & mask) {
+    if (table_[h].slot == s) return &table_[h].node;
+    if (table_[h].slot == nullptr) return nullptr;
+  }
+}
+
+void LeafNodes::insert(const GradSlot* s, std::uint32_t node) {
+  if (2 * (count_ + 1) > table_.size()) { // keep the load under one half
+    std::vector<Entry> old(std::max<std::size_t>(16, 2 * table_.size()));
+    old.swap(table_);
+    count_ = 0;
+    for (const Entry& e : old)
+      if (e.slot != nullptr) insert(e.slot, e.node);
+  }
+  const std::size_t mask = table_.size() - 1;
+  std::size_t h = (reinterpret_cast<std::uintptr_t>(s) >> 4) & mask;
+  while (table_[h].slot != nullptr)
+    h = (h + 1) & mask;
+  table_[h] = {s, node};
+  ++count_;
+}
+
+void LeafNodes::clear() {
+  if (count_ == 0) return;
+  std::fill(table_.begin(), table_.end(), Entry{});
+  count_ = 0;
+}
+
+void Record::free_graph() {
+  freed_gen = gen;
+  reset();
+}
+
 void Record::reset() {
   for (Node& n : nodes)
     if (n.slot) release(n.slot);
+  gen = new_generation();
+  leaf_nodes.clear();
   nodes.clear();
   args.clear();
   saved.clear();
@@ -50,30 +88,36 @@ Record& record_of(Tape& t) {
 }
 
 namespace {
-[[noreturn]] void foreign(std::string_view op, const Tensor& t, const Tape& tape) {
-  fail("{}: tensor of shape {} (node {}, tape generation {}) is not on the active tape (generation {}): it was "
-       "recorded before the tape was reset, or on another tape or thread",
-       op, t.shape(), t.node(), t.generation(), tape.generation());
+[[noreturn]] void foreign(std::string_view op, const Tensor& t, const Record& rec) {
+  if (t.generation() == rec.freed_gen)
+    fail("{}: tensor of shape {} (node {}) belongs to a graph that backward() or grad() already freed; pass "
+         "{{.retain_graph = true}} to keep the graph, or use detach() for a constant copy",
+         op, t.shape(), t.node());
+  fail("{}: tensor of shape {} (node {}, record generation {}) is not on the active tape (generation {}): it was "
+       "recorded before the tape was reset or before a backward() freed the graph (pass {{.retain_graph = true}} to "
+       "keep it), or on another tape or thread",
+       op, t.shape(), t.node(), t.generation(), rec.gen);
 }
 
-// The node of a leaf on this generation of the tape, appended on its first use.
-std::uint32_t leaf_node(Record& rec, const Tensor& t, std::uint32_t gen) {
+// The node of a leaf on this record, appended on its first use. The slot -> node map belongs to the
+// record, so a leaf used on several tapes (nested scopes, threads) has one node on each of them.
+std::uint32_t leaf_node(Record& rec, const Tensor& t) {
   GradSlot* s = Access::slot(t);
-  if (s->gen == gen && s->node < rec.nodes.size()) return s->node;
+  if (const std::uint32_t* k = rec.leaf_nodes.find(s)) return *k;
   if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
   Node n{&leaf_op, t.shape(), t.dtype()};
   retain(s);
   n.slot = s;
   rec.nodes.push_back(n);
-  s->node = static_cast<std::uint32_t>(rec.nodes.size() - 1);
-  s->gen = gen;
-  return s->node;
+  const auto k = static_cast<std::uint32_t>(rec.nodes.size() - 1);
+  rec.leaf_nodes.insert(s, k);
+  return k;
 }
 
 // The node index of a tensor that requires grad, on the active tape.
-std::uint32_t node_of(std::string_view op, Record& rec, const Tensor& t, const Tape& tape) {
-  if (t.is_leaf()) return leaf_node(rec, t, tape.generation());
-  if (t.generation() != tape.generation()) foreign(op, t, tape);
+std::uint32_t node_of(std::string_view op, Record& rec, const Tensor& t) {
+  if (t.is_leaf()) return leaf_node(rec, t);
+  if (t.generation() != rec.gen) foreign(op, t, rec);
   return t.node();
 }
 } // namespace
@@ -91,12 +135,11 @@ thread_local Record* tl_last = nullptr;
 } // namespace
 
 Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> inputs) {
-  Tape& tape = Tape::active();
-  Record& rec = record_of(tape);
+  Record& rec = record_of(Tape::active());
   tl_last = &rec;
-  const std::uint32_t gen = tape.generation();
+  const std::uint64_t gen = rec.gen;
   for (const Tensor* t : inputs) // check all before changing anything
-    if (t->requires_grad() && !t->is_leaf() && t->generation() != gen) foreign(op.name, *t, tape);
+    if (!t->is_leaf() && t->generation() != gen) foreign(op.name, *t, rec);
   std::uint32_t in[16];
   const std::size_t nin = inputs.size();
   std::vector<std::uint32_t> many;
@@ -106,7 +149,7 @@ Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> input
     idx = many.data();
   }
   for (std::size_t k = 0; k < nin; ++k)
-    idx[k] = inputs[k]->requires_grad() ? node_of(op.name, rec, *inputs[k], tape) : Tensor::npos;
+    idx[k] = inputs[k]->requires_grad() ? node_of(op.name, rec, *inputs[k]) : Tensor::npos;
   if (nin > 255) fail("{}: at most 255 inputs can be recorded, got {}", op.name, nin);
   if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
   Node n{&op, out.shape(), out.dtype()};
@@ -178,6 +221,23 @@ void BackwardCtx::grad(int k, Tensor gk) {
 
 namespace {
 enum class Mode { accumulate, functional };
+
+// Adds the adjoint g to a gradient slot. Under the slot's lock, so threads sweeping their own tapes
+// may share a leaf. A gradient never shares storage with another tensor: rules pass one adjoint
+// to several inputs (add) or as a view (reshape), and a slot that took it as is would alias another
+// leaf's gradient, so an in-place write into one (clip_grad_norm_) would change both. The adjoint's
+// buffer is taken over only when nothing else refers to it (the leaf's adjoint, about to be
+// dropped); otherwise it is copied, once per leaf and sweep.
+void accumulate_into(GradSlot& slot, Tensor& g, bool leaf) {
+  std::lock_guard lock(slot.mutex);
+  if (slot.grad.defined()) {
+    slot.grad = accumulate(std::move(slot.grad), g);
+  } else if (leaf && Access::unique(g)) {
+    slot.grad = std::move(g);
+  } else {
+    slot.grad = convert(g, g.dtype());
+  }
+}
 
 // Runs the rule of node i in a create_graph sweep. The rule records nodes, which may move the
 // record's vectors, so it gets copies of the node, its saved tensors and its integers.
@@ -254,10 +314,7 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     Tensor& gi = rec.adj[i];
     if (!gi.defined()) continue; // the outputs do not depend on this node
     const Node& nd = rec.nodes[i];
-    if (mode == Mode::accumulate && nd.slot != nullptr) {
-      Tensor& g = nd.slot->grad;
-      g = g.defined() ? accumulate(std::move(g), gi) : gi;
-    }
+    if (mode == Mode::accumulate && nd.slot != nullptr) accumulate_into(*nd.slot, gi, nd.op == &leaf_op);
     if (create_graph) {
       if (nd.op != &leaf_op) run_graph_rule(rec, i, gi);
     } else if (nd.op->backward != nullptr) {
@@ -307,13 +364,23 @@ Tensor& Tensor::requires_grad(bool on) {
   }
   if (on && dtype_ == DType::int64)
     fail("requires_grad: int64 tensors are never differentiable (shape {}); convert with .to(DType::float32)", shape_);
-  if (on && slot_ == nullptr) slot_ = new detail::GradSlot;
-  requires_grad_ = on;
+  if (slot_ == nullptr) {
+    if (on) slot_ = new detail::GradSlot;
+  } else {
+    slot_->requires_grad.store(on, std::memory_order_relaxed);
+  }
   return *this;
 }
 
+namespace detail {
+bool leaf_requires_grad(const GradSlot* s) { return s->leaf && s->requires_grad.load(std::memory_order_relaxed); }
+} // namespace detail
+
 Tensor Tensor::grad() const {
-  if (slot_ != nullptr) return slot_->grad;
+  if (slot_ != nullptr) {
+    std::lock_guard lock(slot_->mutex);
+    return slot_->grad;
+  }
   if (!is_leaf())
     fail("grad: this tensor is not a leaf (node {}); call retain_grad() on it before backward() to keep its "
          "gradient",
@@ -322,15 +389,18 @@ Tensor Tensor::grad() const {
 }
 
 void Tensor::zero_grad() {
-  if (slot_ != nullptr) slot_->grad = Tensor();
+  if (slot_ == nullptr) return;
+  Tensor old;
+  std::lock_guard lock(slot_->mutex);
+  old = std::move(slot_->grad); // released after the lock
 }
 
 void Tensor::retain_grad() {
-  if (!requires_grad_) fail("retain_grad: the tensor does not require grad (shape {})", shape_);
+  if (!requires_grad()) fail("retain_grad: the tensor does not require grad (shape {})", shape_);
   if (is_leaf()) return; // leaves keep their gradient anyway
-  Tape& tape = Tape::active();
-  if (gen_ != tape.generation()) detail::foreign("retain_grad", *this, tape);
-  detail::Node& n = detail::record_of(tape).nodes[node_];
+  detail::Record& rec = detail::record_of(Tape::active());
+  if (gen_ != rec.gen) detail::foreign("retain_grad", *this, rec);
+  detail::Node& n = rec.nodes[node_];
   if (n.slot == nullptr) {
     n.slot = new detail::GradSlot;
     n.slot->leaf = false;
@@ -342,42 +412,41 @@ void Tensor::retain_grad() {
   }
 }
 
-void Tensor::backward() const { backward(Tensor()); }
+void Tensor::backward(BackwardOptions options) const { backward(Tensor(), options); }
 
-void Tensor::backward(const Tensor& seed) const {
+void Tensor::backward(const Tensor& seed, BackwardOptions options) const {
   detail::check_defined("backward", *this);
-  if (!requires_grad_)
+  if (!requires_grad())
     fail("backward: the tensor (shape {}) does not require grad: no input had requires_grad(true), or it was "
          "computed under NoGradGuard",
          shape_);
   const Tensor s = detail::checked_seed("backward", *this, seed);
-  Tape& tape = Tape::active();
-  detail::Record& rec = detail::record_of(tape);
-  const std::uint32_t root = detail::node_of("backward", rec, *this, tape);
+  detail::Record& rec = detail::record_of(Tape::active());
+  const std::uint32_t root = detail::node_of("backward", rec, *this);
   detail::sweep(rec, std::span<const std::uint32_t>(&root, 1), std::span<const Tensor>(&s, 1),
                 detail::Mode::accumulate);
+  if (!options.retain_graph) rec.free_graph();
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& seeds, GradOptions options) {
   if (!seeds.empty() && seeds.size() != outputs.size())
     fail("grad: {} seeds given for {} outputs", seeds.size(), outputs.size());
-  Tape& tape = Tape::active();
-  detail::Record& rec = detail::record_of(tape);
+  detail::Record& rec = detail::record_of(Tape::active());
   std::vector<std::uint32_t> roots, wanted;
   std::vector<Tensor> s;
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     detail::check_defined("grad", outputs[k]);
     if (!outputs[k].requires_grad()) fail("grad: output {} (shape {}) does not require grad", k, outputs[k].shape());
     s.push_back(detail::checked_seed("grad", outputs[k], seeds.empty() ? Tensor() : seeds[k]));
-    roots.push_back(detail::node_of("grad", rec, outputs[k], tape));
+    roots.push_back(detail::node_of("grad", rec, outputs[k]));
   }
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     detail::check_defined("grad", inputs[k]);
     if (!inputs[k].requires_grad())
       fail("grad: input {} (shape {}) does not require grad; call requires_grad(true) on it first", k,
            inputs[k].shape());
-    wanted.push_back(detail::node_of("grad", rec, inputs[k], tape));
+    wanted.push_back(detail::node_of("grad", rec, inputs[k]));
   }
   rec.keep.assign(rec.nodes.size(), 0);
   for (std::uint32_t w : wanted)
@@ -392,6 +461,15 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     rec.adj[w] = Tensor();
     rec.keep[w] = 0;
   }
+  // As for grad() slots (accumulate_into): no two returned gradients share storage. An input listed
+  // twice gets two copies too.
+  for (std::size_t k = 1; k < out.size(); ++k)
+    for (std::size_t j = 0; j < k; ++j)
+      if (Access::buffer(out[k]) == Access::buffer(out[j])) {
+        out[k] = options.create_graph ? out[k].clone() : detail::convert(out[k], out[k].dtype());
+        break;
+      }
+  if (!options.retain_graph.value_or(options.create_graph)) rec.free_graph();
   return out;
 }
 

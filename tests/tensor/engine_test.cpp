@@ -1,0 +1,183 @@
+// The engine's contract under sharing and tape lifetime: leaves used on several tapes, gradients
+// that never share storage, the graph freed by backward(), and requires_grad as a property of the
+// tensor. Each case here gave a silently wrong number (or grew memory without bound) before.
+
+#include "helpers.hpp"
+
+#include <autodiff/tensor_derivatives.hpp>
+#include <autodiff/tensor_gradcheck.hpp>
+
+using namespace autodiff;
+using namespace tapegrad_test;
+
+BOOST_AUTO_TEST_SUITE(engine)
+
+// ---- a leaf used on several tapes ------------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(leaf_used_on_a_nested_tape_keeps_its_node_on_the_outer_one) {
+  Tensor w = full({}, 1.0, DType::float64);
+  w.requires_grad(true);
+  Tape outer;
+  const Tensor y = w * 2.0;
+  {
+    Tape inner;
+    const Tensor z = w * 3.0;
+    BOOST_TEST(grad(z, {w})[0].item() == 3.0);
+  }
+  const Tensor y2 = w * 4.0;
+  BOOST_TEST(grad(y + y2, {w})[0].item() == 6.0); // was 4: the outer tape had two nodes for w
+}
+
+BOOST_AUTO_TEST_CASE(leaf_used_inside_a_hessian_closure_and_outside) {
+  Tensor a = full({}, 3.0, DType::float64);
+  a.requires_grad(true);
+  Tape outer;
+  const Tensor before = a * a; // d/da = 2a = 6
+  // The closure uses `a` as a leaf of its own (tensor_derivatives.hpp allows it), on the scratch tape.
+  const Tensor h = hessian([&](const Tensor& x) { return sum(a * x * x); }, full({2}, 1.0, DType::float64));
+  BOOST_TEST(h.to_vector() == (std::vector<double>{6, 0, 0, 6}));
+  const Tensor after = a * 5.0;
+  BOOST_TEST(grad(before + after, {a}, {.retain_graph = true})[0].item() == 11.0);
+  // And backward() accumulates into the one slot from both uses.
+  (before + after).backward();
+  BOOST_TEST(a.grad().item() == 11.0);
+}
+
+BOOST_AUTO_TEST_CASE(leaf_used_on_two_live_tapes_alternately) {
+  Tensor w = tensor({1.0, 2.0}, DType::float64);
+  w.requires_grad(true);
+  auto t1 = std::make_unique<Tape>();
+  const Tensor y1 = sum(w * w); // on t1
+  Tensor y2;
+  {
+    Tape t2;
+    y2 = sum(w * 3.0);
+    const Tensor y2b = y2 + sum(w); // w looked up again on t2
+    BOOST_TEST(grad(y2b, {w})[0].to_vector() == (std::vector<double>{4, 4}));
+  }
+  const Tensor y1b = y1 + sum(w * 10.0); // back on t1: w's node there is still the first one
+  BOOST_TEST(grad(y1b, {w})[0].to_vector() == (std::vector<double>{12, 14}));
+}
+
+// ---- gradients never alias ---------------------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(leaves_never_share_a_gradient_buffer) {
+  Tensor p1 = tensor({1, 2, 3, 4}, DType::float64);
+  Tensor p2 = tensor({{1, 1}, {1, 1}}, DType::float64);
+  p1.requires_grad(true);
+  p2.requires_grad(true);
+  sum(reshape(p1, {2, 2}) + p2).backward(); // add passes one adjoint to both, reshape a view of it
+  Tensor g1 = p1.grad();
+  g1.mutable_data<double>()[0] = 100; // in place, as clip_grad_norm_ does
+  BOOST_TEST(p2.grad().to_vector() == (std::vector<double>{1, 1, 1, 1}));
+  BOOST_TEST(p1.grad().to_vector() == (std::vector<double>{100, 1, 1, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(a_leaf_gradient_does_not_alias_the_seed_or_a_retained_gradient) {
+  Tensor p = tensor({1, 2}, DType::float64);
+  p.requires_grad(true);
+  Tensor seed = tensor({5, 6}, DType::float64);
+  (p * 1.0).backward(seed);
+  p.grad().mutable_data<double>()[0] = -1;
+  BOOST_TEST(seed.to_vector() == (std::vector<double>{5, 6}));
+
+  Tensor q = tensor({1, 2}, DType::float64);
+  q.requires_grad(true);
+  Tensor mid = q + 0.0;
+  mid.retain_grad();
+  sum(mid).backward();
+  mid.grad().mutable_data<double>()[0] = 42;
+  BOOST_TEST(q.grad().to_vector() == (std::vector<double>{1, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(functional_gradients_never_share_storage) {
+  Tensor p1 = tensor({1, 2, 3, 4}, DType::float64);
+  Tensor p2 = tensor({{1, 1}, {1, 1}}, DType::float64);
+  p1.requires_grad(true);
+  p2.requires_grad(true);
+  for (const bool create_graph : {false, true}) {
+    std::vector<Tensor> g = grad(sum(reshape(p1, {2, 2}) + p2), {p1, p2, p1}, {.create_graph = create_graph});
+    g[0].detach().mutable_data<double>()[0] = 100;
+    BOOST_TEST(g[1].to_vector() == (std::vector<double>{1, 1, 1, 1}));
+    BOOST_TEST(g[2].to_vector() == (std::vector<double>{1, 1, 1, 1}));
+  }
+}
+
+// ---- the graph is freed by backward() ---------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(backward_frees_the_graph_unless_asked_to_retain_it) {
+  Tensor w = tensor({1, 2}, DType::float64);
+  w.requires_grad(true);
+  const Tensor h = w * w;
+  const Tensor loss = sum(h);
+  loss.backward({.retain_graph = true});
+  loss.backward(); // the second sweep works, and frees
+  BOOST_TEST(w.grad().to_vector() == (std::vector<double>{4, 8}));
+  const std::string e = error_of([&] { loss.backward(); });
+  BOOST_TEST(contains(e, "backward: tensor of shape []"), e);
+  BOOST_TEST(contains(e, "already freed"), e);
+  BOOST_TEST(contains(e, "retain_graph"), e);
+  BOOST_TEST(contains(error_of([&] { (void)exp(h); }), "exp: tensor of shape [2]"));
+  // Values stay readable, and detach() gives a constant to compute with.
+  BOOST_TEST(h.to_vector() == (std::vector<double>{1, 4}));
+  BOOST_TEST(exp(h.detach()).to_vector()[0] == std::exp(1.0));
+  // grad() frees too, except with create_graph (PyTorch's default) or retain_graph.
+  const Tensor y = sum(w * w * w);
+  (void)grad(y, {w}, {.retain_graph = true});
+  BOOST_TEST(grad(y, {w})[0].to_vector() == (std::vector<double>{3, 12}));
+  BOOST_TEST(contains(error_of([&] { (void)grad(y, {w}); }), "already freed"));
+  const Tensor z = sum(w * w * w);
+  const Tensor gz = grad(z, {w}, {.create_graph = true})[0];
+  BOOST_TEST(grad(sum(gz), {w})[0].to_vector() == (std::vector<double>{6, 12}));
+}
+
+BOOST_AUTO_TEST_CASE(a_training_loop_without_tape_calls_runs_in_flat_memory) {
+  manual_seed(7);
+  Tensor w1 = randn({16, 8}, DType::float64) * 0.3, w2 = randn({1, 16}, DType::float64) * 0.3;
+  w1 = w1.detach();
+  w2 = w2.detach();
+  w1.requires_grad(true);
+  w2.requires_grad(true);
+  const Tensor x = randn({32, 8}, DType::float64), t = randn({32, 1}, DType::float64);
+  TensorMemoryStats first{}, last{};
+  for (int step = 0; step < 300; ++step) {
+    w1.zero_grad();
+    w2.zero_grad();
+    const Tensor loss = mse_loss(linear(tanh(linear(x, w1)), w2), t);
+    loss.backward();
+    {
+      NoGradGuard no_grad;
+      for (Tensor* p : {&w1, &w2}) {
+        auto v = p->mutable_data<double>();
+        auto g = p->grad().data<double>();
+        for (std::size_t i = 0; i < v.size(); ++i)
+          v[i] -= 0.05 * g[i];
+      }
+    }
+    if (step == 2) first = tensor_memory_stats();
+    if (step == 299) last = tensor_memory_stats();
+  }
+  // Before backward() freed the graph, every step's saved tensors stayed alive: 300 steps of them.
+  BOOST_TEST(last.heap_allocations == first.heap_allocations);
+  BOOST_TEST(last.cached_bytes == first.cached_bytes);
+}
+
+// ---- requires_grad belongs to the tensor ----------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(requires_grad_false_is_seen_through_every_copy) {
+  Tensor w = tensor({1, 2}, DType::float64);
+  w.requires_grad(true);
+  Tensor copy = w; // what parameters() hands out
+  copy.requires_grad(false);
+  BOOST_TEST(!w.requires_grad());
+  Tensor b = tensor({3, 4}, DType::float64);
+  b.requires_grad(true);
+  sum(w * b).backward();
+  BOOST_TEST(!w.grad().defined()); // frozen: a constant of the graph
+  BOOST_TEST(b.grad().to_vector() == (std::vector<double>{1, 2}));
+  w.requires_grad(true); // thawed through the other handle
+  BOOST_TEST(copy.requires_grad());
+  sum(w * b).backward();
+  BOOST_TEST(copy.grad().to_vector() == (std::vector<double>{3, 4}));
+  // Frozen everywhere: an op on frozen leaves alone records nothing.
+  copy.requires_grad(false);
+  BOOST_TEST(!(w * 2.0).requires_grad());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
