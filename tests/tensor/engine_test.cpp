@@ -180,4 +180,19 @@ BOOST_AUTO_TEST_CASE(requires_grad_false_is_seen_through_every_copy) {
   BOOST_TEST(!(w * 2.0).requires_grad());
 }
 
+// ---- narrow counts never wrap ------------------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(a_custom_function_of_255_inputs_is_an_error_not_a_wrapped_count) {
+  // It saves its 255 inputs and its output: one more than a node's count of saved tensors holds.
+  std::vector<Tensor> xs;
+  for (int k = 0; k < 255; ++k)
+    xs.push_back(full({}, 1.0, DType::float64).requires_grad(true));
+  const CustomFunction many{
+      "many", [](const std::vector<Tensor>& v) { return v[0] * 1.0; },
+      [](const Tensor& g, const std::vector<Tensor>& v, const Tensor&) { return std::vector<Tensor>(v.size(), g); }};
+  const std::string e = error_of([&] { (void)apply(many, xs); });
+  BOOST_TEST(contains(e, "custom: at most 255 tensors can be saved for one node"), e);
+  xs.pop_back();
+  BOOST_TEST(grad(apply(many, xs), {xs[0]})[0].item() == 1.0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

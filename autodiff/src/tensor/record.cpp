@@ -4,6 +4,7 @@
 #include "internal.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <typeinfo>
 
@@ -166,10 +167,17 @@ Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> input
 void save(Node& n, const Tensor& t) {
   // A plain copy: rules read only values and shapes, so the node and gradient slot it carries along
   // are harmless, and skipping detach() keeps recording cheap.
+  // The counts are narrow to keep nodes small; past them a count would wrap and the sweep would
+  // read another node's tensors (a custom function of 255 inputs saves 256).
+  if (n.nsaved == std::numeric_limits<decltype(n.nsaved)>::max())
+    fail("{}: at most {} tensors can be saved for one node", n.op->name, n.nsaved);
   tl_last->saved.push_back(t);
   ++n.nsaved;
 }
 void save_ints(Node& n, std::span<const std::int64_t> v) {
+  if (v.size() > std::size_t{std::numeric_limits<decltype(n.nints)>::max()} - n.nints)
+    fail("{}: at most {} integer parameters can be saved for one node, got {}", n.op->name,
+         std::numeric_limits<decltype(n.nints)>::max(), std::size_t{n.nints} + v.size());
   Record& rec = *tl_last;
   rec.ints.insert(rec.ints.end(), v.begin(), v.end());
   n.nints = static_cast<std::uint16_t>(n.nints + v.size());
