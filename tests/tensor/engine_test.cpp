@@ -189,10 +189,10 @@ BOOST_AUTO_TEST_CASE(a_custom_function_of_255_inputs_is_an_error_not_a_wrapped_c
   const CustomFunction many{
       "many", [](const std::vector<Tensor>& v) { return v[0] * 1.0; },
       [](const Tensor& g, const std::vector<Tensor>& v, const Tensor&) { return std::vector<Tensor>(v.size(), g); }};
-  const std::string e = error_of([&] { (void)apply(many, xs); });
+  const std::string e = error_of([&] { (void)autodiff::apply(many, xs); });
   BOOST_TEST(contains(e, "custom: at most 255 tensors can be saved for one node"), e);
   xs.pop_back();
-  BOOST_TEST(grad(apply(many, xs), {xs[0]})[0].item() == 1.0);
+  BOOST_TEST(grad(autodiff::apply(many, xs), {xs[0]})[0].item() == 1.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
