@@ -195,6 +195,33 @@ BOOST_AUTO_TEST_CASE(every_op_has_a_double_backward_test) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(create_graph_gradients_equal_first_order_ones_at_infinite_partials) {
+  // Note [Zero adjoints] (docs/design.md): where a partial derivative is infinite, the create_graph
+  // gradient has the first-order value; and where a rule takes a partial as 0 (d/db pow(a, b) at
+  // a <= 0), so does its create_graph form, although r = pow(0, -1) is infinite there.
+  const TensorFunction sqrt_times_zero = [](const std::vector<Tensor>& x) { return sum(sqrt(x[0]) * 0.0 + x[0]); };
+  const TensorFunction power = [](const std::vector<Tensor>& x) { return sum(pow(x[0], x[1])); };
+  const TensorFunction power_times_zero = [](const std::vector<Tensor>& x) {
+    return sum(pow(x[0], x[1]) * 0.0 + x[0] + x[1]);
+  };
+  const std::vector<Tensor> zero{tensor({0.0, 4.0}, DType::float64)};
+  const std::vector<Tensor> ab{tensor({0.0, 0.0, 2.0}, DType::float64), tensor({-1.0, 0.5, -1.0}, DType::float64)};
+  for (const auto& [f, xs] :
+       {std::pair{sqrt_times_zero, zero}, std::pair{power, ab}, std::pair{power_times_zero, ab}}) {
+    const auto plain = gradient_values(f, xs, false);
+    const auto graph = gradient_values(f, xs, true);
+    BOOST_TEST_REQUIRE(graph.size() == plain.size());
+    for (std::size_t k = 0; k < plain.size(); ++k)
+      for (std::size_t i = 0; i < plain[k].size(); ++i)
+        BOOST_TEST(((std::isnan(graph[k][i]) && std::isnan(plain[k][i])) || graph[k][i] == plain[k][i]),
+                   "input " << k << " element " << i << ": create_graph " << graph[k][i] << ", first order "
+                            << plain[k][i]);
+  }
+  BOOST_TEST(
+      hessian([](const Tensor& x) { return sum(sqrt(x) * 0.0 + x); }, tensor({0.0}, DType::float64)).to_vector() ==
+      std::vector<double>{0.0});
+}
+
 // ---- known Hessians -----------------------------------------------------------------------------
 
 namespace {

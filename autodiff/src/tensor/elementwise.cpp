@@ -3,8 +3,7 @@
 // forward kernel and by the reverse sweep. Broadcasting is not the rules' business: the binary
 // kernels produce gradients in the broadcast shape and the engine sums them back (record.cpp).
 //
-// A zero adjoint never reaches `df`: the kernels write 0 there, so an infinite or NaN partial in a
-// branch the output does not depend on (the untaken side of `where`) cannot make NaN.
+// A zero adjoint never reaches `df`: the kernels write 0 there (Note [Zero adjoints], docs/design.md).
 
 #include "internal.hpp"
 
@@ -33,9 +32,9 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
 // f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact);
 // dg is the same product with recorded tensor ops, for create_graph sweeps (an undefined Tensor
 // means zero). dg reads only what df reads (the uses_a / uses_r lists below say what is saved).
-// Where f' can be infinite, dg multiplies by it through `guarded`, which keeps the promise above for
-// gradients of gradients too without changing d(dg)/dg anywhere f' is finite. At kinks (relu, abs, clamp, maximum) the
-// masks are constants, so the second derivative there is 0, as in PyTorch.
+// Where f' can be infinite, dg multiplies by it through `guarded` (Note [Zero adjoints]). At kinks
+// (relu, abs, clamp, maximum) the masks are constants, so the second derivative there is 0, as in
+// PyTorch.
 #define TAPEGRAD_UNARY_RULE(Name, str, F, DF, DG)                                                                      \
   struct Name {                                                                                                        \
     static constexpr std::string_view name = str;                                                                      \
@@ -52,10 +51,8 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
 inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
 inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
 inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
-// g * fp, but 0 where g == 0 and fp is infinite or NaN: the recorded form of the kernels' zero-adjoint
-// skip. The mask is a constant; where fp is finite it is 1 whatever g is, so the derivative in g
-// stays fp even at g == 0 (a Jacobian-vector product taken as the derivative of a VJP in its seed
-// relies on that).
+// g * fp, but 0 where g == 0 and fp is infinite or NaN: Note [Zero adjoints] (docs/design.md) for a
+// create_graph rule. The mask is a constant, 1 wherever fp is finite.
 Tensor guarded(const Tensor& g, const Tensor& fp) {
   const Tensor mask = ne(g.detach(), 0.0) + lt(abs(fp.detach()), std::numeric_limits<double>::infinity());
   return where(mask, g * fp, scalar_like(g, 0));
@@ -252,7 +249,8 @@ struct Pow {
     return guarded(g, where(ne(b, 0.0), b * pow(a, b - 1.0), scalar_like(g, 0)));
   }
   static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
-    return g * (r * log_positive(a));
+    // r log a only where a > 0, as db: r is infinite at a == 0 for b < 0, and inf * 0 is NaN.
+    return guarded(g, where(gt(a, 0.0), r * log_positive(a), scalar_like(g, 0)));
   }
 };
 struct Maximum {
