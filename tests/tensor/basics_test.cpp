@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <limits>
 #include <thread>
 
 using namespace autodiff;
@@ -403,6 +404,20 @@ BOOST_AUTO_TEST_CASE(gradcheck_refuses_float32_unless_asked) {
                                            {ones({2}, DType::float64)});
                          }),
                          "gradcheck: f must return a one-element tensor, got shape [2]"));
+}
+
+BOOST_AUTO_TEST_CASE(maximum_and_minimum_propagate_nan) {
+  // As PyTorch, and as the scalar max/min: in either operand, with a tensor or a scalar operand.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor a = tensor({nan, 1.0, nan}, DType::float64), b = tensor({1.0, nan, nan}, DType::float64);
+  for (const Tensor& r : {maximum(a, b), minimum(a, b), maximum(b, a), minimum(b, a)})
+    for (double v : r.to_vector())
+      BOOST_TEST(std::isnan(v));
+  const Tensor c = tensor({nan, 1.0}, DType::float64);
+  for (const Tensor& r : {maximum(c, 0.0), minimum(c, 0.0), maximum(c, nan), minimum(c, nan)})
+    BOOST_TEST(std::isnan(r.to_vector()[0]));
+  BOOST_TEST(std::isnan(maximum(c, nan).to_vector()[1]));
+  BOOST_TEST(std::isnan(minimum(c, nan).to_vector()[1]));
 }
 
 BOOST_AUTO_TEST_CASE(a_training_loop_allocates_nothing_after_warm_up) {

@@ -26,6 +26,9 @@ template <class T> T sigmoid_of(T a) {
   const T e = std::exp(a);
   return e / (T(1) + e);
 }
+// NaN propagates and a tie returns the first operand, as the scalar max/min (docs/design.md, Rules).
+template <class T> T max_of(T a, T b) { return a >= b || std::isnan(a) ? a : b; }
+template <class T> T min_of(T a, T b) { return a <= b || std::isnan(a) ? a : b; }
 template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(std::exp(-std::abs(a))); }
 
 // ---- the unary rules table ---------------------------------------------------------------------
@@ -101,8 +104,8 @@ TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                      
 TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
                     p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : guarded(g, pow(a, p.c0 - 1) * p.c0))
 // Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
-TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", std::max(a, T(p.c0)),             a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
-TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", std::min(a, T(p.c0)),             a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", max_of(a, T(p.c0)),               a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", min_of(a, T(p.c0)),               a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
 // clang-format on
 #undef TAPEGRAD_UNARY_RULE
 
@@ -256,7 +259,7 @@ struct Pow {
 struct Maximum {
   static constexpr std::string_view name = "maximum";
   static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a >= b ? a : b; }
+  template <class T> static T f(T a, T b) { return max_of(a, b); }
   template <class T> static T da(T a, T b, T, T g) { return a > b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b > a ? g : a == b ? T(0.5) * g : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
@@ -269,7 +272,7 @@ struct Maximum {
 struct Minimum {
   static constexpr std::string_view name = "minimum";
   static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a <= b ? a : b; }
+  template <class T> static T f(T a, T b) { return min_of(a, b); }
   template <class T> static T da(T a, T b, T, T g) { return a < b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b < a ? g : a == b ? T(0.5) * g : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
