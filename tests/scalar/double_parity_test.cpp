@@ -184,40 +184,35 @@ BOOST_AUTO_TEST_CASE(max_and_min_propagate_nan) {
 BOOST_AUTO_TEST_CASE(parsed_expressions_compute_what_double_computes) {
   // Constant operands are folded into the instruction (constant_left / constant_right), the
   // evaluator's own path to the mixed overloads.
-  std::vector<std::string> bad;
+  std::vector<std::string> texts;
   for (const std::string_view f : {"max", "min", "pow", "atan2", "hypot"}) {
+    texts.push_back(fmt::format("{}(x, y)", f));
     for (const std::string_view c : {"0", "1", "2.5", "-3"}) {
-      for (const std::string& text : std::vector<std::string>{
-               fmt::format("{}({}, x)", f, c), fmt::format("{}(x, {})", f, c), fmt::format("{}(x, y)", f)}) {
-        const Expression e = Expression::parse(text);
-        for (double x : values)
-          for (double y : values) {
-            std::vector<double> dv{x, y};
-            dv.resize(e.variables().size());
-            Tape tape;
-            const std::vector<Var> vv(dv.begin(), dv.end());
-            const double want = e.evaluate(dv), got = e.evaluate(vv).value();
-            if (!identical(got, want))
-              bad.push_back(fmt::format("{} at ({}): Var {} but double {}", text, fmt::join(dv, ", "), got, want));
-          }
-      }
+      texts.push_back(fmt::format("{}({}, x)", f, c));
+      texts.push_back(fmt::format("{}(x, {})", f, c));
     }
   }
-  for (const std::string_view op : {"+", "-", "*", "/", "^"}) {
-    for (const std::string& text :
-         std::vector<std::string>{fmt::format("2 {} x", op), fmt::format("x {} 2", op), fmt::format("x {} y", op)}) {
-      const Expression e = Expression::parse(text);
-      for (double x : values)
-        for (double y : values) {
-          std::vector<double> dv{x, y};
-          dv.resize(e.variables().size());
-          Tape tape;
-          const std::vector<Var> vv(dv.begin(), dv.end());
-          const double want = e.evaluate(dv), got = e.evaluate(vv).value();
-          if (!identical(got, want))
-            bad.push_back(fmt::format("{} at ({}): Var {} but double {}", text, fmt::join(dv, ", "), got, want));
-        }
-    }
+  for (const std::string_view op : {"+", "-", "*", "/", "^"})
+    for (const std::string_view form : {"2 {} x", "x {} 2", "x {} y"})
+      texts.push_back(fmt::format(fmt::runtime(form), op));
+  for (const std::string_view f : {"exp",   "log",     "log1p", "expm1",    "sqrt", "cbrt", "square", "sin",   "cos",
+                                   "tan",   "asin",    "acos",  "atan",     "sinh", "cosh", "tanh",   "asinh", "acosh",
+                                   "atanh", "sigmoid", "relu",  "softplus", "abs",  "erf",  "erfc"})
+    texts.push_back(fmt::format("{}(x)", f));
+  texts.emplace_back("-x");
+  std::vector<std::string> bad;
+  for (const std::string& text : texts) {
+    const Expression e = Expression::parse(text);
+    for (double x : values)
+      for (double y : values) {
+        std::vector<double> dv{x, y};
+        dv.resize(e.variables().size());
+        Tape tape;
+        const std::vector<Var> vv(dv.begin(), dv.end());
+        const double want = e.evaluate(dv), got = e.evaluate(vv).value();
+        if (!identical(got, want))
+          bad.push_back(fmt::format("{} at ({}): Var {} but double {}", text, fmt::join(dv, ", "), got, want));
+      }
   }
   BOOST_TEST(bad.empty(), bad.size() << " mismatches:\n" << fmt::format("{}", fmt::join(bad, "\n")));
 }
