@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 namespace autodiff {
 
 namespace {
@@ -77,8 +79,8 @@ void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double>
   reverse_walk(ops_.get(), args_.data.get(), args_.size, consts_.data.get(), consts_.size, n_,
                [&](auto rule, std::uint32_t i, std::uint32_t a, std::uint32_t b, double c) {
                  const double g = adj[i];
-                 // Nodes the output does not depend on are skipped: faster, and a zero adjoint
-                 // never meets an infinite partial derivative to make NaN.
+                 // Note [Zero adjoints] (docs/design.md); also, nodes the output does not depend on
+                 // cost nothing.
                  if (g == 0) return;
                  DoubleContext x{values, adj, i, a, b, c, g};
                  decltype(rule)::vjp(x);
@@ -172,13 +174,17 @@ std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>
     Var b() const { return TapeAccess::make(t, t.values_[b_], b_); }
     Var r() const { return TapeAccess::make(t, t.values_[i], i); }
     double c() const { return c_; }
+    // Note [Zero adjoints] (docs/design.md): its form for create_graph sweeps.
+    bool dropped(const Var& v) const { return g_.value() == 0 && !std::isfinite(v.value()); }
     void add(std::uint32_t k, const Var& v) {
+      if (dropped(v)) return;
       if (has[k])
         adj[k] = adj[k] + v;
       else
         adj[k] = v, has[k] = 1;
     }
     void subtract(std::uint32_t k, const Var& v) {
+      if (dropped(v)) return;
       if (has[k])
         adj[k] = adj[k] - v;
       else

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <limits>
 #include <thread>
 
 using namespace autodiff;
@@ -404,6 +405,77 @@ BOOST_AUTO_TEST_CASE(gradcheck_refuses_float32_unless_asked) {
                                            {ones({2}, DType::float64)});
                          }),
                          "gradcheck: f must return a one-element tensor, got shape [2]"));
+}
+
+// ---- gradcheck of a gradient written by hand ------------------------------------------------------
+
+namespace {
+// f(a, b) = sum(a * sin(b)) + sum(a^2) for a [2,3], b [3] (broadcast), and its gradient by hand.
+Tensor hand_f(const std::vector<Tensor>& x) { return sum(x[0] * sin(x[1])) + sum(square(x[0])); }
+std::vector<Tensor> hand_grad(const std::vector<Tensor>& x) {
+  return {sin(x[1]) + x[0] * 2.0, sum(x[0], 0) * cos(x[1])};
+}
+std::vector<Tensor> hand_inputs() {
+  return {from_vector({0.3, -1.2, 0.8, 1.5, 0.1, -0.7}, {2, 3}, DType::float64),
+          tensor({0.4, -2.0, 1.1}, DType::float64)};
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(gradcheck_passes_a_correct_hand_gradient) {
+  const TensorGradcheckReport r = gradcheck(hand_f, hand_grad, hand_inputs());
+  BOOST_TEST(r.passed, fmt::format("{}", r));
+  BOOST_TEST(r.checked == 9u);
+  BOOST_TEST(gradcheck(hand_f, hand_grad, hand_inputs(), {.fast = true}).passed);
+}
+
+BOOST_AUTO_TEST_CASE(gradcheck_rejects_a_wrong_hand_gradient_and_names_the_element) {
+  // One element off: b's gradient with the sign of element 2 flipped.
+  auto flipped = [](const std::vector<Tensor>& x) {
+    std::vector<Tensor> g = hand_grad(x);
+    g[1] = g[1] * tensor({1.0, 1.0, -1.0}, DType::float64);
+    return g;
+  };
+  const TensorGradcheckReport r = gradcheck(hand_f, flipped, hand_inputs());
+  BOOST_TEST(!r.passed);
+  BOOST_TEST(r.input == 1u);
+  BOOST_TEST(r.index == (std::vector<std::int64_t>{2}));
+  const std::string text = fmt::format("{}", r);
+  BOOST_TEST(text.find("gradcheck FAILED (9 components); worst: input 1 element [2]") != std::string::npos, text);
+  // Every element wrong in sign: the fast projection catches it too.
+  auto negated = [](const std::vector<Tensor>& x) {
+    std::vector<Tensor> g = hand_grad(x);
+    return std::vector<Tensor>{-g[0], -g[1]};
+  };
+  BOOST_TEST(!gradcheck(hand_f, negated, hand_inputs(), {.fast = true}).passed);
+  // An undefined gradient means zero, which is wrong for a.
+  auto none_for_a = [](const std::vector<Tensor>& x) { return std::vector<Tensor>{Tensor(), hand_grad(x)[1]}; };
+  const TensorGradcheckReport r2 = gradcheck(hand_f, none_for_a, hand_inputs());
+  BOOST_TEST(!r2.passed);
+  BOOST_TEST(r2.input == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(gradcheck_of_a_hand_gradient_names_wrong_shapes) {
+  // b's gradient left in the broadcast shape [2,3] instead of reduced to [3].
+  auto unreduced = [](const std::vector<Tensor>& x) { return std::vector<Tensor>{hand_grad(x)[0], x[0] * cos(x[1])}; };
+  BOOST_TEST(error_of([&] { (void)gradcheck(hand_f, unreduced, hand_inputs()); }) ==
+             "gradcheck: the claimed gradient of input 1 has shape [2,3] but the input has shape [3]");
+  auto one = [](const std::vector<Tensor>& x) { return std::vector<Tensor>{hand_grad(x)[0]}; };
+  BOOST_TEST(error_of([&] { (void)gradcheck(hand_f, one, hand_inputs()); }) ==
+             "gradcheck: the claimed gradient has 1 tensors but there are 2 inputs");
+}
+
+BOOST_AUTO_TEST_CASE(maximum_and_minimum_propagate_nan) {
+  // As PyTorch, and as the scalar max/min: in either operand, with a tensor or a scalar operand.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor a = tensor({nan, 1.0, nan}, DType::float64), b = tensor({1.0, nan, nan}, DType::float64);
+  for (const Tensor& r : {maximum(a, b), minimum(a, b), maximum(b, a), minimum(b, a)})
+    for (double v : r.to_vector())
+      BOOST_TEST(std::isnan(v));
+  const Tensor c = tensor({nan, 1.0}, DType::float64);
+  for (const Tensor& r : {maximum(c, 0.0), minimum(c, 0.0), maximum(c, nan), minimum(c, nan)})
+    BOOST_TEST(std::isnan(r.to_vector()[0]));
+  BOOST_TEST(std::isnan(maximum(c, nan).to_vector()[1]));
+  BOOST_TEST(std::isnan(minimum(c, nan).to_vector()[1]));
 }
 
 BOOST_AUTO_TEST_CASE(a_training_loop_allocates_nothing_after_warm_up) {

@@ -565,4 +565,26 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   return t;
 }
 
+// The ops of tensor_op_names() (but those in `elsewhere`) that no row of `table` records when run
+// on its first shapes. Recorded op names are compared exactly: a `maximum` row does not cover `max`.
+inline std::vector<std::string> ops_without_row(const std::vector<TensorOpInfo>& table,
+                                                const std::vector<std::string>& elsewhere) {
+  std::vector<std::string> seen;
+  for (const TensorOpInfo& op : table) {
+    autodiff::Tape tape;
+    std::vector<Tensor> xs = inputs_for(op, op.shapes.at(0));
+    for (Tensor& x : xs)
+      if (x.dtype() != DType::int64) x.requires_grad(true);
+    op.f(xs);
+    const std::vector<std::string> ops = autodiff::recorded_tensor_ops();
+    seen.insert(seen.end(), ops.begin(), ops.end());
+  }
+  std::vector<std::string> missing;
+  for (const std::string& name : autodiff::tensor_op_names())
+    if (std::find(elsewhere.begin(), elsewhere.end(), name) == elsewhere.end() &&
+        std::find(seen.begin(), seen.end(), name) == seen.end())
+      missing.push_back(name);
+  return missing;
+}
+
 } // namespace tapegrad_test

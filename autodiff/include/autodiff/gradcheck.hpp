@@ -30,7 +30,7 @@ struct GradcheckReport {
   std::size_t worst = 0;         // the component furthest outside its tolerance (or nearest to it)
   double abs_error = 0;          // |analytic - numeric| at `worst`
   double rel_error = 0;          // abs_error / |numeric| at `worst` (inf when numeric is 0)
-  std::string what = "gradient"; // "gradient" or "gradient of gradient"
+  std::string what = "gradient"; // "gradient", "gradient of gradient" or "claimed gradient"
   explicit operator bool() const { return passed; }
 };
 
@@ -57,6 +57,25 @@ template <class F> GradcheckReport gradcheck(F&& f, std::span<const double> x, c
 template <class F>
 GradcheckReport gradcheck(F&& f, const std::vector<double>& x, const GradcheckOptions& options = {}) {
   return gradcheck_impl(detail::as_scalar_function(std::forward<F>(f)), std::span<const double>(x), options);
+}
+
+// A function of plain doubles and a gradient written for it by hand.
+using ValueFunction = std::function<double(const std::vector<double>&)>;
+using GradientFunction = std::function<std::vector<double>(const std::vector<double>&)>;
+
+GradcheckReport gradcheck_claimed_impl(const ValueFunction& f, const GradientFunction& claimed_grad,
+                                       std::span<const double> x, const GradcheckOptions& o);
+
+// Judges a gradient written by hand: claimed_grad(x) is compared with central differences of f,
+// component by component, with the same options and report as above (`what` is "claimed
+// gradient"; the report names the worst component). Neither function records anything. A claimed
+// gradient with the wrong number of components is an Error naming both sizes.
+template <class F, class G>
+requires std::is_invocable_r_v < double, F&, const std::vector<double>
+& > &&std::is_invocable_r_v<std::vector<double>, G&, const std::vector<double>&> GradcheckReport
+    gradcheck(F&& f, G&& claimed_grad, const std::vector<double>& x, const GradcheckOptions& options = {}) {
+  return gradcheck_claimed_impl(ValueFunction(std::forward<F>(f)), GradientFunction(std::forward<G>(claimed_grad)),
+                                std::span<const double>(x), options);
 }
 
 // Compares the Hessian from a create_graph gradient with central differences of the gradient,

@@ -34,6 +34,11 @@ inline double sigmoid_value(double a) {
   return e / (1.0 + e);
 }
 inline double softplus_value(double a) { return std::fmax(a, 0.0) + std::log1p(std::exp(-std::fabs(a))); }
+// max and min propagate NaN, as PyTorch's maximum/minimum (std::fmax drops it, `a >= b ? a : b`
+// depends on the operand order); at a tie, +0 and -0 included, they return the first operand.
+// Every form (double, Var, Var and a constant on either side) computes its value here.
+inline double max_value(double a, double b) { return a >= b || std::isnan(a) ? a : b; }
+inline double min_value(double a, double b) { return a <= b || std::isnan(a) ? a : b; }
 
 struct Leaf {
   static constexpr std::string_view name = "leaf";
@@ -114,17 +119,18 @@ struct Hypot {
     x.db(s * x.b());
   }
 };
-// At a tie the gradient is split evenly, as PyTorch's maximum/minimum do.
+// At a tie the gradient is split evenly, as PyTorch's maximum/minimum do; with a NaN operand
+// neither side wins or ties, so nothing flows (as the constant forms and PyTorch).
 struct Max {
   static constexpr std::string_view name = "max";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a >= b ? a : b; }
+  static double f(double a, double b) { return max_value(a, b); }
   template <class X> static void vjp(X& x) {
     if (x.a() > x.b())
       x.da(x.g());
     else if (x.b() > x.a())
       x.db(x.g());
-    else {
+    else if (x.a() == x.b()) {
       x.da(0.5 * x.g());
       x.db(0.5 * x.g());
     }
@@ -133,13 +139,13 @@ struct Max {
 struct Min {
   static constexpr std::string_view name = "min";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a <= b ? a : b; }
+  static double f(double a, double b) { return min_value(a, b); }
   template <class X> static void vjp(X& x) {
     if (x.a() < x.b())
       x.da(x.g());
     else if (x.b() < x.a())
       x.db(x.g());
-    else {
+    else if (x.a() == x.b()) {
       x.da(0.5 * x.g());
       x.db(0.5 * x.g());
     }

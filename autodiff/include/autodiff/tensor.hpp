@@ -418,6 +418,9 @@ Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs);
 
 // The names of every op in the rules table ("add", "matmul", ...), sorted; for tests and tools.
 std::vector<std::string> tensor_op_names();
+// The op of each node recorded on the active tape's tensor record, in recording order ("leaf",
+// "mul", ...); for tests and tools (the op-table test checks that every op is recorded by a row).
+std::vector<std::string> recorded_tensor_ops();
 
 } // namespace autodiff
 

@@ -52,6 +52,24 @@ requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
   return gradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
 }
 
+// Judges a gradient written by hand: claimed_grad(inputs) returns one tensor per input (an
+// undefined Tensor means zero; int64 inputs' entries are ignored) and is compared with central
+// differences of f, as above: same options (fast mode included) and report, which names the input
+// and element. Both run with recording off, on the inputs' float64 copies. A claimed gradient of
+// the wrong shape, or the wrong number of them, is an error naming the shapes.
+using TensorGradientFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+TensorGradcheckReport gradcheck_claimed_tensors(const TensorFunction& f, const TensorGradientFunction& claimed_grad,
+                                                const std::vector<Tensor>& inputs,
+                                                const TensorGradcheckOptions& options = {});
+
+template <class F, class G>
+requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
+& > &&std::is_invocable_r_v<std::vector<Tensor>, G&, const std::vector<Tensor>&> TensorGradcheckReport
+    gradcheck(F&& f, G&& claimed_grad, const std::vector<Tensor>& inputs, const TensorGradcheckOptions& options = {}) {
+  return gradcheck_claimed_tensors(TensorFunction(std::forward<F>(f)),
+                                   TensorGradientFunction(std::forward<G>(claimed_grad)), inputs, options);
+}
+
 // Second order: the create_graph gradient of f, projected on a random direction w of the inputs'
 // shapes (h(x) = sum_k <w_k, d f / d x_k>), is checked by gradcheck, so that H w from a double
 // backward is compared with central differences of first-order gradients. f returns one element.

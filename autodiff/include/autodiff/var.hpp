@@ -191,14 +191,20 @@ template <IsVar V> Var max(const V& a, const V& b) {
 template <IsVar V> Var min(const V& a, const V& b) {
   return TapeAccess::binary<rules::Min>(a, b, rules::Min::f(a.value(), b.value()));
 }
+// The constant keeps its place: the value is the double overload's for the operands in the same
+// order (at a tie of -0 and +0 that is the first).
 template <IsVar V> Var max(const V& a, double c) {
-  return TapeAccess::unary_const<rules::MaxC>(a, c, a.value() >= c ? a.value() : c);
+  return TapeAccess::unary_const<rules::MaxC>(a, c, rules::max_value(a.value(), c));
 }
-template <IsVar V> Var max(double c, const V& a) { return max(a, c); }
+template <IsVar V> Var max(double c, const V& a) {
+  return TapeAccess::unary_const<rules::MaxC>(a, c, rules::max_value(c, a.value()));
+}
 template <IsVar V> Var min(const V& a, double c) {
-  return TapeAccess::unary_const<rules::MinC>(a, c, a.value() <= c ? a.value() : c);
+  return TapeAccess::unary_const<rules::MinC>(a, c, rules::min_value(a.value(), c));
 }
-template <IsVar V> Var min(double c, const V& a) { return min(a, c); }
+template <IsVar V> Var min(double c, const V& a) {
+  return TapeAccess::unary_const<rules::MinC>(a, c, rules::min_value(c, a.value()));
+}
 // The rarely mixed binary functions take a double as a constant leaf.
 template <IsVar V> Var atan2(const V& a, double b) { return atan2(a, Var(b)); }
 template <IsVar V> Var atan2(double a, const V& b) { return atan2(Var(a), b); }
@@ -211,11 +217,11 @@ inline double square(double a) { return a * a; }
 inline double sigmoid(double a) { return rules::sigmoid_value(a); }
 inline double relu(double a) { return a > 0 ? a : 0.0; }
 inline double softplus(double a) { return rules::softplus_value(a); }
-inline double max(double a, double b) { return a >= b ? a : b; }
+inline double max(double a, double b) { return rules::max_value(a, b); }
 // Without this, abs(double) in generic code can silently pick the C library's abs(int). A
 // template, so that it neither clashes with std::abs after `using std::abs;` nor loses to abs(int).
 template <std::floating_point F> F abs(F a) { return std::fabs(a); }
-inline double min(double a, double b) { return a <= b ? a : b; }
+inline double min(double a, double b) { return rules::min_value(a, b); }
 
 // ---- gradients ------------------------------------------------------------------------------
 // d y / d x for each x, by one reverse sweep.

@@ -3,8 +3,7 @@
 // forward kernel and by the reverse sweep. Broadcasting is not the rules' business: the binary
 // kernels produce gradients in the broadcast shape and the engine sums them back (record.cpp).
 //
-// A zero adjoint never reaches `df`: the kernels write 0 there, so an infinite or NaN partial in a
-// branch the output does not depend on (the untaken side of `where`) cannot make NaN.
+// A zero adjoint never reaches `df`: the kernels write 0 there (Note [Zero adjoints], docs/design.md).
 
 #include "internal.hpp"
 
@@ -16,6 +15,13 @@
 namespace autodiff {
 
 namespace detail {
+
+Tensor zero_adjoint(const Tensor& g, const Tensor& contribution) {
+  if (!contribution.defined()) return contribution;
+  const Tensor mask = ne(g.detach(), 0.0) + lt(abs(contribution.detach()), std::numeric_limits<double>::infinity());
+  return where(mask, contribution, scalar_like(contribution, 0));
+}
+
 namespace {
 
 struct P { // the constants of an op (x + c, pow(x, c), clamp(x, lo, hi), ...)
@@ -27,15 +33,18 @@ template <class T> T sigmoid_of(T a) {
   const T e = std::exp(a);
   return e / (T(1) + e);
 }
+// NaN propagates and a tie returns the first operand, as the scalar max/min (docs/design.md, Rules).
+template <class T> T max_of(T a, T b) { return a >= b || std::isnan(a) ? a : b; }
+template <class T> T min_of(T a, T b) { return a <= b || std::isnan(a) ? a : b; }
 template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(std::exp(-std::abs(a))); }
 
 // ---- the unary rules table ---------------------------------------------------------------------
 // f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact);
 // dg is the same product with recorded tensor ops, for create_graph sweeps (an undefined Tensor
 // means zero). dg reads only what df reads (the uses_a / uses_r lists below say what is saved).
-// Where f' can be infinite, dg multiplies by it through `guarded`, which keeps the promise above for
-// gradients of gradients too without changing d(dg)/dg anywhere f' is finite. At kinks (relu, abs, clamp, maximum) the
-// masks are constants, so the second derivative there is 0, as in PyTorch.
+// unary_backward_graph applies Note [Zero adjoints] to what dg returns, as the kernels skip a zero
+// g. At kinks (relu, abs, clamp, maximum) the masks are constants, so the second derivative there
+// is 0, as in PyTorch.
 #define TAPEGRAD_UNARY_RULE(Name, str, F, DF, DG)                                                                      \
   struct Name {                                                                                                        \
     static constexpr std::string_view name = str;                                                                      \
@@ -52,14 +61,6 @@ template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(st
 inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
 inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
 inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
-// g * fp, but 0 where g == 0 and fp is infinite or NaN: the recorded form of the kernels' zero-adjoint
-// skip. The mask is a constant; where fp is finite it is 1 whatever g is, so the derivative in g
-// stays fp even at g == 0 (a Jacobian-vector product taken as the derivative of a VJP in its seed
-// relies on that).
-Tensor guarded(const Tensor& g, const Tensor& fp) {
-  const Tensor mask = ne(g.detach(), 0.0) + lt(abs(fp.detach()), std::numeric_limits<double>::infinity());
-  return where(mask, g * fp, scalar_like(g, 0));
-}
 // log a where a > 0, else 0 (not NaN): for rules whose untaken branch would take log of a <= 0.
 Tensor log_positive(const Tensor& a) {
   const Tensor pos = gt(a, 0.0);
@@ -70,11 +71,11 @@ Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0
 // clang-format off
 TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g,                  -g)
 TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r,               g * r)
-TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               guarded(g, 1.0 / a))
-TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      guarded(g, 1.0 / (a + 1.0)))
+TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               g * (1.0 / a))
+TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      g * (1.0 / (a + 1.0)))
 TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                        g * (r + T(1)),      g * (r + 1.0))
-TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      guarded(g, 0.5 / r))
-TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, guarded(g, r * square(r) * -0.5))
+TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      g * (0.5 / r))
+TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, g * (r * square(r) * -0.5))
 TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a,        g * a * 2.0)
 TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), g * sign(a))
 TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0),                Tensor())
@@ -92,20 +93,20 @@ TAPEGRAD_UNARY_RULE(Erf,       "erf",        std::erf(a),                       
 TAPEGRAD_UNARY_RULE(Gelu,      "gelu",       T(0.5) * a * (T(1) + std::erf(a * T(sqrt1_2))),
                     g * (T(0.5) * (T(1) + std::erf(a * T(sqrt1_2))) + a * std::exp(T(-0.5) * a * a) * T(inv_sqrt2pi)),
                     g * ((erf(a * sqrt1_2) + 1.0) * 0.5 + a * exp(square(a) * -0.5) * inv_sqrt2pi))
-// softplus' = sigmoid(a) = exp(a - softplus(a)): reuses the result, stable for any |a|.
-TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * std::exp(a - r), g * sigmoid(a))
+// softplus' = sigmoid(a) in its stable form, right at +inf too (exp(a - r) is exp(inf - inf) there).
+TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * sigmoid_of(a),   g * sigmoid(a))
 TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0), g * (ge(a, p.c0) * le(a, p.c1)))
 TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                          g,                   g)
 TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g,                  -g)
 TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0),         g * p.c0)
 TAPEGRAD_UNARY_RULE(DivC,      "div_scalar", a / T(p.c0),                          g / T(p.c0),         g / p.c0)
-TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          guarded(g, -(r / a)))
+TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          g * -(r / a))
 // d/da a^c is 0 for c == 0 (a^0 == 1 everywhere), not 0 * inf at a == 0.
 TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
-                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : guarded(g, pow(a, p.c0 - 1) * p.c0))
+                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : g * (pow(a, p.c0 - 1) * p.c0))
 // Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
-TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", std::max(a, T(p.c0)),             a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
-TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", std::min(a, T(p.c0)),             a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", max_of(a, T(p.c0)),               a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", min_of(a, T(p.c0)),               a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
 // clang-format on
 #undef TAPEGRAD_UNARY_RULE
 
@@ -143,6 +144,7 @@ TAPEGRAD_NO_R(Relu)
 TAPEGRAD_NO_R(LeakyRelu)
 TAPEGRAD_NO_R(Gelu)
 TAPEGRAD_NO_R(Erf)
+TAPEGRAD_NO_R(Softplus)
 TAPEGRAD_NO_R(Clamp)
 TAPEGRAD_NO_R(PowC)
 TAPEGRAD_NO_R(MaxC)
@@ -176,7 +178,7 @@ template <class F> void unary_backward_graph(BackwardCtx& x) {
   const Tensor none;
   const Tensor& a = uses_a<F> ? x.saved(0) : none;
   const Tensor& r = uses_r<F> ? x.saved(uses_a<F> ? 1 : 0) : none;
-  x.grad(0, F::dg(a, r, x.g, P{x.c(0), x.c(1)}));
+  x.grad(0, zero_adjoint(x.g, F::dg(a, r, x.g, P{x.c(0), x.c(1)})));
 }
 template <class F> const OpInfo unary_info{F::name, &unary_backward<F>, &unary_backward_graph<F>};
 
@@ -238,8 +240,8 @@ struct Div {
   template <class T> static T f(T a, T b) { return a / b; }
   template <class T> static T da(T, T b, T, T g) { return g / b; }
   template <class T> static T db(T, T b, T r, T g) { return -g * r / b; }
-  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return guarded(g, 1.0 / b); }
-  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) { return guarded(g, -(r / b)); }
+  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return g * (1.0 / b); }
+  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) { return g * -(r / b); }
 };
 struct Pow {
   static constexpr std::string_view name = "pow";
@@ -249,16 +251,17 @@ struct Pow {
   // r log a; for a <= 0 the real power is only defined at integers, where PyTorch also uses 0.
   template <class T> static T db(T a, T, T r, T g) { return a > 0 ? g * r * std::log(a) : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return guarded(g, where(ne(b, 0.0), b * pow(a, b - 1.0), scalar_like(g, 0)));
+    return g * where(ne(b, 0.0), b * pow(a, b - 1.0), scalar_like(g, 0));
   }
   static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
-    return g * (r * log_positive(a));
+    // r log a only where a > 0, as db: r is infinite at a == 0 for b < 0, and inf * 0 is NaN.
+    return g * where(gt(a, 0.0), r * log_positive(a), scalar_like(g, 0));
   }
 };
 struct Maximum {
   static constexpr std::string_view name = "maximum";
   static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a >= b ? a : b; }
+  template <class T> static T f(T a, T b) { return max_of(a, b); }
   template <class T> static T da(T a, T b, T, T g) { return a > b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b > a ? g : a == b ? T(0.5) * g : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
@@ -271,7 +274,7 @@ struct Maximum {
 struct Minimum {
   static constexpr std::string_view name = "minimum";
   static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a <= b ? a : b; }
+  template <class T> static T f(T a, T b) { return min_of(a, b); }
   template <class T> static T da(T a, T b, T, T g) { return a < b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b < a ? g : a == b ? T(0.5) * g : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
@@ -386,15 +389,17 @@ template <class F> void binary_backward(BackwardCtx& x) {
   }
 }
 // dga/dgb: the same products with recorded ops, for create_graph sweeps (add and sub save nothing,
-// and read only g).
+// and read only g), under Note [Zero adjoints] as the kernels above skip a zero g.
 template <class F> void binary_backward_graph(BackwardCtx& x) {
   const Tensor none;
   const bool saved = !F::g_passes;
   const Tensor& a = saved ? x.saved(0) : none;
   const Tensor& b = saved ? x.saved(1) : none;
   const Tensor& r = saved ? x.saved(2) : none;
-  if (x.needs(0)) x.grad(0, F::dga(a, b, r, x.g));
-  if (x.needs(1)) x.grad(1, F::dgb(a, b, r, x.g));
+  // add and sub pass g on: nothing to drop
+  auto policy = [&](Tensor v) { return F::g_passes ? v : zero_adjoint(x.g, v); };
+  if (x.needs(0)) x.grad(0, policy(F::dga(a, b, r, x.g)));
+  if (x.needs(1)) x.grad(1, policy(F::dgb(a, b, r, x.g)));
 }
 template <class F> const OpInfo binary_info{F::name, &binary_backward<F>, &binary_backward_graph<F>};
 

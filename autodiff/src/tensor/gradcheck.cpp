@@ -47,13 +47,17 @@ void judge(TensorGradcheckReport& r, double& worst, const TensorGradcheckOptions
 }
 } // namespace
 
-TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
-                                        const TensorGradcheckOptions& o) {
+namespace {
+// float64 copies of the inputs, the float ones requiring grad, and which those are.
+struct Checked {
+  std::vector<Tensor> xs;
+  std::vector<std::size_t> diff; // the inputs that are differentiated
+};
+Checked prepare(const std::vector<Tensor>& inputs, const TensorGradcheckOptions& o) {
   if (!(o.eps > 0) || !(o.atol >= 0) || !(o.rtol >= 0))
     detail::fail("gradcheck: options need eps > 0, atol >= 0 and rtol >= 0 (got eps {}, atol {}, rtol {})", o.eps,
                  o.atol, o.rtol);
-  std::vector<Tensor> xs;
-  std::vector<std::size_t> diff; // the inputs that are differentiated
+  Checked c;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     const Tensor& t = inputs[k];
     detail::check_defined("gradcheck", t);
@@ -63,35 +67,24 @@ TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vect
                    "float64 copies",
                    k, t.shape());
     if (t.dtype() == DType::int64) {
-      xs.push_back(t.detach());
+      c.xs.push_back(t.detach());
     } else {
-      xs.push_back(detail::convert(t, DType::float64));
-      xs.back().requires_grad(true);
-      diff.push_back(k);
+      c.xs.push_back(detail::convert(t, DType::float64));
+      c.xs.back().requires_grad(true);
+      c.diff.push_back(k);
     }
   }
-  Tape tape;
+  return c;
+}
+
+// Compares `analytic` (one float64 gradient per differentiated input) with central differences
+// of f, element by element or (fast) along one random projection.
+TensorGradcheckReport compare(const TensorFunction& f, Checked& c, const std::vector<Tensor>& analytic,
+                              const TensorGradcheckOptions& o) {
+  std::vector<Tensor>& xs = c.xs;
+  const std::vector<std::size_t>& diff = c.diff;
   TensorGradcheckReport r;
   r.fast = o.fast;
-  std::vector<Tensor> analytic;
-  {
-    const Tensor y = f(xs);
-    detail::check_defined("gradcheck", y);
-    if (y.numel() != 1)
-      detail::fail("gradcheck: f must return a one-element tensor, got shape {}; reduce it, e.g. sum(w * y) with "
-                   "random w",
-                   y.shape());
-    std::vector<Tensor> wrt;
-    for (std::size_t k : diff)
-      wrt.push_back(xs[k]);
-    if (y.requires_grad() && !wrt.empty()) {
-      analytic = grad(std::vector<Tensor>{y}, wrt);
-    } else {
-      for (const Tensor& w : wrt)
-        analytic.push_back(zeros(w.shape(), DType::float64));
-    }
-  }
-  tape.reset();
   double worst = -1;
   if (o.fast) {
     std::mt19937_64 gen(o.seed);
@@ -137,6 +130,66 @@ TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vect
     }
   }
   return r;
+}
+} // namespace
+
+TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
+                                        const TensorGradcheckOptions& o) {
+  Checked c = prepare(inputs, o);
+  Tape tape;
+  std::vector<Tensor> analytic;
+  {
+    const Tensor y = f(c.xs);
+    detail::check_defined("gradcheck", y);
+    if (y.numel() != 1)
+      detail::fail("gradcheck: f must return a one-element tensor, got shape {}; reduce it, e.g. sum(w * y) with "
+                   "random w",
+                   y.shape());
+    std::vector<Tensor> wrt;
+    for (std::size_t k : c.diff)
+      wrt.push_back(c.xs[k]);
+    if (y.requires_grad() && !wrt.empty()) {
+      analytic = grad(std::vector<Tensor>{y}, wrt);
+    } else {
+      for (const Tensor& w : wrt)
+        analytic.push_back(zeros(w.shape(), DType::float64));
+    }
+  }
+  tape.reset();
+  return compare(f, c, analytic, o);
+}
+
+TensorGradcheckReport gradcheck_claimed_tensors(const TensorFunction& f, const TensorGradientFunction& claimed_grad,
+                                                const std::vector<Tensor>& inputs, const TensorGradcheckOptions& o) {
+  Checked c = prepare(inputs, o);
+  Tape tape;
+  std::vector<Tensor> claimed;
+  {
+    NoGradGuard no_grad;
+    const Tensor y = f(c.xs);
+    detail::check_defined("gradcheck", y);
+    if (y.numel() != 1) detail::fail("gradcheck: f must return a one-element tensor, got shape {}", y.shape());
+    claimed = claimed_grad(c.xs);
+  }
+  if (claimed.size() != inputs.size())
+    detail::fail("gradcheck: the claimed gradient has {} tensors but there are {} inputs", claimed.size(),
+                 inputs.size());
+  std::vector<Tensor> analytic;
+  for (std::size_t k : c.diff) {
+    const Tensor& g = claimed[k];
+    const Tensor& x = c.xs[k];
+    if (!g.defined()) { // zero, as a custom function's backward may say
+      analytic.push_back(zeros(x.shape(), DType::float64));
+      continue;
+    }
+    if (!(g.shape() == x.shape()))
+      detail::fail("gradcheck: the claimed gradient of input {} has shape {} but the input has shape {}", k, g.shape(),
+                   x.shape());
+    if (g.dtype() == DType::int64)
+      detail::fail("gradcheck: the claimed gradient of input {} (shape {}) is int64; it must be float", k, g.shape());
+    analytic.push_back(detail::convert(g, DType::float64));
+  }
+  return compare(f, c, analytic, o);
 }
 
 TensorGradcheckReport gradgradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,

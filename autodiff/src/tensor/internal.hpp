@@ -240,6 +240,10 @@ Tensor convert(const Tensor& t, DType d);
 // A 0-D tensor holding c in a's dtype: a constant that broadcasts against a (comparisons with a
 // number, the 0 and 1 of the create_graph rules' where()).
 inline Tensor scalar_like(const Tensor& a, double c) { return full({}, c, a.dtype()); }
+// Note [Zero adjoints] (docs/design.md) for a create_graph rule whose fast kernel skips elements
+// with a zero adjoint: `contribution` (recorded, in g's shape or one g broadcasts to), but 0 where
+// g is 0 and it is not finite. The mask is a constant. An undefined contribution passes through.
+Tensor zero_adjoint(const Tensor& g, const Tensor& contribution);
 // Shape with dimension `dim` set to 1 (keepdim) or removed.
 Shape reduced_shape(const Shape& s, int dim, bool keepdim);
 // outer x n x inner decomposition of a shape around `dim`.

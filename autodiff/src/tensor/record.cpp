@@ -363,6 +363,15 @@ std::vector<std::string> tensor_op_names() {
   return out;
 }
 
+std::vector<std::string> recorded_tensor_ops() {
+  const detail::Record& rec = detail::record_of(Tape::active());
+  std::vector<std::string> out;
+  out.reserve(rec.nodes.size());
+  for (const detail::Node& n : rec.nodes)
+    out.emplace_back(n.op->name);
+  return out;
+}
+
 // ---- Tensor autograd members ---------------------------------------------------------------------
 Tensor& Tensor::requires_grad(bool on) {
   detail::check_defined("requires_grad", *this);

@@ -287,10 +287,8 @@ template <class Local> void slice_backward(BackwardCtx& x, std::string_view name
   x.grad(0, std::move(ga));
 }
 
-// d lse / d a_k = exp(a_k - lse): softmax, from the saved result, stable for any magnitude.
-// The graph rule does not mask g == 0 as the kernel does: exp(a - r) is at most 1 for finite input,
-// and a mask would zero d/dg at g = 0 (the derivative a Jacobian-vector product by double backward
-// takes).
+// d lse / d a_k = exp(a_k - lse): softmax, from the saved result, stable for any magnitude. At
+// infinite input it is NaN (inf - inf), so the graph rule follows Note [Zero adjoints] as the kernel.
 const OpInfo logsumexp_info{"logsumexp",
                             [](BackwardCtx& x) {
                               slice_backward(x, "logsumexp", [](auto a, auto r, auto g) {
@@ -299,7 +297,8 @@ const OpInfo logsumexp_info{"logsumexp",
                             },
                             [](BackwardCtx& x) {
                               const Shape ks = keep_shape(x);
-                              x.grad(0, as_shape(x.g, ks) * exp(x.saved(0) - as_shape(x.saved(1), ks)));
+                              const Tensor g = as_shape(x.g, ks);
+                              x.grad(0, zero_adjoint(g, g * exp(x.saved(0) - as_shape(x.saved(1), ks))));
                             }};
 // d |a| / d a = a / |a|, and 0 at a = 0 (a subgradient), rather than 0/0.
 // The graph rule divides by where(r == 0, 1, r), not by r: where passes no gradient to its untaken
