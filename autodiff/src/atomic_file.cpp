@@ -189,7 +189,7 @@ private:
       if (fd >= 0) return fd;
       const int err = errno;
       name_.clear();
-      if (err != EEXIST) fail(shown_, "cannot create a temporary file beside it", err);
+      if (err != EEXIST) fail(shown_, "cannot create the new file in its directory", err);
     }
     fail(shown_, "cannot find an unused temporary file name", EEXIST);
   }
@@ -203,7 +203,7 @@ private:
       if (::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, name_.c_str(), AT_SYMLINK_FOLLOW) == 0) return;
       const int err = errno;
       name_.clear();
-      if (err != EEXIST) fail(shown_, "cannot link the temporary file beside it", err);
+      if (err != EEXIST) fail(shown_, "cannot name the new file in its directory", err);
     }
     fail(shown_, "cannot find an unused temporary file name", EEXIST);
   }
