@@ -84,10 +84,10 @@ unsigned host_hash() {
 
 std::string temp_prefix(const fs::path& target) { return fmt::format(".{}.tmp-", target.filename().string()); }
 
-fs::path temp_name(const fs::path& target) {
+fs::path temp_name(const fs::path& target, long pid = ::getpid()) {
   static thread_local std::mt19937 rng(std::random_device{}());
   return target.parent_path() /
-         fmt::format("{}{}-{:08x}-{:08x}", temp_prefix(target), ::getpid(), host_hash(), static_cast<unsigned>(rng()));
+         fmt::format("{}{}-{:08x}-{:08x}", temp_prefix(target), pid, host_hash(), static_cast<unsigned>(rng()));
 }
 
 // Removes this target's temporary files left by killed saves: those of this host whose process is
@@ -262,6 +262,8 @@ void write_file_atomically(const fs::path& target, const std::function<void(File
   writer(sink);
   temp.commit(resolved, options.replace);
 }
+
+fs::path detail::temporary_name(const fs::path& target, long pid) { return temp_name(target, pid); }
 
 void write_file_atomically(const fs::path& target, std::span<const std::byte> bytes, WriteOptions options) {
   write_file_atomically(

@@ -161,6 +161,37 @@ BOOST_AUTO_TEST_CASE(killed_saves_leave_nothing_after_the_next_save) {
   BOOST_TEST(dir.entries() == (std::vector<std::string>{"ckpt"}), boost::test_tools::per_element());
 }
 
+// Where there is no O_TMPFILE, or when a save is killed in the instant its file has a name, a
+// hidden file is left. The next save removes those of processes that are gone, and only those.
+BOOST_AUTO_TEST_CASE(the_next_save_removes_leftovers_of_dead_processes_only) {
+  TempDir dir;
+  const pid_t dead = ::fork();
+  BOOST_REQUIRE(dead >= 0);
+  if (dead == 0) ::_exit(0);
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(dead, &status, 0) == dead); // reaped: its pid names no process now
+  const pid_t live = ::fork();
+  BOOST_REQUIRE(live >= 0);
+  if (live == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const auto leftover = autodiff::detail::temporary_name(dir / "m.bin", dead);
+  const auto in_use = autodiff::detail::temporary_name(dir / "m.bin", live);
+  const auto other_file = autodiff::detail::temporary_name(dir / "other.bin", dead);
+  for (const auto& p : {leftover, in_use, other_file})
+    write_file(p, {1, 2, 3});
+  write_file(dir / ".m.bin.tmp-not-ours", {1});
+  nn::write_file_atomically(dir / "m.bin", filled(3, 0));
+  ::kill(live, SIGKILL);
+  ::waitpid(live, &status, 0);
+  BOOST_TEST(!std::filesystem::exists(leftover));
+  BOOST_TEST(std::filesystem::exists(in_use));     // a live process's save
+  BOOST_TEST(std::filesystem::exists(other_file)); // another target's
+  BOOST_TEST(std::filesystem::exists(dir / ".m.bin.tmp-not-ours"));
+  BOOST_TEST(dir.entries().size() == 4u);
+}
+
 // Saving onto a symbolic link replaces the file it points to, keeping the link and the file's mode.
 BOOST_AUTO_TEST_CASE(writes_through_a_symbolic_link) {
   TempDir dir;

@@ -66,4 +66,10 @@ void write_file_atomically(const std::filesystem::path& target, const std::funct
 void write_file_atomically(const std::filesystem::path& target, std::span<const std::byte> bytes,
                            WriteOptions options = {});
 
+namespace detail {
+// The name a save of `target` by process `pid` of this host gives its temporary file: for tests of
+// the removal of leftovers, which otherwise only a kill at the right instant leaves.
+std::filesystem::path temporary_name(const std::filesystem::path& target, long pid);
+} // namespace detail
+
 } // namespace autodiff
