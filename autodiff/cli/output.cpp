@@ -1,16 +1,20 @@
-// Atomic writes and running Graphviz: POSIX calls, argument vectors only (never a shell string).
+// Checked output and running Graphviz: POSIX calls, argument vectors only (never a shell string).
 
 #include "output.hpp"
 
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 extern char** environ;
@@ -23,48 +27,16 @@ namespace {
 std::string errno_text(int e) { return std::strerror(e); }
 } // namespace
 
-TempFile::TempFile(const fs::path& next_to) {
-  const fs::path dir = next_to.has_parent_path() ? next_to.parent_path() : fs::path(".");
-  std::string pattern = (dir / fmt::format(".{}.tmp-XXXXXX", next_to.filename().string())).string();
-  fd_ = ::mkstemp(pattern.data());
-  if (fd_ < 0) throw IoError(fmt::format("cannot create a temporary file in {}: {}", dir.string(), errno_text(errno)));
-  path_ = pattern;
-  // mkstemp creates the file 0600; the result should get the permissions any new file would.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::fchmod(fd_, 0666 & ~mask);
-}
-
-TempFile::~TempFile() {
-  if (fd_ >= 0) ::close(fd_);
-  if (owned_) ::unlink(path_.c_str());
-}
-
-void TempFile::write_all(std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd_, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(fmt::format("cannot write {}: {}", path_.string(), errno_text(errno)));
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
+void write_stdout(std::string_view text) {
+  // stdio buffers: a failed write often shows only at the flush, so both are checked.
+  errno = 0;
+  const bool written = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+  const int err = errno;
+  if (std::fflush(stdout) != 0 || !written || std::ferror(stdout)) {
+    const int e = errno != 0 ? errno : err;
+    std::clearerr(stdout);
+    throw IoError(fmt::format("cannot write standard output: {}", errno_text(e)));
   }
-  if (::fsync(fd_) != 0) throw IoError(fmt::format("cannot write {}: {}", path_.string(), errno_text(errno)));
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) throw IoError(fmt::format("cannot write {}: {}", path_.string(), errno_text(errno)));
-}
-
-void TempFile::rename_to(const fs::path& target) {
-  if (::rename(path_.c_str(), target.c_str()) != 0)
-    throw IoError(fmt::format("cannot rename {} to {}: {}", path_.string(), target.string(), errno_text(errno)));
-  owned_ = false;
-}
-
-void write_atomically(const fs::path& path, std::string_view data) {
-  TempFile tmp(path);
-  tmp.write_all(data);
-  tmp.rename_to(path);
 }
 
 std::optional<fs::path> find_on_path(std::string_view name) {
@@ -84,7 +56,8 @@ std::optional<fs::path> find_on_path(std::string_view name) {
   return std::nullopt;
 }
 
-int run_program(const fs::path& program, const std::vector<std::string>& args) {
+int run_program(const fs::path& program, const std::vector<std::string>& args, int stdin_fd, int stdout_fd,
+                double timeout_seconds) {
   std::vector<std::string> storage;
   storage.push_back(program.filename().string());
   storage.insert(storage.end(), args.begin(), args.end());
@@ -95,14 +68,27 @@ int run_program(const fs::path& program, const std::vector<std::string>& args) {
 
   posix_spawn_file_actions_t actions;
   if (::posix_spawn_file_actions_init(&actions) != 0) throw IoError("cannot prepare to run " + program.string());
-  ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  ::posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  ::posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
   ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw IoError(fmt::format("cannot run {}: {}", program.string(), errno_text(rc)));
+  // Graphviz can lay out a large graph for many minutes: poll, and kill it at the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw IoError(fmt::format("cannot wait for {}: {}", program.string(), errno_text(errno)));
+  while (true) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR)
+      throw IoError(fmt::format("cannot wait for {}: {}", program.string(), errno_text(errno)));
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      throw IoError(fmt::format("{} did not finish within {} s and was stopped", program.string(), timeout_seconds));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (WIFSIGNALED(status)) throw IoError(fmt::format("{} was killed by signal {}", program.string(), WTERMSIG(status)));
   return WEXITSTATUS(status);

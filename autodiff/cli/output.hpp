@@ -1,5 +1,6 @@
 #pragma once
-// Files and processes for the tapegrad tool: atomic writes, PATH lookup, running Graphviz.
+// Output and processes for the tapegrad tool: checked writes to standard output, PATH lookup,
+// running Graphviz. Files are written with autodiff::write_file_atomically, as nn's are.
 
 #include <filesystem>
 #include <optional>
@@ -16,33 +17,18 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// A file in `path`'s directory that is removed when this object dies, unless released.
-class TempFile {
-public:
-  explicit TempFile(const std::filesystem::path& next_to);
-  ~TempFile();
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  void write_all(std::string_view data); // writes, flushes to disk and closes
-  void rename_to(const std::filesystem::path& target);
-
-private:
-  std::filesystem::path path_;
-  int fd_ = -1;
-  bool owned_ = true;
-};
-
-// Readers never see a half-written file: the data goes to a temporary file next to `path`, which
-// is then renamed over it.
-void write_atomically(const std::filesystem::path& path, std::string_view data);
+// Writes `text` to standard output and flushes it; throws IoError naming standard output if any of
+// it could not be written (a full disk, a closed pipe, /dev/full).
+void write_stdout(std::string_view text);
 
 // The first executable regular file called `name` in the directories of $PATH.
 std::optional<std::filesystem::path> find_on_path(std::string_view name);
 
-// Runs `program` with `args` (argv[1...]) without a shell, stdin from /dev/null; waits for it.
-// Returns its exit status, or throws IoError if it could not be started or was killed.
-int run_program(const std::filesystem::path& program, const std::vector<std::string>& args);
+// Runs `program` with `args` (argv[1...]) without a shell, standard input and output from the
+// given descriptors; waits for it at most `timeout_seconds`, then kills it. Returns its exit status,
+// or throws IoError if it could not be started, was killed or ran out of time.
+int run_program(const std::filesystem::path& program, const std::vector<std::string>& args, int stdin_fd, int stdout_fd,
+                double timeout_seconds);
 
 // `s` quoted for a POSIX shell when it needs quoting, for printing commands users can paste.
 std::string shell_quote(std::string_view s);

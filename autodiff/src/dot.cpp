@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <vector>
 
 namespace autodiff {
@@ -64,7 +66,8 @@ public:
                        "style=filled, fillcolor=white];\n  edge [arrowsize=0.7];\n",
                        escape(name));
   }
-  std::string number(double v) const { return fmt::format("{:.{}g}", v, precision_); }
+  // NaN's sign is noise: printf's "-nan" would only confuse.
+  std::string number(double v) const { return std::isnan(v) ? "NaN" : fmt::format("{:.{}g}", v, precision_); }
   // lines are raw text; they are escaped here and joined with DOT line breaks.
   void node(std::string_view id, const std::vector<std::string>& lines, std::string_view attributes) {
     std::string label;

@@ -153,7 +153,14 @@ std::string describe(std::string_view text, std::size_t p) {
   const auto c = static_cast<unsigned char>(text[p]);
   if (c >= 0x20 && c < 0x7f) return fmt::format("'{}'", static_cast<char>(c));
   if (c == '\t' || c == '\n' || c == '\r') return "whitespace";
-  return fmt::format("byte 0x{:02X} (only ASCII is accepted)", c);
+  if (c < 0x80) return fmt::format("the control character 0x{:02X}", c);
+  return fmt::format("byte 0x{:02X} (not ASCII; only ASCII is accepted)", c);
+}
+
+// A number as quoted in a message: a 9000-digit literal is shown by its ends and its length.
+std::string excerpt(std::string_view number) {
+  if (number.size() <= 40) return std::string(number);
+  return fmt::format("{}...{} ({} characters)", number.substr(0, 20), number.substr(number.size() - 10), number.size());
 }
 
 // The text with one display column per byte (so the caret lines up), windowed around `p`.
@@ -232,11 +239,48 @@ public:
     }
     double v = 0;
     const auto [ptr, ec] = std::from_chars(s_.data() + start, s_.data() + p_, v, std::chars_format::general);
-    if (ec != std::errc() || ptr != s_.data() + p_ || !std::isfinite(v))
+    if (ec == std::errc::result_out_of_range && !too_large(s_.substr(start, p_ - start))) {
+      // Too small for a double: it rounds to 0, as 1e-320 rounds to the nearest subnormal.
+      v = 0;
+    } else if (ec != std::errc() || ptr != s_.data() + p_ || !std::isfinite(v)) {
       fail(start, "a number within the range of double",
-           fmt::format("the number {} is outside the range of double (about 2.2e-308 to 1.8e308)",
-                       s_.substr(start, p_ - start)));
+           fmt::format("the number {} is too large for a double (the largest is about 1.8e308)",
+                       excerpt(s_.substr(start, p_ - start))));
+    }
     return v;
+  }
+
+  // Whether a literal that from_chars finds out of range overflows (rather than underflows): the
+  // decimal exponent of its first significant digit is positive.
+  static bool too_large(std::string_view t) {
+    long long digit_exponent = 0; // of the first significant digit, before the exponent part
+    bool seen_point = false, found = false;
+    long long int_digits = 0, leading_fraction_zeros = 0;
+    std::size_t i = 0;
+    for (; i < t.size() && t[i] != 'e' && t[i] != 'E'; ++i) {
+      if (t[i] == '.') {
+        seen_point = true;
+      } else if (!found && t[i] == '0') {
+        if (seen_point) ++leading_fraction_zeros;
+      } else if (!found) {
+        found = true;
+        if (!seen_point) ++int_digits;
+      } else if (!seen_point) {
+        ++int_digits;
+      }
+    }
+    if (!found) return false; // zero is never out of range
+    digit_exponent = int_digits > 0 ? int_digits - 1 : -(leading_fraction_zeros + 1);
+    long long exponent = 0;
+    if (i < t.size()) {
+      bool negative = false;
+      ++i;
+      if (i < t.size() && (t[i] == '+' || t[i] == '-')) negative = t[i++] == '-';
+      for (; i < t.size(); ++i)
+        exponent = std::min<long long>(exponent * 10 + (t[i] - '0'), 1'000'000'000);
+      if (negative) exponent = -exponent;
+    }
+    return digit_exponent + exponent > 0;
   }
 
   std::size_t position() const { return p_; }

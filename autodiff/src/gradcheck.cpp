@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 namespace autodiff {
 
@@ -129,16 +130,20 @@ GradcheckReport gradgradcheck_impl(const ScalarFunction& f, std::span<const doub
 
 fmt::format_context::iterator fmt::formatter<autodiff::GradcheckReport>::format(const autodiff::GradcheckReport& r,
                                                                                 format_context& ctx) const {
+  // NaN's sign is noise: printf's "-nan" would only confuse.
+  const auto g = [](double v, int digits) {
+    return std::isnan(v) ? std::string("NaN") : fmt::format("{:.{}g}", v, digits);
+  };
   auto out = ctx.out();
   out = fmt::format_to(out, "{} check {} ({} components)\n", r.what, r.passed ? "PASSED" : "FAILED", r.analytic.size());
   out = fmt::format_to(out, "  {:>5}  {:>24}  {:>24}  {:>10}\n", "k", "analytic", "numeric", "abs error");
   for (std::size_t k = 0; k < r.analytic.size(); ++k) {
     const bool mark = k == r.worst;
-    out = fmt::format_to(out, "{} {:>5}  {:>24.16g}  {:>24.16g}  {:>10.3g}\n", mark ? '>' : ' ', k, r.analytic[k],
-                         r.numeric[k], std::fabs(r.analytic[k] - r.numeric[k]));
+    out = fmt::format_to(out, "{} {:>5}  {:>24}  {:>24}  {:>10}\n", mark ? '>' : ' ', k, g(r.analytic[k], 16),
+                         g(r.numeric[k], 16), g(std::fabs(r.analytic[k] - r.numeric[k]), 3));
   }
   if (!r.analytic.empty())
-    out = fmt::format_to(out, "  worst component {}: abs error {:.3g}, rel error {:.3g}", r.worst, r.abs_error,
-                         r.rel_error);
+    out = fmt::format_to(out, "  worst component {}: abs error {}, rel error {}", r.worst, g(r.abs_error, 3),
+                         g(r.rel_error, 3));
   return out;
 }

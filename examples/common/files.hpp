@@ -1,6 +1,7 @@
 #pragma once
 // Small file and process helpers shared by the examples that write pictures with gnuplot.
 
+#include <autodiff/atomic_file.hpp>
 #include <autodiff/error.hpp>
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,25 +25,10 @@ namespace examples {
 
 namespace fs = std::filesystem;
 
-// Temp file beside the target, then rename: a reader never sees a half-written file.
+// The library's writer (as nn's checkpoints and the tapegrad tool): a reader never sees a
+// half-written file, a killed run leaves nothing behind, links and permissions are kept.
 inline void write_atomically(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.parent_path() / fmt::format(".{}.tmp.{}", path.filename().string(), ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw autodiff::Error(fmt::format("cannot write {}", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw autodiff::Error(fmt::format("cannot rename {} to {}", tmp.string(), path.string()));
-  }
+  autodiff::write_file_atomically(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
 inline std::string read_file(const fs::path& path) {

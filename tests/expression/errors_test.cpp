@@ -4,7 +4,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <string>
+#include <vector>
 
 using autodiff::Expression;
 using autodiff::ParseError;
@@ -62,7 +64,7 @@ BOOST_AUTO_TEST_CASE(each_kind_with_its_caret) {
   expect("()", 1, "found ')'");
   expect("1e", 2, "expected the digits of the exponent after '1e'");
   expect("2.5e+x", 5, "digits of the exponent");
-  expect("1e999", 0, "outside the range of double");
+  expect("1e999", 0, "the number 1e999 is too large for a double");
   expect("foo(x)", 0, "unknown function 'foo'");
   expect("sin x", 4, "expected '(' after the function name 'sin'");
   expect("sin", 3, "expected '(' after the function name 'sin', found end of input");
@@ -70,7 +72,7 @@ BOOST_AUTO_TEST_CASE(each_kind_with_its_caret) {
   expect("sin()", 4, "sin takes 1 argument, found 0");
   expect("sin(x, y)", 5, "sin takes 1 argument, found more");
   expect("max(1, 2, 3)", 8, "max takes 2 arguments, found more");
-  expect("x + \xCF\x80", 4, "byte 0xCF (only ASCII is accepted)");
+  expect("x + \xCF\x80", 4, "byte 0xCF (not ASCII; only ASCII is accepted)");
   expect("x .", 2, "found '.'");
 }
 
@@ -115,6 +117,34 @@ BOOST_AUTO_TEST_CASE(length_limit) {
   const Caught c = error_of(long_text);
   BOOST_TEST(c.what.find("the limit is 10000") != std::string::npos);
   BOOST_TEST(c.what.size() < 500u); // the echo is a window, not the whole text
+}
+
+// 0x01 is ASCII: it is named as the control character it is.
+BOOST_AUTO_TEST_CASE(control_characters_are_named_as_such) {
+  expect("x + \x01", 4, "found the control character 0x01");
+  expect("x\x7f", 1, "the control character 0x7F");
+  BOOST_TEST(error_of("x + \x01").what.find("only ASCII") == std::string::npos);
+}
+
+// Numbers too small for a double round to 0 as 1e-320 rounds to a subnormal: no error for one and
+// not the other. Too large ones are errors that quote a long literal by its ends.
+BOOST_AUTO_TEST_CASE(number_range) {
+  BOOST_TEST(Expression::parse_number("1e-320") == 1e-320);
+  BOOST_TEST(Expression::parse_number("1e-400") == 0.0);
+  BOOST_TEST(std::signbit(Expression::parse_number("-1e-400")));
+  BOOST_TEST(Expression::parse_number("0.00001e-320") == 0.0);
+  BOOST_TEST(Expression::parse_number("123e306") == 1.23e308);
+  BOOST_TEST(Expression::parse_number("0.001e311") == 1e308);
+  BOOST_CHECK_THROW(Expression::parse_number("1000e306"), ParseError);
+  BOOST_CHECK_THROW(Expression::parse_number("1e99999999999999999999"), ParseError);
+  BOOST_TEST(Expression::parse_number("1e-99999999999999999999") == 0.0);
+  BOOST_TEST(Expression::parse("x * 1e-400").evaluate<double>(std::vector<double>{2.0}) == 0.0);
+  const Caught huge = error_of("x + 1" + std::string(9000, '0'));
+  BOOST_TEST(huge.position == 4u);
+  BOOST_TEST(huge.what.find("the number 10000000000000000000...0000000000 (9001 characters) is too large") !=
+                 std::string::npos,
+             huge.what);
+  BOOST_TEST(huge.what.size() < 500u);
 }
 
 BOOST_AUTO_TEST_CASE(parse_number_errors) {

@@ -50,6 +50,11 @@ BOOST_AUTO_TEST_CASE(nan_gradient_fails) {
   auto f = [](const std::vector<Var>& x) { return sqrt(x[0]); };
   const GradcheckReport r = gradcheck(f, std::vector<double>{0.0}, {.eps = 1e-6});
   BOOST_TEST(!r.passed);
+  // The report prints NaN without printf's meaningless sign ("-nan").
+  BOOST_TEST_REQUIRE(std::isnan(r.numeric[0]));
+  const std::string text = fmt::format("{}", r);
+  BOOST_TEST(text.find("-nan") == std::string::npos, text);
+  BOOST_TEST(text.find("NaN") != std::string::npos, text);
 }
 
 BOOST_AUTO_TEST_CASE(fourth_order_stencil_helps_ill_conditioned_functions) {

@@ -4,6 +4,7 @@
 
 #include <autodiff/tensor_gradcheck.hpp>
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <random>
@@ -245,15 +246,20 @@ fmt::format_context::iterator
 fmt::formatter<autodiff::TensorGradcheckReport>::format(const autodiff::TensorGradcheckReport& r,
                                                         format_context& ctx) const {
   const char* verdict = r.passed ? "passed" : "FAILED";
+  // NaN's sign is noise: printf's "-nan" would only confuse.
+  const auto g = [](double v, int digits) {
+    return std::isnan(v) ? std::string("NaN") : fmt::format("{:.{}g}", v, digits);
+  };
   if (r.checked == 0) return fmt::format_to(ctx.out(), "gradcheck {}: nothing to check (no float inputs)", verdict);
   if (r.fast)
     return fmt::format_to(ctx.out(),
-                          "gradcheck {} (fast, one random projection J u): analytic {:.10g} vs numeric {:.10g} "
-                          "(abs error {:.3g}, rel error {:.3g})",
-                          verdict, r.analytic, r.numeric, r.abs_error, r.rel_error);
+                          "gradcheck {} (fast, one random projection J u): analytic {} vs numeric {} "
+                          "(abs error {}, rel error {})",
+                          verdict, g(r.analytic, 10), g(r.numeric, 10), g(r.abs_error, 3), g(r.rel_error, 3));
   return fmt::format_to(ctx.out(),
-                        "gradcheck {} ({} components); {}: input {} element [{}]: analytic {:.10g} vs numeric "
-                        "{:.10g} (abs error {:.3g}, rel error {:.3g})",
+                        "gradcheck {} ({} components); {}: input {} element [{}]: analytic {} vs numeric "
+                        "{} (abs error {}, rel error {})",
                         verdict, r.checked, r.passed ? "closest to its tolerance" : "worst", r.input,
-                        fmt::join(r.index, ","), r.analytic, r.numeric, r.abs_error, r.rel_error);
+                        fmt::join(r.index, ","), g(r.analytic, 10), g(r.numeric, 10), g(r.abs_error, 3),
+                        g(r.rel_error, 3));
 }
