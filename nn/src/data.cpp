@@ -18,8 +18,12 @@ using autodiff::DType;
 namespace {
 [[noreturn]] void fail(const std::string& msg) { throw autodiff::Error("nn: " + msg); }
 
+// The product of the dims after the first, not numel / rows: that is 0 when there are no rows.
 std::size_t row_bytes(const Tensor& t) {
-  return static_cast<std::size_t>(t.numel() / std::max<std::int64_t>(t.size(0), 1)) * autodiff::dtype_size(t.dtype());
+  std::int64_t n = 1;
+  for (int d = 1; d < t.dim(); ++d)
+    n *= t.size(d);
+  return static_cast<std::size_t>(n) * autodiff::dtype_size(t.dtype());
 }
 const std::byte* bytes_of(const Tensor& t) {
   switch (t.dtype()) {

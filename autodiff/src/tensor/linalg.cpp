@@ -41,7 +41,8 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
 // matmul as a batched product: a [ba, m, k] times b [bb, k, n], batches 1 or equal.
 struct MatmulDims {
   std::int64_t ba, m, k, bb, n;
-  std::int64_t batch() const { return std::max(ba, bb); }
+  // The batch of 1 broadcasts: an empty batch (0) against 1 is 0, not max(0, 1).
+  std::int64_t batch() const { return ba == 1 ? bb : ba; }
 };
 
 // dA = g B^T, dB = A^T g through the BLAS transpose flags; a batch of a (or b) of 1 sums the
@@ -62,6 +63,8 @@ void matmul_backward(BackwardCtx& x) {
       T* o = ptr<T>(ga);
       if (d.bb == 1)
         gemm<T>(false, true, d.ba * d.m, d.k, d.n, gv, bv, o, T(0));
+      else if (B == 0) // a broadcast over an empty batch: a sum of nothing
+        std::fill(o, o + ga.numel(), T(0));
       else
         for (std::int64_t i = 0; i < B; ++i) // ba == 1 sums over the batch
           gemm<T>(false, true, d.m, d.k, d.n, gv + i * d.m * d.n, bv + i * d.k * d.n,
@@ -107,10 +110,18 @@ const OpInfo matmul_info{"matmul", matmul_backward, matmul_backward_graph};
 
 // linear: y = x w^T (+ b), x viewed as [M, in], w [out, in]. The bias gradient is g itself,
 // summed over the rows by the engine.
+// M is the product of x's leading dims, never numel / in: with in = 0 that quotient is 0 and the
+// output (bias included) would be left unwritten.
+std::int64_t linear_rows(const Shape& x) {
+  std::int64_t m = 1;
+  for (int i = 0; i + 1 < x.rank(); ++i)
+    m *= x[i];
+  return m;
+}
 void linear_backward(BackwardCtx& x) {
   const Tensor& in = x.saved(0);
   const Tensor& w = x.saved(1);
-  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = in.numel() / std::max<std::int64_t>(in_f, 1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = linear_rows(in.shape());
   dispatch_float("linear", in.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (x.needs(0)) { // dx = g w
@@ -129,10 +140,7 @@ void linear_backward(BackwardCtx& x) {
 void linear_backward_graph(BackwardCtx& x) {
   const Tensor& in = x.saved(0);
   const Tensor& w = x.saved(1);
-  const std::int64_t out_f = w.size(0), in_f = w.size(1);
-  std::int64_t m = 1; // rows, counted from the shape: in_f may be 0
-  for (int i = 0; i + 1 < in.dim(); ++i)
-    m *= in.shape()[i];
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = linear_rows(in.shape());
   const Tensor g2 = reshape(x.g, {m, out_f});
   if (x.needs(0)) x.grad(0, reshape(matmul(g2, w), in.shape()));
   if (x.needs(1)) x.grad(1, matmul(transpose(g2), reshape(in, {m, in_f})));
@@ -495,7 +503,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1))
     fail("linear: input of shape {} and weight of shape {} do not fit (weight must be [out, {}])", x.shape(), w.shape(),
          x.dim() < 1 ? 0 : x.size(-1));
-  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = x.numel() / std::max<std::int64_t>(in_f, 1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = detail::linear_rows(x.shape());
   if (b.defined()) {
     detail::check_same_dtype("linear", x, b);
     if (b.dim() != 1 || b.size(0) != out_f)

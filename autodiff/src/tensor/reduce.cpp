@@ -571,7 +571,9 @@ Tensor var(const Tensor& a, int dim, bool keepdim, int correction) {
   const int d = detail::normalize_dim("var", dim, a.dim());
   const std::int64_t n = a.dim() == 0 ? 1 : a.size(d);
   const Tensor centered = a - mean(a, d, true);
-  return sum(square(centered), d, keepdim) / static_cast<double>(n - correction);
+  // PyTorch's divisor max(0, n - correction): an empty or too short slice gives 0/0 = NaN, never a
+  // negative divisor (the variance of nothing was -0).
+  return sum(square(centered), d, keepdim) / static_cast<double>(std::max<std::int64_t>(0, n - correction));
 }
 Tensor var(const Tensor& a, int correction) {
   detail::check_float("var", a);
