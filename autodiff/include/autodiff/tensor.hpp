@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,7 +25,29 @@ enum class DType : std::uint8_t { float32, float64, int64 };
 std::string_view dtype_name(DType d);
 inline std::size_t dtype_size(DType d) { return d == DType::float32 ? 4 : 8; }
 
-// A shape of up to 8 dimensions, stored inline so that shapes never touch the heap.
+// Element counts. Every dimension is >= 0 and the product of the NON-ZERO dimensions is at most
+// 2^60, so that every partial product (a stride, numel(), numel() * dtype_size() bytes) fits in an
+// int64. A zero dimension makes a shape legitimately empty whatever the others are, as in PyTorch:
+// [0, 2^40] is a tensor of 0 elements, but [0, 2^40, 2^40] is rejected, since its strides overflow.
+inline constexpr std::int64_t max_numel = std::int64_t{1} << 60;
+// The element count of dims under that rule, or nullopt (a negative dim, or too many elements).
+// The one place sizes are overflow-checked: Shape, the ops and the file readers (nn) all use it.
+std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> dims);
+// a + b and a * b for sizes, or nullopt on int64 overflow.
+inline std::optional<std::int64_t> checked_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+// A shape of up to 8 dimensions, stored inline so that shapes never touch the heap. Constructing
+// one checks the rule above (an Error "shape: ..." naming the dims); -1 is also accepted, as the
+// dimension reshape() infers, and counts as no dimension until then.
 class Shape {
 public:
   static constexpr int max_rank = 8;
@@ -36,10 +59,13 @@ public:
   int rank() const { return rank_; }
   std::int64_t operator[](int i) const { return d_[static_cast<std::size_t>(i)]; }
   std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i)]; }
+  // Checked too, for shapes changed through operator[]: an Error, never a wrapped count.
   std::int64_t numel() const {
     std::int64_t n = 1;
-    for (int i = 0; i < rank_; ++i)
-      n *= d_[static_cast<std::size_t>(i)];
+    for (int i = 0; i < rank_; ++i) {
+      const std::int64_t d = d_[static_cast<std::size_t>(i)];
+      if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > max_numel) numel_error();
+    }
     return n;
   }
   const std::int64_t* begin() const { return d_.data(); }
@@ -54,6 +80,7 @@ public:
   }
 
 private:
+  [[noreturn]] void numel_error() const;
   std::array<std::int64_t, max_rank> d_{};
   std::uint8_t rank_ = 0;
 };

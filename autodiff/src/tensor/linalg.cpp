@@ -220,7 +220,8 @@ SliceRange slice_range(std::int64_t n, std::int64_t start, std::int64_t end, std
   auto clampi = [&](std::int64_t v) { return std::clamp(v < 0 ? v + n : v, std::int64_t{0}, n); };
   start = clampi(start);
   end = clampi(end);
-  return {start, end > start ? (end - start + step - 1) / step : 0};
+  // ceil((end - start) / step) without end - start + step - 1, which overflows for a huge step.
+  return {start, end > start ? (end - start - 1) / step + 1 : 0};
 }
 // An end bound that selects exactly len elements from start (for the graph rules, which call the
 // public ops with bounds again).
@@ -470,10 +471,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (d.k != kb) fail("matmul: shapes {} and {} cannot be multiplied", a.shape(), b.shape());
   if (d.ba != d.bb && d.ba != 1 && d.bb != 1)
     fail("matmul: batch sizes of shapes {} and {} differ", a.shape(), b.shape());
-  Shape s;
-  if (ra == 3 || rb == 3) s.push_back(d.batch());
-  if (ra != 1) s.push_back(d.m);
-  if (rb != 1) s.push_back(d.n);
+  std::vector<std::int64_t> dims; // [m, 0] x [0, n] has m n elements: checked
+  if (ra == 3 || rb == 3) dims.push_back(d.batch());
+  if (ra != 1) dims.push_back(d.m);
+  if (rb != 1) dims.push_back(d.n);
+  const Shape s = detail::make_shape("matmul", dims);
   Tensor out = Access::make(s, a.dtype());
   detail::dispatch_float("matmul", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -509,8 +511,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (b.dim() != 1 || b.size(0) != out_f)
       fail("linear: bias of shape {} does not fit weight of shape {} (it must be [{}])", b.shape(), w.shape(), out_f);
   }
-  Shape s = x.shape();
-  s[s.rank() - 1] = out_f;
+  std::vector<std::int64_t> dims = x.shape().vec(); // [m, 0] and [out, 0] give m out elements: checked
+  dims.back() = out_f;
+  const Shape s = detail::make_shape("linear", dims);
   Tensor out = Access::make(s, x.dtype());
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -704,6 +707,9 @@ Tensor index_select(const Tensor& a, int dim, const Tensor& index) {
   if (a.dim() == 0) fail("index_select: needs a tensor of at least 1 dimension");
   const int d = detail::normalize_dim("index_select", dim, a.dim());
   detail::check_index_1d("index_select", index, a.shape(), d);
+  std::vector<std::int64_t> dims = a.shape().vec(); // a longer index than dim d means more elements
+  dims[static_cast<std::size_t>(d)] = index.numel();
+  detail::make_shape("index_select", dims);
   Tensor out = detail::take_index(a, d, index);
   if (detail::any_requires_grad({&a})) {
     detail::Node& nd = detail::record(detail::index_select_info, out, {&a});
@@ -776,17 +782,20 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
     detail::check_same_dtype("concat", ts[0], t);
   if (ts[0].dim() == 0) fail("concat: cannot concatenate 0-D tensors; use stack");
   const int d = detail::normalize_dim("concat", dim, ts[0].dim());
-  Shape s = ts[0].shape();
-  s[d] = 0;
+  std::vector<std::int64_t> dims = ts[0].shape().vec();
+  dims[static_cast<std::size_t>(d)] = 0;
   std::vector<std::int64_t> v{d};
   for (const Tensor& t : ts) {
-    bool ok = t.dim() == s.rank();
-    for (int i = 0; ok && i < s.rank(); ++i)
-      ok = i == d || t.shape()[i] == s[i];
+    bool ok = t.dim() == ts[0].dim();
+    for (int i = 0; ok && i < t.dim(); ++i)
+      ok = i == d || t.shape()[i] == ts[0].shape()[i];
     if (!ok) fail("concat: shapes {} and {} differ outside dim {}", ts[0].shape(), t.shape(), d);
-    s[d] += t.shape()[d];
+    const auto len = checked_add(dims[static_cast<std::size_t>(d)], t.shape()[d]);
+    if (!len) fail("concat: the lengths along dim {} of {} tensors of shape {} overflow", d, ts.size(), ts[0].shape());
+    dims[static_cast<std::size_t>(d)] = *len;
     v.push_back(t.shape()[d]);
   }
+  const Shape s = detail::make_shape("concat", dims);
   Tensor out = Access::make(s, ts[0].dtype());
   const detail::Split p = detail::split_at(s, d);
   detail::dispatch_all(out.dtype(), [&](auto tag) {
@@ -812,6 +821,10 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
 Tensor stack(const std::vector<Tensor>& ts, int dim) {
   if (ts.empty()) fail("stack: needs at least one tensor");
   const int d = detail::normalize_dim("stack", dim, ts[0].dim() + 1);
+  if (ts[0].dim() == Shape::max_rank) fail("stack: shape {} has {} dimensions already", ts[0].shape(), Shape::max_rank);
+  std::vector<std::int64_t> dims = ts[0].shape().vec();
+  dims.insert(dims.begin() + d, static_cast<std::int64_t>(ts.size()));
+  detail::make_shape("stack", dims); // checked before any copy is made
   std::vector<Tensor> u;
   for (const Tensor& t : ts) {
     if (!(t.shape() == ts[0].shape())) fail("stack: shapes {} and {} differ", ts[0].shape(), t.shape());
