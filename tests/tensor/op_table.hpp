@@ -198,6 +198,8 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   binary("pow",     [](const Tensor& a, const Tensor& b) { return pow(a, b); },   [](double a, double b) { return std::pow(a, b); }, 0.2, 2.0, false);
   binary("maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, [](double a, double b) { return std::max(a, b); });
   binary("minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, [](double a, double b) { return std::min(a, b); });
+  binary("max_of_two", [](const Tensor& a, const Tensor& b) { return max(a, b); }, [](double a, double b) { return std::max(a, b); });
+  binary("min_of_two", [](const Tensor& a, const Tensor& b) { return min(a, b); }, [](double a, double b) { return std::min(a, b); });
   binary("where",   [](const Tensor& a, const Tensor& b) { return where(a > b, a * b, a - b); },
                     [](double a, double b) { return a > b ? a * b : a - b; });
   binary("binary_cross_entropy_with_logits_none", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, sigmoid(b), autodiff::Reduction::none); },
@@ -272,6 +274,19 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       "var", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return var(x[0]); }, reduce_ref(all_dims, false, var_of));
   row(
       "var_dim1", red_shapes_empty, [](T x) { return var(x[0], 1, false); }, reduce_ref(1, false, var_of));
+  auto var0_of = [=](const std::vector<double>& v) {
+    const double m = mean_of(v);
+    double s = 0;
+    for (double x : v)
+      s += (x - m) * (x - m);
+    return s / static_cast<double>(v.size());
+  };
+  row(
+      "var_correction0", {{Shape{3, 4}}, {Shape{1}}}, [](T x) { return var(x[0], autodiff::Correction{0}); },
+      reduce_ref(all_dims, false, var0_of));
+  row(
+      "var_dim0_keep_correction0", red_shapes, [](T x) { return var(x[0], 0, true, autodiff::Correction{0}); },
+      reduce_ref(0, true, var0_of));
   row(
       "stddev_dim0_keep", {{Shape{3, 4}}, {Shape{0, 4}}, {Shape{3, 0}}}, [](T x) { return stddev(x[0], 0, true); },
       reduce_ref(0, true, [=](const std::vector<double>& v) { return std::sqrt(var_of(v)); }));
@@ -283,7 +298,26 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   row(
       "norm", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return norm(x[0]); }, reduce_ref(all_dims, false, norm_of));
   row(
-      "norm_dim-1_keep", red_shapes_empty, [](T x) { return norm(x[0], -1, true); }, reduce_ref(-1, true, norm_of));
+      "norm_dim-1_keep", red_shapes_empty, [](T x) { return norm(x[0], 2, -1, true); }, reduce_ref(-1, true, norm_of));
+  auto p_norm_of = [](double p) {
+    return [=](const std::vector<double>& v) {
+      double s = 0, m = 0;
+      for (double x : v) {
+        s += std::pow(std::fabs(x), p);
+        m = std::max(m, std::fabs(x));
+      }
+      return std::isinf(p) ? m : std::pow(s, 1 / p);
+    };
+  };
+  row(
+      "norm_p1", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return norm(x[0], 1); },
+      reduce_ref(all_dims, false, p_norm_of(1)));
+  row(
+      "norm_p3_dim1", red_shapes_empty, [](T x) { return norm(x[0], 3, 1); }, reduce_ref(1, false, p_norm_of(3)));
+  row(
+      "norm_inf_dim0_keep", {{Shape{3, 4}}, {Shape{2, 0}}},
+      [](T x) { return norm(x[0], std::numeric_limits<double>::infinity(), 0, true); },
+      reduce_ref(0, true, p_norm_of(std::numeric_limits<double>::infinity())));
   auto softmax_of = [](const std::vector<double>& v) {
     const double l = lse_of(v);
     std::vector<double> r;
