@@ -5,6 +5,8 @@
 
 #include "helpers.hpp"
 
+#include <autodiff/tensor_derivatives.hpp>
+
 #include <limits>
 
 using namespace autodiff;
@@ -128,6 +130,17 @@ BOOST_AUTO_TEST_CASE(ops_check_the_shapes_they_compute) {
                          }),
                          "shape: [-1,2147483648,2147483648]"));
   BOOST_TEST(reshape(zeros({0}), {-1, e60}).shape() == (Shape{0, e60}));
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)expand(zeros({1, 1}), {big, big});
+                         }),
+                         "shape: [4294967296,4294967296]: "));
+  BOOST_TEST(expand(zeros({1, 0}), {big, 0}).shape() == (Shape{big, 0}));
+  BOOST_TEST(flatten(zeros({0, e59, 2})).shape() == (Shape{0}));
+  // A Hessian's shape is x's shape twice: [0, 2^31] gives [0, 2^31, 0, 2^31].
+  BOOST_TEST(starts_with(error_of([&] {
+                           (void)hessian([](const Tensor& x) { return sum(x); }, zeros({0, half}, DType::float64));
+                         }),
+                         "hessian: shape [0,2147483648,0,2147483648]: "));
 }
 
 // Slice bounds and steps at the extremes of int64: clamped as Python's, never overflowing.
