@@ -152,6 +152,18 @@ BOOST_AUTO_TEST_CASE(norm_second_argument_is_p) {
   BOOST_TEST(norm(x, 2, 1).to_vector() == (std::vector<double>{5, 1}));
   BOOST_TEST(norm(x, 1, 0, true).to_vector() == (std::vector<double>{3, 5}));
   BOOST_TEST(norm(x, 1, 0, true).shape() == (Shape{1, 2}));
+  // A slice of zeros: gradient 0 for every p, as PyTorch's (not the NaN of inf * 0).
+  for (double p : {1.0, 2.0, 3.0, 0.5, std::numeric_limits<double>::infinity()}) {
+    Tape tape;
+    Tensor z = tensor({{0, 0}, {1, 2}}, DType::float64);
+    z.requires_grad(true);
+    const Tensor r = norm(z, p, 1);
+    BOOST_TEST(r.to_vector()[0] == 0.0, "p = " << p);
+    const Tensor g = grad(sum(r), {z})[0];
+    BOOST_TEST(g.to_vector()[0] == 0.0, "p = " << p);
+    BOOST_TEST(g.to_vector()[1] == 0.0, "p = " << p);
+    BOOST_TEST(std::isfinite(g.to_vector()[3]), "p = " << p);
+  }
   BOOST_TEST(starts_with(error_of([&] { (void)norm(x, 0); }), "norm: p must be > 0 or infinity, got 0"));
   BOOST_TEST(starts_with(error_of([&] { (void)norm(x, -1, 1); }), "norm: p must be > 0 or infinity, got -1"));
 }

@@ -573,7 +573,10 @@ static Tensor p_norm(const Tensor& a, double p, const int* dimp, bool keepdim) {
   if (std::isinf(p)) return dimp ? max(m, *dimp, keepdim) : max(m);
   if (p == 1) return dimp ? sum(m, *dimp, keepdim) : sum(m);
   const Tensor s = dimp ? sum(pow(m, p), *dimp, keepdim) : sum(pow(m, p));
-  return pow(s, 1.0 / p);
+  // A slice of zeros: s^(1/p) has an infinite derivative there, and inf * 0 would be NaN. Its norm
+  // is the constant 0 instead (gradient 0, as PyTorch's), and pow never sees s = 0.
+  const Tensor zero = eq(s, 0.0);
+  return where(zero, full({}, 0.0, a.dtype()), pow(where(zero, full({}, 1.0, a.dtype()), s), 1.0 / p));
 }
 Tensor norm(const Tensor& a, double p) { return p_norm(a, p, nullptr, false); }
 Tensor norm(const Tensor& a, double p, int dim, bool keepdim) { return p_norm(a, p, &dim, keepdim); }
