@@ -3,6 +3,7 @@
 #include <nn/data.hpp>
 
 #include <autodiff/error.hpp>
+#include <autodiff/tensor.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,8 +19,12 @@ using autodiff::DType;
 namespace {
 [[noreturn]] void fail(const std::string& msg) { throw autodiff::Error("nn: " + msg); }
 
+// The product of the dims after the first, not numel / rows: that is 0 when there are no rows.
 std::size_t row_bytes(const Tensor& t) {
-  return static_cast<std::size_t>(t.numel() / std::max<std::int64_t>(t.size(0), 1)) * autodiff::dtype_size(t.dtype());
+  std::int64_t n = 1;
+  for (int d = 1; d < t.dim(); ++d)
+    n *= t.size(d);
+  return static_cast<std::size_t>(n) * autodiff::dtype_size(t.dtype());
 }
 const std::byte* bytes_of(const Tensor& t) {
   switch (t.dtype()) {
@@ -95,7 +100,10 @@ Batch TensorDataset::batch(std::span<const std::int64_t> indices) const {
 ByteImageDataset::ByteImageDataset(std::vector<std::uint8_t> pixels, std::int64_t per_image,
                                    std::vector<std::int64_t> labels, float scale)
     : pixels_(std::move(pixels)), per_image_(per_image), labels_(std::move(labels)), scale_(scale) {
-  if (per_image <= 0 || pixels_.size() != labels_.size() * static_cast<std::size_t>(per_image))
+  // Checked as a tensor shape [images, per_image]: labels.size() * per_image could wrap to the pixel count.
+  const std::int64_t dims[2] = {static_cast<std::int64_t>(labels_.size()), per_image};
+  const auto count = autodiff::checked_numel(dims);
+  if (per_image <= 0 || !count || pixels_.size() != static_cast<std::size_t>(*count))
     fail(fmt::format("ByteImageDataset: {} pixel bytes do not make {} images of {} pixels", pixels_.size(),
                      labels_.size(), per_image));
 }

@@ -1,6 +1,7 @@
 #include <nn/idx.hpp>
 
 #include <autodiff/error.hpp>
+#include <autodiff/tensor.hpp>
 
 #include <fmt/format.h>
 #include <fmt/std.h>
@@ -119,14 +120,18 @@ IdxArray read_idx(const std::filesystem::path& file) {
     fail(file, fmt::format("header ends inside the dimensions: expected {} bytes, got {}", 4 * ndims, got));
 
   IdxArray out;
-  std::size_t expected = 1;
+  std::int64_t dims[4] = {};
   for (unsigned i = 0; i < ndims; ++i) {
-    std::size_t d = big_endian_u32(dim_bytes + 4 * i);
-    out.dims.push_back(d);
-    if (d != 0 && expected > SIZE_MAX / d)
-      fail(file, fmt::format("dims {} overflow the size type", fmt::join(out.dims, " x ")));
-    expected *= d;
+    dims[i] = big_endian_u32(dim_bytes + 4 * i);
+    out.dims.push_back(static_cast<std::size_t>(dims[i]));
   }
+  // The tensors' rule (autodiff::max_numel), a zero dim included: 0 x 2^32-1 x 2^32-1 x 2^32-1 is
+  // 0 bytes here but no tensor shape.
+  const auto numel = autodiff::checked_numel(std::span<const std::int64_t>(dims, ndims));
+  if (!numel)
+    fail(file,
+         fmt::format("dims {} have more than 2^60 elements (counting the non-zero dims)", fmt::join(out.dims, " x ")));
+  const auto expected = static_cast<std::size_t>(*numel);
 
   // The header is not trusted to size an allocation: the data is read in chunks, so a file that
   // claims terabytes fails with "expected N bytes, got M" after reading what is really there.

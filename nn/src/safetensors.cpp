@@ -1,6 +1,8 @@
 #include <nn/atomic_file.hpp>
 #include <nn/safetensors.hpp>
 
+#include <autodiff/tensor.hpp>
+
 #include <fmt/format.h>
 #include <fmt/std.h>
 
@@ -42,20 +44,13 @@ constexpr std::array<std::pair<std::string_view, std::size_t>, 15> dtypes = {{
 
 bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t& out) { return __builtin_mul_overflow(a, b, &out); }
 
-// Element count of `shape`, or nullopt if a dim is negative or the product overflows an int64.
-// A zero dim makes the count 0 whatever the others are.
+// Element count of `shape` under the tensors' rule (autodiff::max_numel), or nullopt if a dim is
+// negative or the product of the non-zero dims exceeds 2^60. A zero dim makes the count 0, but does
+// not excuse the other dims: [2^62, 2^62, 0] would load and then fail (or overflow) as a tensor.
 std::optional<std::uint64_t> checked_numel(std::span<const std::int64_t> shape) {
-  std::uint64_t n = 1;
-  bool zero = false;
-  for (auto d : shape) {
-    if (d < 0) return std::nullopt;
-    if (d == 0) zero = true;
-  }
-  if (zero) return 0;
-  for (auto d : shape)
-    if (mul_overflows(n, static_cast<std::uint64_t>(d), n) || n > static_cast<std::uint64_t>(INT64_MAX))
-      return std::nullopt;
-  return n;
+  const auto n = autodiff::checked_numel(shape);
+  if (!n) return std::nullopt;
+  return static_cast<std::uint64_t>(*n);
 }
 
 // A short description of a JSON value for a message. Only scalars and short flat arrays are
@@ -251,7 +246,8 @@ private:
     auto numel = checked_numel(e.shape);
     std::uint64_t bytes = 0;
     if (!numel || mul_overflows(*numel, *size, bytes))
-      fail(name, fmt::format("shape {} has too many elements", shape_str(e.shape)));
+      fail(name, fmt::format("shape {} has too many elements (the product of its non-zero dims must be at most 2^60)",
+                             shape_str(e.shape)));
     if (end - begin != bytes)
       fail(name, fmt::format("data_offsets [{}, {}] hold {} bytes but shape {} of {} needs {}", begin, end, end - begin,
                              shape_str(e.shape), e.dtype, bytes));

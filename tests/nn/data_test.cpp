@@ -81,6 +81,9 @@ BOOST_AUTO_TEST_CASE(byte_images_are_scaled_per_batch) {
   BOOST_TEST(data->get(1).inputs.to_vector() == std::vector<double>({51 * s, 102 * s}),
              boost::test_tools::per_element());
   BOOST_CHECK_THROW(nn::ByteImageDataset(pixels, 4, {1, 2}), autodiff::Error);
+  // 4 images of 2^62 pixels: the product wraps to 0 bytes in 64 bits, and no tensor holds one image.
+  BOOST_CHECK_THROW(nn::ByteImageDataset({}, std::int64_t{1} << 62, {1, 2, 3, 4}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::ByteImageDataset({}, std::int64_t{1} << 62, {}), autodiff::Error);
   const std::int64_t bad[1] = {3};
   BOOST_CHECK_THROW(data->batch(bad), autodiff::Error);
 }

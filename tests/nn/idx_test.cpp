@@ -115,12 +115,17 @@ BOOST_AUTO_TEST_CASE(bad_headers) {
 
 BOOST_AUTO_TEST_CASE(huge_dims) {
   TempDir dir;
-  // 2^32-1 to the 4th overflows 64 bits.
+  // 2^32-1 to the 4th overflows 64 bits; (2^32-1)^2 fits them, but not the tensors' 2^60 elements.
   write_file(dir / "overflow", concat(idx_header(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}), {1, 2}));
-  BOOST_TEST(throws_mentioning(dir / "overflow", {"4294967295 x 4294967295", "overflow"}));
-  // (2^32-1)^2 fits; it must be reported as missing data, without allocating exabytes first.
-  write_gz(dir / "huge.gz", concat(idx_header(0x08, {0xFFFFFFFF, 0xFFFFFFFF}), pattern(100)));
-  BOOST_TEST(throws_mentioning(dir / "huge.gz", {"truncated", "expected 18446744065119617025", "got 100"}));
+  BOOST_TEST(throws_mentioning(dir / "overflow", {"4294967295 x 4294967295", "more than 2^60 elements"}));
+  write_file(dir / "square", concat(idx_header(0x08, {0xFFFFFFFF, 0xFFFFFFFF}), {1, 2}));
+  BOOST_TEST(throws_mentioning(dir / "square", {"4294967295 x 4294967295", "more than 2^60 elements"}));
+  // A zero dim does not excuse the others: 0 bytes, but no tensor shape.
+  write_file(dir / "zero", idx_header(0x08, {0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}));
+  BOOST_TEST(throws_mentioning(dir / "zero", {"0 x 4294967295 x 4294967295 x 4294967295", "more than 2^60 elements"}));
+  // (2^30-1)^2 fits; it must be reported as missing data, without allocating exabytes first.
+  write_gz(dir / "huge.gz", concat(idx_header(0x08, {0x3FFFFFFF, 0x3FFFFFFF}), pattern(100)));
+  BOOST_TEST(throws_mentioning(dir / "huge.gz", {"truncated", "expected 1152921502459363329", "got 100"}));
 }
 
 BOOST_AUTO_TEST_CASE(truncated_and_trailing_data) {

@@ -7,9 +7,26 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <type_traits>
 
 using autodiff::DType;
 using autodiff::Tensor;
+
+// Layer constructors take no number where a dim, a size or a flag is expected: Softmax(0.5) would
+// be Softmax(dim = 0), Linear(3, 4, 0.5) a bias flag.
+static_assert(!std::is_constructible_v<nn::Softmax, double>);
+static_assert(!std::is_constructible_v<nn::Softmax, bool>);
+static_assert(std::is_constructible_v<nn::Softmax, int> && std::is_constructible_v<nn::Softmax>);
+static_assert(!std::is_constructible_v<nn::Flatten, double>);
+static_assert(!std::is_constructible_v<nn::Flatten, int, double>);
+static_assert(!std::is_constructible_v<nn::Flatten, int, bool>);
+static_assert(std::is_constructible_v<nn::Flatten, int, int> && std::is_constructible_v<nn::Flatten>);
+static_assert(!std::is_constructible_v<nn::Linear, double, int>);
+static_assert(!std::is_constructible_v<nn::Linear, int, double>);
+static_assert(!std::is_constructible_v<nn::Linear, int, int, double>);
+static_assert(std::is_constructible_v<nn::Linear, int, int> && std::is_constructible_v<nn::Linear, int, int, bool>);
+static_assert(std::is_constructible_v<nn::Linear, std::int64_t, std::int64_t, bool, DType>);
+static_assert(std::is_constructible_v<nn::LeakyReLU, double> && std::is_constructible_v<nn::Dropout, double>);
 
 BOOST_AUTO_TEST_SUITE(modules)
 

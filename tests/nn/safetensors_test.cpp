@@ -201,6 +201,13 @@ BOOST_AUTO_TEST_CASE(entry_fields) {
                      {"shape [4294967296, 4294967296, 4294967296] has too many elements"}));
   // 2^62 elements of 4 bytes overflow 64 bits only once multiplied by the dtype size.
   BOOST_TEST(rejects(one(ok_dtype + R"(,"shape":[4611686018427387904],)" + ok_off), {"too many elements"}));
+  // A zero dim does not excuse the others: no tensor has that shape (its strides overflow).
+  BOOST_TEST(rejects(make(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,0],)"
+                          R"("data_offsets":[0,0]}})"),
+                     {"tensor 'w'", "shape [4611686018427387904, 4611686018427387904, 0] has too many elements"}));
+  BOOST_TEST(st::parse(make(R"({"w":{"dtype":"F32","shape":[1099511627776,0],"data_offsets":[0,0]}})"), "x")
+                 .tensors.at("w")
+                 .numel() == 0);
 
   BOOST_TEST(rejects(one(ok_dtype + "," + ok_shape + R"(,"data_offsets":[0])"),
                      {"data_offsets is [0], not an array of two integers"}));

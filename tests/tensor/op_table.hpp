@@ -89,6 +89,7 @@ inline RefFn along_ref(int dim, std::function<std::vector<double>(const std::vec
 }
 inline double sum_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 inline double lse_of(const std::vector<double>& v) {
+  if (v.empty()) return -std::numeric_limits<double>::infinity(); // log of an empty sum
   double m = *std::max_element(v.begin(), v.end()), s = 0;
   for (double x : v)
     s += std::exp(x - m);
@@ -101,7 +102,7 @@ inline RefFn matmul_ref() {
     const bool a1 = da.size() == 1, b1 = db.size() == 1;
     if (a1) da = {1, da[0]};
     if (b1) db = {db[0], 1};
-    const std::int64_t ba = da.size() == 3 ? da[0] : 1, bb = db.size() == 3 ? db[0] : 1, B = std::max(ba, bb);
+    const std::int64_t ba = da.size() == 3 ? da[0] : 1, bb = db.size() == 3 ? db[0] : 1, B = ba == 1 ? bb : ba;
     const std::int64_t m = da[da.size() - 2], k = da.back(), n = db.back();
     std::vector<double> r(static_cast<std::size_t>(B * m * n), 0.0);
     for (std::int64_t q = 0; q < B; ++q)
@@ -197,6 +198,8 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
   binary("pow",     [](const Tensor& a, const Tensor& b) { return pow(a, b); },   [](double a, double b) { return std::pow(a, b); }, 0.2, 2.0, false);
   binary("maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, [](double a, double b) { return std::max(a, b); });
   binary("minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, [](double a, double b) { return std::min(a, b); });
+  binary("max_of_two", [](const Tensor& a, const Tensor& b) { return max(a, b); }, [](double a, double b) { return std::max(a, b); });
+  binary("min_of_two", [](const Tensor& a, const Tensor& b) { return min(a, b); }, [](double a, double b) { return std::min(a, b); });
   binary("where",   [](const Tensor& a, const Tensor& b) { return where(a > b, a * b, a - b); },
                     [](double a, double b) { return a > b ? a * b : a - b; });
   binary("binary_cross_entropy_with_logits_none", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, sigmoid(b), autodiff::Reduction::none); },
@@ -208,15 +211,22 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
     t.push_back({std::move(name), std::move(shapes), std::move(f), std::move(ref), lo, hi, signs});
   };
   const std::vector<std::vector<Shape>> red_shapes{{Shape{3, 4, 5}}, {Shape{1, 4, 2}}, {Shape{2, 3, 1}}};
+  // Zero-size cases: an empty dim before, at (for the ops that accept an empty reduction) and after
+  // the reduced one, as PyTorch accepts them.
+  const std::vector<std::vector<Shape>> red_shapes_empty{{Shape{3, 4, 5}}, {Shape{1, 4, 2}}, {Shape{2, 3, 1}},
+                                                         {Shape{0, 4, 2}}, {Shape{2, 0, 3}}, {Shape{2, 3, 0}}};
+  // max and min: an empty reduced dim is an error (as in PyTorch); empty other dims are not.
+  const std::vector<std::vector<Shape>> red_shapes_nonempty_dim1{
+      {Shape{3, 4, 5}}, {Shape{1, 4, 2}}, {Shape{2, 3, 1}}, {Shape{0, 4, 2}}, {Shape{2, 3, 0}}};
   auto mx = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
   auto mn = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
-  auto mean_of = [](const std::vector<double>& v) { return sum_of(v) / static_cast<double>(v.size()); };
+  auto mean_of = [](const std::vector<double>& v) { return sum_of(v) / static_cast<double>(v.size()); }; // 0/0: NaN
   auto var_of = [=](const std::vector<double>& v) {
     const double m = mean_of(v);
     double s = 0;
     for (double x : v)
       s += (x - m) * (x - m);
-    return s / static_cast<double>(v.size() - 1);
+    return s / std::max(0.0, static_cast<double>(v.size()) - 1); // PyTorch: max(0, N - correction)
   };
   auto prod_of = [](const std::vector<double>& v) {
     double p = 1;
@@ -234,44 +244,80 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       "sum", {{Shape{3, 4}}, {Shape{0, 3}}, {Shape{}}}, [](T x) { return sum(x[0]); },
       reduce_ref(all_dims, false, sum_of));
   row(
-      "sum_dim1", red_shapes, [](T x) { return sum(x[0], 1); }, reduce_ref(1, false, sum_of));
+      "sum_dim1", red_shapes_empty, [](T x) { return sum(x[0], 1); }, reduce_ref(1, false, sum_of));
   row(
-      "sum_dim-1_keep", red_shapes, [](T x) { return sum(x[0], -1, true); }, reduce_ref(-1, true, sum_of));
+      "sum_dim-1_keep", red_shapes_empty, [](T x) { return sum(x[0], -1, true); }, reduce_ref(-1, true, sum_of));
   row(
       "sum_dim0_empty", {{Shape{0, 3}}}, [](T x) { return sum(x[0], 0); }, reduce_ref(0, false, sum_of));
   row(
-      "mean", {{Shape{3, 4}}, {Shape{}}}, [](T x) { return mean(x[0]); }, reduce_ref(all_dims, false, mean_of));
+      "mean", {{Shape{3, 4}}, {Shape{}}, {Shape{0, 3}}}, [](T x) { return mean(x[0]); },
+      reduce_ref(all_dims, false, mean_of));
   row(
-      "mean_dim0", red_shapes, [](T x) { return mean(x[0], 0); }, reduce_ref(0, false, mean_of));
+      "mean_dim0", red_shapes_empty, [](T x) { return mean(x[0], 0); }, reduce_ref(0, false, mean_of));
   row(
-      "mean_dim2_keep", red_shapes, [](T x) { return mean(x[0], 2, true); }, reduce_ref(2, true, mean_of));
+      "mean_dim2_keep", red_shapes_empty, [](T x) { return mean(x[0], 2, true); }, reduce_ref(2, true, mean_of));
   row(
       "max", {{Shape{3, 4}}, {Shape{7}}}, [](T x) { return max(x[0]); }, reduce_ref(all_dims, false, mx));
   row(
-      "max_dim1", red_shapes, [](T x) { return max(x[0], 1); }, reduce_ref(1, false, mx));
+      "max_dim1", red_shapes_nonempty_dim1, [](T x) { return max(x[0], 1); }, reduce_ref(1, false, mx));
   row(
       "min", {{Shape{3, 4}}}, [](T x) { return min(x[0]); }, reduce_ref(all_dims, false, mn));
   row(
-      "min_dim0_keep", red_shapes, [](T x) { return min(x[0], 0, true); }, reduce_ref(0, true, mn));
+      "min_dim0_keep", {{Shape{3, 4, 5}}, {Shape{1, 4, 2}}, {Shape{2, 0, 3}}, {Shape{2, 3, 0}}},
+      [](T x) { return min(x[0], 0, true); }, reduce_ref(0, true, mn));
   row(
-      "prod", {{Shape{3, 2}}, {Shape{5}}}, [](T x) { return prod(x[0]); }, reduce_ref(all_dims, false, prod_of));
+      "prod", {{Shape{3, 2}}, {Shape{5}}, {Shape{0, 3}}}, [](T x) { return prod(x[0]); },
+      reduce_ref(all_dims, false, prod_of));
   row(
-      "prod_dim1", red_shapes, [](T x) { return prod(x[0], 1); }, reduce_ref(1, false, prod_of));
+      "prod_dim1", red_shapes_empty, [](T x) { return prod(x[0], 1); }, reduce_ref(1, false, prod_of));
   row(
-      "var", {{Shape{3, 4}}}, [](T x) { return var(x[0]); }, reduce_ref(all_dims, false, var_of));
+      "var", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return var(x[0]); }, reduce_ref(all_dims, false, var_of));
   row(
-      "var_dim1", red_shapes, [](T x) { return var(x[0], 1, false); }, reduce_ref(1, false, var_of));
+      "var_dim1", red_shapes_empty, [](T x) { return var(x[0], 1, false); }, reduce_ref(1, false, var_of));
+  auto var0_of = [=](const std::vector<double>& v) {
+    const double m = mean_of(v);
+    double s = 0;
+    for (double x : v)
+      s += (x - m) * (x - m);
+    return s / static_cast<double>(v.size());
+  };
   row(
-      "stddev_dim0_keep", {{Shape{3, 4}}}, [](T x) { return stddev(x[0], 0, true); },
+      "var_correction0", {{Shape{3, 4}}, {Shape{1}}}, [](T x) { return var(x[0], autodiff::Correction{0}); },
+      reduce_ref(all_dims, false, var0_of));
+  row(
+      "var_dim0_keep_correction0", red_shapes, [](T x) { return var(x[0], 0, true, autodiff::Correction{0}); },
+      reduce_ref(0, true, var0_of));
+  row(
+      "stddev_dim0_keep", {{Shape{3, 4}}, {Shape{0, 4}}, {Shape{3, 0}}}, [](T x) { return stddev(x[0], 0, true); },
       reduce_ref(0, true, [=](const std::vector<double>& v) { return std::sqrt(var_of(v)); }));
   row(
-      "logsumexp", {{Shape{3, 4}}}, [](T x) { return logsumexp(x[0]); }, reduce_ref(all_dims, false, lse_of));
+      "logsumexp", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return logsumexp(x[0]); },
+      reduce_ref(all_dims, false, lse_of));
   row(
-      "logsumexp_dim1", red_shapes, [](T x) { return logsumexp(x[0], 1); }, reduce_ref(1, false, lse_of));
+      "logsumexp_dim1", red_shapes_empty, [](T x) { return logsumexp(x[0], 1); }, reduce_ref(1, false, lse_of));
   row(
-      "norm", {{Shape{3, 4}}}, [](T x) { return norm(x[0]); }, reduce_ref(all_dims, false, norm_of));
+      "norm", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return norm(x[0]); }, reduce_ref(all_dims, false, norm_of));
   row(
-      "norm_dim-1_keep", red_shapes, [](T x) { return norm(x[0], -1, true); }, reduce_ref(-1, true, norm_of));
+      "norm_dim-1_keep", red_shapes_empty, [](T x) { return norm(x[0], 2, -1, true); }, reduce_ref(-1, true, norm_of));
+  auto p_norm_of = [](double p) {
+    return [=](const std::vector<double>& v) {
+      double s = 0, m = 0;
+      for (double x : v) {
+        s += std::pow(std::fabs(x), p);
+        m = std::max(m, std::fabs(x));
+      }
+      return std::isinf(p) ? m : std::pow(s, 1 / p);
+    };
+  };
+  row(
+      "norm_p1", {{Shape{3, 4}}, {Shape{0, 3}}}, [](T x) { return norm(x[0], 1); },
+      reduce_ref(all_dims, false, p_norm_of(1)));
+  row(
+      "norm_p3_dim1", red_shapes_empty, [](T x) { return norm(x[0], 3, 1); }, reduce_ref(1, false, p_norm_of(3)));
+  row(
+      "norm_inf_dim0_keep", {{Shape{3, 4}}, {Shape{2, 0}}},
+      [](T x) { return norm(x[0], std::numeric_limits<double>::infinity(), 0, true); },
+      reduce_ref(0, true, p_norm_of(std::numeric_limits<double>::infinity())));
   auto softmax_of = [](const std::vector<double>& v) {
     const double l = lse_of(v);
     std::vector<double> r;
@@ -287,13 +333,13 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
     return r;
   };
   row(
-      "softmax_last", red_shapes, [](T x) { return softmax(x[0], -1); }, along_ref(-1, softmax_of));
+      "softmax_last", red_shapes_empty, [](T x) { return softmax(x[0], -1); }, along_ref(-1, softmax_of));
   row(
-      "softmax_dim1", red_shapes, [](T x) { return softmax(x[0], 1); }, along_ref(1, softmax_of));
+      "softmax_dim1", red_shapes_empty, [](T x) { return softmax(x[0], 1); }, along_ref(1, softmax_of));
   row(
-      "log_softmax_last", red_shapes, [](T x) { return log_softmax(x[0], -1); }, along_ref(-1, log_softmax_of));
+      "log_softmax_last", red_shapes_empty, [](T x) { return log_softmax(x[0], -1); }, along_ref(-1, log_softmax_of));
   row(
-      "log_softmax_dim0", red_shapes, [](T x) { return log_softmax(x[0], 0); }, along_ref(0, log_softmax_of));
+      "log_softmax_dim0", red_shapes_empty, [](T x) { return log_softmax(x[0], 0); }, along_ref(0, log_softmax_of));
   row(
       "matmul",
       {{Shape{3, 4}, Shape{4, 2}},
@@ -304,11 +350,20 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
        {Shape{2, 3, 4}, Shape{4, 5}},
        {Shape{2, 3, 4}, Shape{2, 4, 5}},
        {Shape{3, 4}, Shape{2, 4, 5}},
-       {Shape{3, 0}, Shape{0, 2}}},
+       {Shape{3, 0}, Shape{0, 2}},
+       {Shape{0, 4}, Shape{4, 2}},
+       {Shape{3, 4}, Shape{4, 0}},
+       {Shape{0}, Shape{0}},
+       {Shape{0}, Shape{0, 3}},
+       {Shape{0, 3, 4}, Shape{4, 5}},
+       {Shape{2, 3, 0}, Shape{2, 0, 5}},
+       {Shape{0, 3, 4}, Shape{0, 4, 5}},
+       {Shape{3, 4}, Shape{0, 4, 5}}},
       [](T x) { return matmul(x[0], x[1]); }, matmul_ref());
   auto linear_ref = [](bool bias) {
     return [=](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
-      const std::int64_t in = d[1][1], of = d[1][0], m = count(d[0]) / in;
+      const std::int64_t in = d[1][1], of = d[1][0];
+      const std::int64_t m = count(std::vector<std::int64_t>(d[0].begin(), d[0].end() - 1));
       std::vector<double> r;
       for (std::int64_t i = 0; i < m; ++i)
         for (std::int64_t o = 0; o < of; ++o) {
@@ -326,10 +381,14 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       "linear",
       {{Shape{4, 3}, Shape{5, 3}, Shape{5}},
        {Shape{2, 4, 3}, Shape{2, 3}, Shape{2}},
-       {Shape{3}, Shape{1, 3}, Shape{1}}},
+       {Shape{3}, Shape{1, 3}, Shape{1}},
+       {Shape{2, 0}, Shape{3, 0}, Shape{3}}, // no input features: the bias alone
+       {Shape{0, 3}, Shape{5, 3}, Shape{5}},
+       {Shape{4, 3}, Shape{0, 3}, Shape{0}},
+       {Shape{2, 0, 3}, Shape{2, 3}, Shape{2}}},
       [](T x) { return linear(x[0], x[1], x[2]); }, linear_ref(true));
   row(
-      "linear_no_bias", {{Shape{4, 3}, Shape{5, 3}}, {Shape{0, 3}, Shape{2, 3}}},
+      "linear_no_bias", {{Shape{4, 3}, Shape{5, 3}}, {Shape{0, 3}, Shape{2, 3}}, {Shape{2, 0}, Shape{3, 0}}},
       [](T x) { return linear(x[0], x[1]); }, linear_ref(false));
   row(
       "reshape", {{Shape{3, 4}}},
@@ -341,7 +400,16 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         return x[0];
       });
   row(
-      "transpose", {{Shape{3, 4}}, {Shape{1, 5}}}, [](T x) { return transpose(x[0]); },
+      "reshape_empty", {{Shape{0, 6}}, {Shape{3, 0, 2}}},
+      [](T x) {
+        return reshape(x[0], {2, -1, 3}) * 1.0;
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {2, 0, 3};
+        return x[0];
+      });
+  row(
+      "transpose", {{Shape{3, 4}}, {Shape{1, 5}}, {Shape{0, 5}}}, [](T x) { return transpose(x[0]); },
       [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
         out = {d[0][1], d[0][0]};
         std::vector<double> r;
@@ -351,7 +419,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         return r;
       });
   row(
-      "permute", {{Shape{2, 3, 4}}},
+      "permute", {{Shape{2, 3, 4}}, {Shape{2, 0, 4}}},
       [](T x) {
         return permute(x[0], {2, 0, 1});
       },
@@ -377,14 +445,45 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         return r;
       });
   row(
-      "slice", {{Shape{3, 7}}}, [](T x) { return slice(x[0], 1, 1, -1, 2); },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {3, 3};
+      "expand_empty", {{Shape{1, 4}}, {Shape{0, 1}}, {Shape{0, 4}}},
+      [](T x) {
+        return expand(x[0], {2, 0, 4});
+      },
+      [](const Vals&, const Dims&, std::vector<std::int64_t>& out) {
+        out = {2, 0, 4};
+        return std::vector<double>{};
+      });
+  row(
+      "slice", {{Shape{3, 7}}, {Shape{0, 7}}}, [](T x) { return slice(x[0], 1, 1, -1, 2); },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {d[0][0], 3};
         std::vector<double> r;
-        for (std::int64_t i = 0; i < 3; ++i)
+        for (std::int64_t i = 0; i < d[0][0]; ++i)
           for (std::int64_t j = 1; j < 6; j += 2)
             r.push_back(x[0][static_cast<std::size_t>(i * 7 + j)]);
         return r;
+      });
+  row(
+      "slice_empty", {{Shape{3, 7}}, {Shape{3, 0}}}, [](T x) { return slice(x[0], 1, 5, 2); },
+      [](const Vals&, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {d[0][0], 0};
+        return std::vector<double>{};
+      });
+  row(
+      "index_select_empty", {{Shape{4, 3}}, {Shape{4, 0}}},
+      [](T x) { return index_select(x[0], 0, autodiff::from_vector(std::vector<std::int64_t>{}, {0})); },
+      [](const Vals&, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {0, d[0][1]};
+        return std::vector<double>{};
+      });
+  row(
+      "gather_empty", {{Shape{3, 4}}, {Shape{3, 0}}},
+      [](T x) {
+        return gather(x[0], 1, autodiff::from_vector(std::vector<std::int64_t>{}, {3, 0}));
+      },
+      [](const Vals&, const Dims&, std::vector<std::int64_t>& out) {
+        out = {3, 0};
+        return std::vector<double>{};
       });
   row(
       "index_select", {{Shape{4, 3}}},
@@ -490,15 +589,15 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       "scatter_add_dim0", {{Shape{3, 2, 2}, Shape{4, 2, 1}}, {Shape{2, 3}, Shape{2, 3}}},
       [=](T x) { return scatter_add(x[0], 0, scatter_index(x[1].shape(), x[0].size(0)), x[1]); }, scatter_add_ref(0));
   row(
-      "concat", {{Shape{2, 3}, Shape{2, 1}}, {Shape{2, 0}, Shape{2, 2}}},
+      "concat", {{Shape{2, 3}, Shape{2, 1}}, {Shape{2, 0}, Shape{2, 2}}, {Shape{0, 3}, Shape{0, 1}}},
       [](T x) {
         return autodiff::concat({x[0], x[1]}, 1);
       },
       [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
-        const std::int64_t c0 = d[0][1], c1 = d[1][1];
-        out = {2, c0 + c1};
+        const std::int64_t r0 = d[0][0], c0 = d[0][1], c1 = d[1][1];
+        out = {r0, c0 + c1};
         std::vector<double> r;
-        for (std::int64_t i = 0; i < 2; ++i) {
+        for (std::int64_t i = 0; i < r0; ++i) {
           for (std::int64_t j = 0; j < c0; ++j)
             r.push_back(x[0][static_cast<std::size_t>(i * c0 + j)]);
           for (std::int64_t j = 0; j < c1; ++j)
@@ -507,24 +606,25 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         return r;
       });
   row(
-      "stack", {{Shape{2, 3}, Shape{2, 3}}},
+      "stack", {{Shape{2, 3}, Shape{2, 3}}, {Shape{2, 0}, Shape{2, 0}}, {Shape{0, 3}, Shape{0, 3}}},
       [](T x) {
         return autodiff::stack({x[0], x[1]}, 1);
       },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {2, 2, 3};
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        const std::int64_t r0 = d[0][0], c = d[0][1];
+        out = {r0, 2, c};
         std::vector<double> r;
-        for (std::int64_t i = 0; i < 2; ++i)
+        for (std::int64_t i = 0; i < r0; ++i)
           for (std::size_t k = 0; k < 2; ++k)
-            for (std::int64_t j = 0; j < 3; ++j)
-              r.push_back(x[k][static_cast<std::size_t>(i * 3 + j)]);
+            for (std::int64_t j = 0; j < c; ++j)
+              r.push_back(x[k][static_cast<std::size_t>(i * c + j)]);
         return r;
       });
   row(
-      "squeeze_unsqueeze_flatten", {{Shape{2, 1, 3}}},
+      "squeeze_unsqueeze_flatten", {{Shape{2, 1, 3}}, {Shape{2, 1, 0}}, {Shape{0, 1, 3}}},
       [](T x) { return flatten(unsqueeze(squeeze(x[0], 1), 0)) * 1.0; },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {6};
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        out = {count(d[0])};
         return x[0];
       });
   auto ce_ref = [](bool mean_red) {
@@ -536,7 +636,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         total += lse_of(rowv) - rowv[static_cast<std::size_t>(i % c)];
       }
       out = {};
-      return std::vector<double>{mean_red ? total / static_cast<double>(n) : total};
+      return std::vector<double>{mean_red ? total / static_cast<double>(n) : total}; // an empty mean is NaN
     };
   };
   auto targets = [](std::int64_t n, std::int64_t c) {
@@ -546,15 +646,16 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
     return autodiff::from_vector(t, {n});
   };
   row(
-      "cross_entropy_mean", {{Shape{5, 3}}, {Shape{1, 4}}},
+      "cross_entropy_mean", {{Shape{5, 3}}, {Shape{1, 4}}, {Shape{0, 3}}},
       [=](T x) { return cross_entropy(x[0], targets(x[0].size(0), x[0].size(1))); }, ce_ref(true));
   row(
-      "cross_entropy_sum", {{Shape{5, 3}}},
-      [=](T x) { return cross_entropy(x[0], targets(5, 3), autodiff::Reduction::sum); }, ce_ref(false));
+      "cross_entropy_sum", {{Shape{5, 3}}, {Shape{0, 3}}},
+      [=](T x) { return cross_entropy(x[0], targets(x[0].size(0), 3), autodiff::Reduction::sum); }, ce_ref(false));
   row(
-      "nll_loss", {{Shape{5, 3}}}, [=](T x) { return nll_loss(log_softmax(x[0], 1), targets(5, 3)); }, ce_ref(true));
+      "nll_loss", {{Shape{5, 3}}, {Shape{0, 3}}},
+      [=](T x) { return nll_loss(log_softmax(x[0], 1), targets(x[0].size(0), 3)); }, ce_ref(true));
   row(
-      "mse_loss", {{Shape{3, 4}, Shape{3, 4}}}, [](T x) { return mse_loss(x[0], x[1]); },
+      "mse_loss", {{Shape{3, 4}, Shape{3, 4}}, {Shape{0, 4}, Shape{0, 4}}}, [](T x) { return mse_loss(x[0], x[1]); },
       [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
         double s = 0;
         for (std::size_t i = 0; i < x[0].size(); ++i)

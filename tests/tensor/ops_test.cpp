@@ -81,4 +81,41 @@ BOOST_AUTO_TEST_CASE(gradients_match_finite_differences) {
   }
 }
 
+// Every zero-size case of the table: the gradient reaches each input with that input's shape.
+BOOST_AUTO_TEST_CASE(zero_size_gradients_have_the_input_shapes) {
+  manual_seed(13);
+  std::size_t cases = 0;
+  for (const auto& op : tensor_op_table()) {
+    for (const auto& shapes : op.shapes) {
+      if (std::none_of(shapes.begin(), shapes.end(), [](const Shape& s) { return s.numel() == 0; })) continue;
+      BOOST_TEST_CONTEXT(op.name << " on " << describe(shapes)) {
+        ++cases;
+        Tape tape;
+        std::vector<Tensor> xs = inputs_for(op, shapes, DType::float64);
+        for (Tensor& x : xs)
+          x.requires_grad(true);
+        const Tensor y = op.f(xs);
+        const std::vector<Tensor> g = grad(sum(y * 1.0), xs);
+        for (std::size_t k = 0; k < xs.size(); ++k)
+          BOOST_TEST((g[k].shape() == xs[k].shape()), k << ": " << fmt::format("{}", g[k].shape()));
+      }
+    }
+  }
+  BOOST_TEST(cases >= 60u);
+}
+
+// linear with no input features is the bias alone (PyTorch: [5, 7] for each row), and its graph
+// rule and its forward agree on the number of rows.
+BOOST_AUTO_TEST_CASE(linear_without_input_features_is_the_bias) {
+  Tape tape;
+  Tensor x = zeros({2, 0}, DType::float64);
+  Tensor w = zeros({2, 0}, DType::float64);
+  Tensor b = tensor({5, 7}, DType::float64);
+  b.requires_grad(true);
+  const Tensor y = linear(x, w, b);
+  BOOST_TEST(y.shape() == (Shape{2, 2}));
+  BOOST_TEST(y.to_vector() == (std::vector<double>{5, 7, 5, 7}));
+  BOOST_TEST(grad(sum(y), {b})[0].to_vector() == (std::vector<double>{2, 2}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

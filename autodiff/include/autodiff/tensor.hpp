@@ -9,10 +9,12 @@
 
 #include <array>
 #include <atomic>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,7 +26,29 @@ enum class DType : std::uint8_t { float32, float64, int64 };
 std::string_view dtype_name(DType d);
 inline std::size_t dtype_size(DType d) { return d == DType::float32 ? 4 : 8; }
 
-// A shape of up to 8 dimensions, stored inline so that shapes never touch the heap.
+// Element counts. Every dimension is >= 0 and the product of the NON-ZERO dimensions is at most
+// 2^60, so that every partial product (a stride, numel(), numel() * dtype_size() bytes) fits in an
+// int64. A zero dimension makes a shape legitimately empty whatever the others are, as in PyTorch:
+// [0, 2^40] is a tensor of 0 elements, but [0, 2^40, 2^40] is rejected, since its strides overflow.
+inline constexpr std::int64_t max_numel = std::int64_t{1} << 60;
+// The element count of dims under that rule, or nullopt (a negative dim, or too many elements).
+// The one place sizes are overflow-checked: Shape, the ops and the file readers (nn) all use it.
+std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> dims);
+// a + b and a * b for sizes, or nullopt on int64 overflow.
+inline std::optional<std::int64_t> checked_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+// A shape of up to 8 dimensions, stored inline so that shapes never touch the heap. Constructing
+// one checks the rule above (an Error "shape: ..." naming the dims); -1 is also accepted, as the
+// dimension reshape() infers, and counts as no dimension until then.
 class Shape {
 public:
   static constexpr int max_rank = 8;
@@ -36,10 +60,13 @@ public:
   int rank() const { return rank_; }
   std::int64_t operator[](int i) const { return d_[static_cast<std::size_t>(i)]; }
   std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i)]; }
+  // Checked too, for shapes changed through operator[]: an Error, never a wrapped count.
   std::int64_t numel() const {
     std::int64_t n = 1;
-    for (int i = 0; i < rank_; ++i)
-      n *= d_[static_cast<std::size_t>(i)];
+    for (int i = 0; i < rank_; ++i) {
+      const std::int64_t d = d_[static_cast<std::size_t>(i)];
+      if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > max_numel) numel_error();
+    }
     return n;
   }
   const std::int64_t* begin() const { return d_.data(); }
@@ -54,6 +81,7 @@ public:
   }
 
 private:
+  [[noreturn]] void numel_error() const;
   std::array<std::int64_t, max_rank> d_{};
   std::uint8_t rank_ = 0;
 };
@@ -207,6 +235,24 @@ private:
   bool previous_;
 };
 
+// ---- overloads that must not be misread ------------------------------------------------------
+// A number where a dim (or an index, a size) is expected never converts silently: `max(x, 0.0)`
+// would reduce over dim 0 and `sum(x, true)` over dim 1. Each op taking a dim has deleted
+// overloads that catch such calls at compile time: the dim may not be a floating-point number or a
+// bool, and no later argument may be floating-point. (PyTorch rejects these calls as well.)
+namespace detail {
+template <class D>
+concept not_a_dim = std::floating_point<std::remove_cvref_t<D>> || std::same_as < std::remove_cvref_t<D>,
+bool > ;
+template <class... A>
+concept any_floating = (std::floating_point<std::remove_cvref_t<A>> || ...);
+} // namespace detail
+// For op(const Tensor&, dim, ...).
+#define TAPEGRAD_DIM_IS_AN_INTEGER(op)                                                                                 \
+  template <class D, class... R>                                                                                       \
+  requires detail::not_a_dim<D> || detail::any_floating<R...> Tensor op(const Tensor&, D&&, R&&...)                    \
+  = delete;
+
 // ---- factories ------------------------------------------------------------------------------
 Tensor zeros(const Shape& s, DType d = DType::float32);
 Tensor ones(const Shape& s, DType d = DType::float32);
@@ -216,8 +262,14 @@ Tensor ones_like(const Tensor& t);
 Tensor arange(double end, DType d = DType::float32);
 Tensor arange(double start, double end, double step = 1, DType d = DType::float32);
 Tensor linspace(double start, double end, std::int64_t steps, DType d = DType::float32);
+template <class S, class... R>
+requires detail::not_a_dim<S> Tensor linspace(double, double, S&&, R&&...)
+= delete; // steps is a count
 Tensor eye(std::int64_t n, DType d = DType::float32);
 Tensor eye(std::int64_t n, std::int64_t m, DType d = DType::float32);
+template <class... A>
+requires detail::any_floating<A...> Tensor eye(A&&...)
+= delete;                                               // sizes are counts
 Tensor rand(const Shape& s, DType d = DType::float32);  // uniform in [0, 1)
 Tensor randn(const Shape& s, DType d = DType::float32); // standard normal
 void manual_seed(std::uint64_t seed);                   // seeds this thread's generator
@@ -317,29 +369,55 @@ inline Tensor operator<=(const Tensor& a, double c) { return le(a, c); }
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
 
 // ---- reductions -----------------------------------------------------------------------------
-// `dim` may be negative (counted from the end).
+// `dim` may be negative (counted from the end). The second positional argument is always a dim, as
+// in PyTorch: `sum(x, 1)`, `var(x, 1)`, `max(x, 1)` all reduce dim 1. A number there does not compile
+// (see TAPEGRAD_DIM_IS_AN_INTEGER); `max(a, b)` of two tensors is the elementwise maximum.
 Tensor sum(const Tensor& a);
 Tensor sum(const Tensor& a, int dim, bool keepdim = false);
 Tensor mean(const Tensor& a);
 Tensor mean(const Tensor& a, int dim, bool keepdim = false);
 Tensor max(const Tensor& a); // ties: the first maximum gets the gradient
 Tensor max(const Tensor& a, int dim, bool keepdim = false);
+inline Tensor max(const Tensor& a, const Tensor& b) { return maximum(a, b); } // PyTorch's torch.max(a, b)
 Tensor min(const Tensor& a);
 Tensor min(const Tensor& a, int dim, bool keepdim = false);
+inline Tensor min(const Tensor& a, const Tensor& b) { return minimum(a, b); }
 Tensor argmax(const Tensor& a); // int64 index into the flattened tensor
 Tensor argmax(const Tensor& a, int dim, bool keepdim = false);
 Tensor argmin(const Tensor& a);
 Tensor argmin(const Tensor& a, int dim, bool keepdim = false);
 Tensor prod(const Tensor& a);
 Tensor prod(const Tensor& a, int dim, bool keepdim = false);
-Tensor var(const Tensor& a, int correction = 1);
-Tensor var(const Tensor& a, int dim, bool keepdim, int correction = 1);
-Tensor stddev(const Tensor& a, int correction = 1);
-Tensor stddev(const Tensor& a, int dim, bool keepdim, int correction = 1);
+// The divisor of var and stddev is max(0, n - correction) (PyTorch's `correction=` keyword): a type
+// of its own, so that a correction is never taken for a dim nor a dim for a correction.
+struct Correction {
+  constexpr explicit Correction(int c) : value(c) {}
+  int value;
+};
+Tensor var(const Tensor& a, Correction correction = Correction{1});
+Tensor var(const Tensor& a, int dim, bool keepdim = false, Correction correction = Correction{1});
+Tensor stddev(const Tensor& a, Correction correction = Correction{1});
+Tensor stddev(const Tensor& a, int dim, bool keepdim = false, Correction correction = Correction{1});
 Tensor logsumexp(const Tensor& a);
 Tensor logsumexp(const Tensor& a, int dim, bool keepdim = false);
-Tensor norm(const Tensor& a); // 2-norm; subgradient 0 at 0
-Tensor norm(const Tensor& a, int dim, bool keepdim = false);
+// The p-norm (sum |a|^p)^(1/p), p > 0 or infinity (max |a|); the second positional argument is p, as
+// in PyTorch's torch.norm(a, p, dim, keepdim). p = 2 is one fused op with subgradient 0 at 0.
+Tensor norm(const Tensor& a);
+Tensor norm(const Tensor& a, double p);
+Tensor norm(const Tensor& a, double p, int dim, bool keepdim = false);
+template <class P, class D, class... R>
+requires detail::not_a_dim<D> || detail::any_floating<R...> Tensor norm(const Tensor&, P&&, D&&, R&&...)
+= delete;
+TAPEGRAD_DIM_IS_AN_INTEGER(sum)
+TAPEGRAD_DIM_IS_AN_INTEGER(mean)
+TAPEGRAD_DIM_IS_AN_INTEGER(max)
+TAPEGRAD_DIM_IS_AN_INTEGER(min)
+TAPEGRAD_DIM_IS_AN_INTEGER(argmax)
+TAPEGRAD_DIM_IS_AN_INTEGER(argmin)
+TAPEGRAD_DIM_IS_AN_INTEGER(prod)
+TAPEGRAD_DIM_IS_AN_INTEGER(var)
+TAPEGRAD_DIM_IS_AN_INTEGER(stddev)
+TAPEGRAD_DIM_IS_AN_INTEGER(logsumexp)
 
 // ---- linear algebra and shapes --------------------------------------------------------------
 // 1-D and 2-D operands as numpy; 3-D x 2-D and 3-D x 3-D (same batch) as batched products.
@@ -366,11 +444,32 @@ Tensor index_add(const Tensor& a, int dim, const Tensor& index, const Tensor& sr
 Tensor scatter_add(const Tensor& a, int dim, const Tensor& index, const Tensor& src); // index: src's shape
 Tensor concat(const std::vector<Tensor>& ts, int dim = 0);
 Tensor stack(const std::vector<Tensor>& ts, int dim = 0);
+TAPEGRAD_DIM_IS_AN_INTEGER(flatten)
+TAPEGRAD_DIM_IS_AN_INTEGER(squeeze)
+TAPEGRAD_DIM_IS_AN_INTEGER(unsqueeze)
+TAPEGRAD_DIM_IS_AN_INTEGER(transpose)
+TAPEGRAD_DIM_IS_AN_INTEGER(slice)
+TAPEGRAD_DIM_IS_AN_INTEGER(index_select)
+TAPEGRAD_DIM_IS_AN_INTEGER(gather)
+TAPEGRAD_DIM_IS_AN_INTEGER(index_add)
+TAPEGRAD_DIM_IS_AN_INTEGER(scatter_add)
+template <class... A>
+requires detail::any_floating<A...> Tensor slice_scatter(const Tensor&, const Tensor&, A&&...)
+= delete;
+template <class D>
+requires detail::not_a_dim<D> Tensor concat(const std::vector<Tensor>&, D&&)
+= delete;
+template <class D>
+requires detail::not_a_dim<D> Tensor stack(const std::vector<Tensor>&, D&&)
+= delete;
 
 // ---- softmax and losses ---------------------------------------------------------------------
 enum class Reduction : std::uint8_t { mean, sum, none };
 Tensor softmax(const Tensor& a, int dim = -1);
 Tensor log_softmax(const Tensor& a, int dim = -1);
+TAPEGRAD_DIM_IS_AN_INTEGER(softmax)
+TAPEGRAD_DIM_IS_AN_INTEGER(log_softmax)
+#undef TAPEGRAD_DIM_IS_AN_INTEGER
 // logits [N, C], targets int64 [N] with values in [0, C). Fused and stable for any logit size.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r = Reduction::mean);
 Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction r = Reduction::mean);

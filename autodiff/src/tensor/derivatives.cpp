@@ -42,10 +42,9 @@ void check_like(std::string_view op, std::string_view what, const Tensor& v, con
 Shape concat_shapes(std::string_view op, const Shape& a, const Shape& b) {
   if (a.rank() + b.rank() > Shape::max_rank)
     fail("{}: the result would have shape {} ++ {}, more than {} dimensions", op, a, b, Shape::max_rank);
-  Shape s = a;
-  for (int d = 0; d < b.rank(); ++d)
-    s.push_back(b[d]);
-  return s;
+  std::vector<std::int64_t> dims = a.vec(); // checked under the op's name: [n] ++ [n] has n^2 elements
+  dims.insert(dims.end(), b.begin(), b.end());
+  return detail::make_shape(op, dims);
 }
 
 // Rows of a matrix result: row i is the reverse sweep seeded with the i-th unit tensor.

@@ -174,6 +174,11 @@ void check_defined(std::string_view op, const Tensor& t);
 void check_float(std::string_view op, const Tensor& t); // float32 or float64
 void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
 int normalize_dim(std::string_view op, int dim, int rank); // negative dims from the end
+// An Error "op: shape [...]: why" unless s follows Shape's rule (no -1 either): for shapes an op
+// computes, changed through operator[], before anything is allocated for them.
+void check_shape(std::string_view op, const Shape& s);
+// A Shape of these dims, checked as above: the ops that compute output dims build them with it.
+Shape make_shape(std::string_view op, std::span<const std::int64_t> dims);
 Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
 bool broadcastable_to(const Shape& from, const Shape& to);
 

@@ -41,7 +41,8 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
 // matmul as a batched product: a [ba, m, k] times b [bb, k, n], batches 1 or equal.
 struct MatmulDims {
   std::int64_t ba, m, k, bb, n;
-  std::int64_t batch() const { return std::max(ba, bb); }
+  // The batch of 1 broadcasts: an empty batch (0) against 1 is 0, not max(0, 1).
+  std::int64_t batch() const { return ba == 1 ? bb : ba; }
 };
 
 // dA = g B^T, dB = A^T g through the BLAS transpose flags; a batch of a (or b) of 1 sums the
@@ -62,6 +63,8 @@ void matmul_backward(BackwardCtx& x) {
       T* o = ptr<T>(ga);
       if (d.bb == 1)
         gemm<T>(false, true, d.ba * d.m, d.k, d.n, gv, bv, o, T(0));
+      else if (B == 0) // a broadcast over an empty batch: a sum of nothing
+        std::fill(o, o + ga.numel(), T(0));
       else
         for (std::int64_t i = 0; i < B; ++i) // ba == 1 sums over the batch
           gemm<T>(false, true, d.m, d.k, d.n, gv + i * d.m * d.n, bv + i * d.k * d.n,
@@ -107,10 +110,18 @@ const OpInfo matmul_info{"matmul", matmul_backward, matmul_backward_graph};
 
 // linear: y = x w^T (+ b), x viewed as [M, in], w [out, in]. The bias gradient is g itself,
 // summed over the rows by the engine.
+// M is the product of x's leading dims, never numel / in: with in = 0 that quotient is 0 and the
+// output (bias included) would be left unwritten.
+std::int64_t linear_rows(const Shape& x) {
+  std::int64_t m = 1;
+  for (int i = 0; i + 1 < x.rank(); ++i)
+    m *= x[i];
+  return m;
+}
 void linear_backward(BackwardCtx& x) {
   const Tensor& in = x.saved(0);
   const Tensor& w = x.saved(1);
-  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = in.numel() / std::max<std::int64_t>(in_f, 1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = linear_rows(in.shape());
   dispatch_float("linear", in.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (x.needs(0)) { // dx = g w
@@ -129,10 +140,7 @@ void linear_backward(BackwardCtx& x) {
 void linear_backward_graph(BackwardCtx& x) {
   const Tensor& in = x.saved(0);
   const Tensor& w = x.saved(1);
-  const std::int64_t out_f = w.size(0), in_f = w.size(1);
-  std::int64_t m = 1; // rows, counted from the shape: in_f may be 0
-  for (int i = 0; i + 1 < in.dim(); ++i)
-    m *= in.shape()[i];
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = linear_rows(in.shape());
   const Tensor g2 = reshape(x.g, {m, out_f});
   if (x.needs(0)) x.grad(0, reshape(matmul(g2, w), in.shape()));
   if (x.needs(1)) x.grad(1, matmul(transpose(g2), reshape(in, {m, in_f})));
@@ -212,7 +220,8 @@ SliceRange slice_range(std::int64_t n, std::int64_t start, std::int64_t end, std
   auto clampi = [&](std::int64_t v) { return std::clamp(v < 0 ? v + n : v, std::int64_t{0}, n); };
   start = clampi(start);
   end = clampi(end);
-  return {start, end > start ? (end - start + step - 1) / step : 0};
+  // ceil((end - start) / step) without end - start + step - 1, which overflows for a huge step.
+  return {start, end > start ? (end - start - 1) / step + 1 : 0};
 }
 // An end bound that selects exactly len elements from start (for the graph rules, which call the
 // public ops with bounds again).
@@ -462,10 +471,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (d.k != kb) fail("matmul: shapes {} and {} cannot be multiplied", a.shape(), b.shape());
   if (d.ba != d.bb && d.ba != 1 && d.bb != 1)
     fail("matmul: batch sizes of shapes {} and {} differ", a.shape(), b.shape());
-  Shape s;
-  if (ra == 3 || rb == 3) s.push_back(d.batch());
-  if (ra != 1) s.push_back(d.m);
-  if (rb != 1) s.push_back(d.n);
+  std::vector<std::int64_t> dims; // [m, 0] x [0, n] has m n elements: checked
+  if (ra == 3 || rb == 3) dims.push_back(d.batch());
+  if (ra != 1) dims.push_back(d.m);
+  if (rb != 1) dims.push_back(d.n);
+  const Shape s = detail::make_shape("matmul", dims);
   Tensor out = Access::make(s, a.dtype());
   detail::dispatch_float("matmul", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -495,14 +505,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1))
     fail("linear: input of shape {} and weight of shape {} do not fit (weight must be [out, {}])", x.shape(), w.shape(),
          x.dim() < 1 ? 0 : x.size(-1));
-  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = x.numel() / std::max<std::int64_t>(in_f, 1);
+  const std::int64_t out_f = w.size(0), in_f = w.size(1), m = detail::linear_rows(x.shape());
   if (b.defined()) {
     detail::check_same_dtype("linear", x, b);
     if (b.dim() != 1 || b.size(0) != out_f)
       fail("linear: bias of shape {} does not fit weight of shape {} (it must be [{}])", b.shape(), w.shape(), out_f);
   }
-  Shape s = x.shape();
-  s[s.rank() - 1] = out_f;
+  std::vector<std::int64_t> dims = x.shape().vec(); // [m, 0] and [out, 0] give m out elements: checked
+  dims.back() = out_f;
+  const Shape s = detail::make_shape("linear", dims);
   Tensor out = Access::make(s, x.dtype());
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -696,6 +707,9 @@ Tensor index_select(const Tensor& a, int dim, const Tensor& index) {
   if (a.dim() == 0) fail("index_select: needs a tensor of at least 1 dimension");
   const int d = detail::normalize_dim("index_select", dim, a.dim());
   detail::check_index_1d("index_select", index, a.shape(), d);
+  std::vector<std::int64_t> dims = a.shape().vec(); // a longer index than dim d means more elements
+  dims[static_cast<std::size_t>(d)] = index.numel();
+  detail::make_shape("index_select", dims);
   Tensor out = detail::take_index(a, d, index);
   if (detail::any_requires_grad({&a})) {
     detail::Node& nd = detail::record(detail::index_select_info, out, {&a});
@@ -768,17 +782,20 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
     detail::check_same_dtype("concat", ts[0], t);
   if (ts[0].dim() == 0) fail("concat: cannot concatenate 0-D tensors; use stack");
   const int d = detail::normalize_dim("concat", dim, ts[0].dim());
-  Shape s = ts[0].shape();
-  s[d] = 0;
+  std::vector<std::int64_t> dims = ts[0].shape().vec();
+  dims[static_cast<std::size_t>(d)] = 0;
   std::vector<std::int64_t> v{d};
   for (const Tensor& t : ts) {
-    bool ok = t.dim() == s.rank();
-    for (int i = 0; ok && i < s.rank(); ++i)
-      ok = i == d || t.shape()[i] == s[i];
+    bool ok = t.dim() == ts[0].dim();
+    for (int i = 0; ok && i < t.dim(); ++i)
+      ok = i == d || t.shape()[i] == ts[0].shape()[i];
     if (!ok) fail("concat: shapes {} and {} differ outside dim {}", ts[0].shape(), t.shape(), d);
-    s[d] += t.shape()[d];
+    const auto len = checked_add(dims[static_cast<std::size_t>(d)], t.shape()[d]);
+    if (!len) fail("concat: the lengths along dim {} of {} tensors of shape {} overflow", d, ts.size(), ts[0].shape());
+    dims[static_cast<std::size_t>(d)] = *len;
     v.push_back(t.shape()[d]);
   }
+  const Shape s = detail::make_shape("concat", dims);
   Tensor out = Access::make(s, ts[0].dtype());
   const detail::Split p = detail::split_at(s, d);
   detail::dispatch_all(out.dtype(), [&](auto tag) {
@@ -804,6 +821,10 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
 Tensor stack(const std::vector<Tensor>& ts, int dim) {
   if (ts.empty()) fail("stack: needs at least one tensor");
   const int d = detail::normalize_dim("stack", dim, ts[0].dim() + 1);
+  if (ts[0].dim() == Shape::max_rank) fail("stack: shape {} has {} dimensions already", ts[0].shape(), Shape::max_rank);
+  std::vector<std::int64_t> dims = ts[0].shape().vec();
+  dims.insert(dims.begin() + d, static_cast<std::int64_t>(ts.size()));
+  detail::make_shape("stack", dims); // checked before any copy is made
   std::vector<Tensor> u;
   for (const Tensor& t : ts) {
     if (!(t.shape() == ts[0].shape())) fail("stack: shapes {} and {} differ", ts[0].shape(), t.shape());

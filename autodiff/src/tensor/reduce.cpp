@@ -562,22 +562,43 @@ Tensor prod(const Tensor& a, int dim, bool keepdim) { return detail::prod_impl(a
 Tensor logsumexp(const Tensor& a) { return detail::lse_norm<true>(a, nullptr, false); }
 Tensor logsumexp(const Tensor& a, int dim, bool keepdim) { return detail::lse_norm<true>(a, &dim, keepdim); }
 Tensor norm(const Tensor& a) { return detail::lse_norm<false>(a, nullptr, false); }
-Tensor norm(const Tensor& a, int dim, bool keepdim) { return detail::lse_norm<false>(a, &dim, keepdim); }
+// Other p than 2 are compositions of recorded ops: 1 and infinity exactly (sum and max of |a|),
+// the rest as pow(sum(pow(|a|, p)), 1/p).
+static Tensor p_norm(const Tensor& a, double p, const int* dimp, bool keepdim) {
+  detail::check_float("norm", a);
+  if (!(p > 0)) detail::fail("norm: p must be > 0 or infinity, got {} (the second argument is p, as in PyTorch)", p);
+  if (p == 2) return detail::lse_norm<false>(a, dimp, keepdim);
+  const Tensor m = abs(a);
+  if (std::isinf(p)) return dimp ? max(m, *dimp, keepdim) : max(m);
+  if (p == 1) return dimp ? sum(m, *dimp, keepdim) : sum(m);
+  const Tensor s = dimp ? sum(pow(m, p), *dimp, keepdim) : sum(pow(m, p));
+  // A slice of zeros: s^(1/p) has an infinite derivative there, and inf * 0 would be NaN. Its norm
+  // is the constant 0 instead (gradient 0, as PyTorch's), and pow never sees s = 0.
+  const Tensor zero = eq(s, 0.0);
+  return where(zero, full({}, 0.0, a.dtype()), pow(where(zero, full({}, 1.0, a.dtype()), s), 1.0 / p));
+}
+Tensor norm(const Tensor& a, double p) { return p_norm(a, p, nullptr, false); }
+Tensor norm(const Tensor& a, double p, int dim, bool keepdim) { return p_norm(a, p, &dim, keepdim); }
 
 // var and std are compositions of recorded ops: their gradients need no rule of their own.
-Tensor var(const Tensor& a, int dim, bool keepdim, int correction) {
+Tensor var(const Tensor& a, int dim, bool keepdim, Correction c) {
+  const std::int64_t correction = c.value;
   detail::check_float("var", a);
   const int d = detail::normalize_dim("var", dim, a.dim());
   const std::int64_t n = a.dim() == 0 ? 1 : a.size(d);
   const Tensor centered = a - mean(a, d, true);
-  return sum(square(centered), d, keepdim) / static_cast<double>(n - correction);
+  // PyTorch's divisor max(0, n - correction): an empty or too short slice gives 0/0 = NaN, never a
+  // negative divisor (the variance of nothing was -0).
+  return sum(square(centered), d, keepdim) / static_cast<double>(std::max<std::int64_t>(0, n - correction));
 }
-Tensor var(const Tensor& a, int correction) {
+Tensor var(const Tensor& a, Correction correction) {
   detail::check_float("var", a);
   return var(reshape(a, {a.numel()}), 0, false, correction);
 }
-Tensor stddev(const Tensor& a, int dim, bool keepdim, int correction) { return sqrt(var(a, dim, keepdim, correction)); }
-Tensor stddev(const Tensor& a, int correction) { return sqrt(var(a, correction)); }
+Tensor stddev(const Tensor& a, int dim, bool keepdim, Correction correction) {
+  return sqrt(var(a, dim, keepdim, correction));
+}
+Tensor stddev(const Tensor& a, Correction correction) { return sqrt(var(a, correction)); }
 
 Tensor softmax(const Tensor& a, int dim) { return detail::softmax_impl<false>(a, dim); }
 Tensor log_softmax(const Tensor& a, int dim) { return detail::softmax_impl<true>(a, dim); }

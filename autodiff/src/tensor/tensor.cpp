@@ -24,19 +24,54 @@ std::string_view dtype_name(DType d) {
   return "unknown";
 }
 
+std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> dims) {
+  std::int64_t nonzero = 1;
+  bool empty = false;
+  for (const std::int64_t d : dims) {
+    if (d < 0) return std::nullopt;
+    if (d == 0)
+      empty = true;
+    else if (__builtin_mul_overflow(nonzero, d, &nonzero) || nonzero > max_numel)
+      return std::nullopt;
+  }
+  return empty ? 0 : nonzero;
+}
+
+namespace {
+// Why dims break the rule of max_numel ("" if they do not); -1 is skipped when infer is allowed.
+std::string shape_problem(std::span<const std::int64_t> dims, bool allow_infer) {
+  std::array<std::int64_t, Shape::max_rank> known{};
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == -1 && allow_infer) continue;
+    if (dims[i] < 0) return fmt::format("dimension {} is {}; sizes must be >= 0", i, dims[i]);
+    known[n++] = dims[i];
+  }
+  if (!checked_numel(std::span<const std::int64_t>(known.data(), n)))
+    return fmt::format("the product of its non-zero dimensions exceeds 2^60 elements");
+  return "";
+}
+} // namespace
+
 Shape::Shape(std::span<const std::int64_t> dims) {
   if (dims.size() > static_cast<std::size_t>(max_rank))
     detail::fail("shape: {} dimensions given, at most {} are supported", dims.size(), max_rank);
-  for (std::size_t i = 0; i < dims.size(); ++i) {
-    if (dims[i] < -1) detail::fail("shape: dimension {} is {}; sizes must be >= 0", i, dims[i]);
-    d_[i] = dims[i];
-  }
+  if (const std::string why = shape_problem(dims, true); !why.empty())
+    detail::fail("shape: [{}]: {}", fmt::join(dims, ","), why);
+  std::copy(dims.begin(), dims.end(), d_.begin());
   rank_ = static_cast<std::uint8_t>(dims.size());
 }
 
 void Shape::push_back(std::int64_t d) {
   if (rank_ == max_rank) detail::fail("shape: more than {} dimensions", max_rank);
-  d_[rank_++] = d;
+  d_[rank_] = d;
+  if (const std::string why = shape_problem({d_.data(), rank_ + 1u}, true); !why.empty())
+    detail::fail("shape: [{}]: {}", fmt::join(d_.begin(), d_.begin() + rank_ + 1, ","), why);
+  ++rank_;
+}
+
+void Shape::numel_error() const {
+  detail::fail("shape: {} has no element count: {}", *this, shape_problem({d_.data(), rank_}, false));
 }
 
 namespace detail {
@@ -129,11 +164,29 @@ void release(GradSlot* s) {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete s;
 }
 
+void check_shape(std::string_view op, const Shape& s) {
+  if (const std::string why = shape_problem({s.begin(), static_cast<std::size_t>(s.rank())}, false); !why.empty())
+    fail("{}: shape {}: {}", op, s, why);
+}
+Shape make_shape(std::string_view op, std::span<const std::int64_t> dims) {
+  if (dims.size() > static_cast<std::size_t>(Shape::max_rank))
+    fail("{}: {} dimensions, at most {} are supported", op, dims.size(), Shape::max_rank);
+  if (const std::string why = shape_problem(dims, false); !why.empty())
+    fail("{}: shape [{}]: {}", op, fmt::join(dims, ","), why);
+  return Shape(dims);
+}
+
 Tensor Access::make(const Shape& s, DType d) {
-  for (int i = 0; i < s.rank(); ++i)
-    if (s[i] < 0) fail("tensor: shape {} has a negative dimension", s);
+  check_shape("tensor", s);
+  // numel <= 2^60, so the byte count fits; checked all the same, as every size is.
+  const auto bytes = checked_mul(s.numel(), static_cast<std::int64_t>(dtype_size(d)));
+  if (!bytes) fail("tensor: shape {} of {} has too many bytes", s, d);
   Tensor t;
-  t.buf_ = allocate(static_cast<std::size_t>(s.numel()) * dtype_size(d));
+  try {
+    t.buf_ = allocate(static_cast<std::size_t>(*bytes));
+  } catch (const std::bad_alloc&) {
+    fail("tensor: cannot allocate {} bytes for shape {} of {}", *bytes, s, d);
+  }
   t.shape_ = s;
   t.dtype_ = d;
   return t;
@@ -170,7 +223,8 @@ Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
     if (da != db && da != 1 && db != 1) fail("{}: shapes {} and {} cannot be broadcast together", op, a, b);
     d[static_cast<std::size_t>(i)] = da == 1 ? db : da;
   }
-  return Shape(std::span<const std::int64_t>(d.data(), static_cast<std::size_t>(r)));
+  // [n, 1] and [1, n] broadcast to n^2 elements: checked, under the op's name.
+  return make_shape(op, std::span<const std::int64_t>(d.data(), static_cast<std::size_t>(r)));
 }
 bool broadcastable_to(const Shape& from, const Shape& to) {
   if (from.rank() > to.rank()) return false;
@@ -381,7 +435,10 @@ EnableGradGuard::EnableGradGuard() : previous_(tl_grad_enabled) { tl_grad_enable
 EnableGradGuard::~EnableGradGuard() { tl_grad_enabled = previous_; }
 
 // ---- factories -------------------------------------------------------------------------------
-Tensor full(const Shape& s, double value, DType d) {
+// Each factory checks its shape under its own name first (a -1 left in it, say), before allocating.
+namespace {
+Tensor full_impl(std::string_view op, const Shape& s, double value, DType d) {
+  detail::check_shape(op, s);
   Tensor t = Access::make(s, d);
   detail::dispatch_all(d, [&](auto tag) {
     using T = decltype(tag);
@@ -389,8 +446,10 @@ Tensor full(const Shape& s, double value, DType d) {
   });
   return t;
 }
-Tensor zeros(const Shape& s, DType d) { return full(s, 0.0, d); }
-Tensor ones(const Shape& s, DType d) { return full(s, 1.0, d); }
+} // namespace
+Tensor full(const Shape& s, double value, DType d) { return full_impl("full", s, value, d); }
+Tensor zeros(const Shape& s, DType d) { return full_impl("zeros", s, 0.0, d); }
+Tensor ones(const Shape& s, DType d) { return full_impl("ones", s, 1.0, d); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 
@@ -398,8 +457,12 @@ Tensor arange(double end, DType d) { return arange(0, end, 1, d); }
 Tensor arange(double start, double end, double step, DType d) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
     fail("arange: needs finite start, end and a non-zero step (got {}, {}, {})", start, end, step);
-  const double count = std::ceil((end - start) / step);
-  const auto n = static_cast<std::int64_t>(std::max(0.0, count));
+  // Checked before the conversion: a count beyond int64 (1e19 elements) is undefined behaviour.
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  if (!(count <= static_cast<double>(max_numel)))
+    fail("arange: [{}, {}) with step {} has {} elements, more than the 2^60 a tensor can hold", start, end, step,
+         count);
+  const auto n = static_cast<std::int64_t>(count);
   Tensor t = Access::make({n}, d);
   detail::dispatch_all(d, [&](auto tag) {
     using T = decltype(tag);
@@ -410,7 +473,7 @@ Tensor arange(double start, double end, double step, DType d) {
   return t;
 }
 Tensor linspace(double start, double end, std::int64_t steps, DType d) {
-  if (steps < 0) fail("linspace: steps is {}; it must be >= 0", steps);
+  if (steps < 0 || steps > max_numel) fail("linspace: steps is {}; it must be in [0, 2^60]", steps);
   Tensor t = Access::make({steps}, d);
   detail::dispatch_all(d, [&](auto tag) {
     using T = decltype(tag);
@@ -424,6 +487,8 @@ Tensor linspace(double start, double end, std::int64_t steps, DType d) {
 Tensor eye(std::int64_t n, DType d) { return eye(n, n, d); }
 Tensor eye(std::int64_t n, std::int64_t m, DType d) {
   if (n < 0 || m < 0) fail("eye: sizes {} and {} must be >= 0", n, m);
+  const std::int64_t dims[2] = {n, m};
+  detail::make_shape("eye", dims);
   Tensor t = zeros({n, m}, d);
   detail::dispatch_all(d, [&](auto tag) {
     using T = decltype(tag);
@@ -444,6 +509,7 @@ double uniform01() { return static_cast<double>(generator()() >> 11) * 0x1.0p-53
 void manual_seed(std::uint64_t seed) { generator().seed(seed); }
 
 Tensor rand(const Shape& s, DType d) {
+  detail::check_shape("rand", s);
   Tensor t = Access::make(s, d);
   detail::dispatch_float("rand", d, [&](auto tag) {
     using T = decltype(tag);
@@ -454,6 +520,7 @@ Tensor rand(const Shape& s, DType d) {
   return t;
 }
 Tensor randn(const Shape& s, DType d) {
+  detail::check_shape("randn", s);
   Tensor t = Access::make(s, d);
   detail::dispatch_float("randn", d, [&](auto tag) {
     using T = decltype(tag);
@@ -470,6 +537,7 @@ Tensor randn(const Shape& s, DType d) {
 }
 
 Tensor from_vector(const std::vector<double>& v, const Shape& s, DType d) {
+  detail::check_shape("from_vector", s);
   if (static_cast<std::int64_t>(v.size()) != s.numel())
     fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
   Tensor t = Access::make(s, d);
@@ -482,6 +550,7 @@ Tensor from_vector(const std::vector<double>& v, const Shape& s, DType d) {
   return t;
 }
 Tensor from_vector(const std::vector<float>& v, const Shape& s) {
+  detail::check_shape("from_vector", s);
   if (static_cast<std::int64_t>(v.size()) != s.numel())
     fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
   Tensor t = Access::make(s, DType::float32);
@@ -489,6 +558,7 @@ Tensor from_vector(const std::vector<float>& v, const Shape& s) {
   return t;
 }
 Tensor from_vector(const std::vector<std::int64_t>& v, const Shape& s) {
+  detail::check_shape("from_vector", s);
   if (static_cast<std::int64_t>(v.size()) != s.numel())
     fail("from_vector: {} values given for shape {} ({} elements)", v.size(), s, s.numel());
   Tensor t = Access::make(s, DType::int64);
