@@ -1,6 +1,8 @@
 // PyTorch habits that must work here or fail loudly: the training loop with no tape calls,
 // freezing through any copy of a parameter, and gradient clipping when gradients could alias.
 
+#include "../tensor/helpers.hpp"
+
 #include <nn/nn.hpp>
 
 #include <boost/test/unit_test.hpp>
@@ -11,17 +13,8 @@
 using autodiff::DType;
 using autodiff::Tensor;
 
-namespace {
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const autodiff::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-bool contains(const std::string& s, const std::string& p) { return s.find(p) != std::string::npos; }
-} // namespace
+using tapegrad_test::contains;
+using tapegrad_test::error_of;
 
 BOOST_AUTO_TEST_SUITE(pytorch_habits)
 

@@ -27,9 +27,12 @@ BOOST_AUTO_TEST_CASE(every_rule_has_a_row) {
 }
 
 BOOST_AUTO_TEST_CASE(the_completeness_check_reports_a_missing_op) {
-  // Without the rows of `max`, the `maximum` rows (whose names start with "max") do not hide it.
+  // Without the rows that record `max` (its own, and the infinity norm's), the `maximum` rows
+  // (whose names start with "max") do not hide it.
   auto table = tensor_op_table();
-  std::erase_if(table, [](const TensorOpInfo& op) { return op.name == "max" || op.name == "max_dim1"; });
+  std::erase_if(table, [](const TensorOpInfo& op) {
+    return op.name == "max" || op.name == "max_dim1" || op.name.starts_with("norm_inf");
+  });
   const std::vector<std::string> missing = ops_without_row(table, {"leaf", "custom", "to"});
   BOOST_TEST((missing == std::vector<std::string>{"max"}), fmt::format("{}", fmt::join(missing, ", ")));
 }

@@ -66,8 +66,12 @@ Tensor log_positive(const Tensor& a) {
   const Tensor pos = gt(a, 0.0);
   return where(pos, log(where(pos, a, scalar_like(a, 1))), scalar_like(a, 0));
 }
+// Masks select with where(), never multiply: the kernels give 0 outside the mask whatever g is,
+// and g * 0 would be NaN where g is NaN (an all-NaN input reaching abs through a norm, say).
 // 1 where a wins, 1/2 at a tie, 0 where it loses: a constant.
 Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0.5; }
+// g * m where the constant mask m is not 0, else 0 (not NaN * 0).
+Tensor masked(const Tensor& g, const Tensor& m) { return where(m, g * m, scalar_like(g, 0)); }
 // clang-format off
 TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g,                  -g)
 TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r,               g * r)
@@ -77,7 +81,7 @@ TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                     
 TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      g * (0.5 / r))
 TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, g * (r * square(r) * -0.5))
 TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a,        g * a * 2.0)
-TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), g * sign(a))
+TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), where(gt(a, 0.0), g, where(lt(a, 0.0), -g, scalar_like(g, 0))))
 TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0),                Tensor())
 TAPEGRAD_UNARY_RULE(Sin,       "sin",        std::sin(a),                          g * std::cos(a),     g * cos(a))
 TAPEGRAD_UNARY_RULE(Cos,       "cos",        std::cos(a),                          -g * std::sin(a),    -(g * sin(a)))
@@ -86,7 +90,7 @@ TAPEGRAD_UNARY_RULE(Tanh,      "tanh",       std::tanh(a),                      
 // s' = s (1 - s); for a > 0, 1 - s cancels, and s e^-a is the exact form. 1 - s = s(-a) is exact
 // everywhere, and differentiable again.
 TAPEGRAD_UNARY_RULE(Sigmoid,   "sigmoid",    sigmoid_of(a),                        a <= 0 ? g * r * (T(1) - r) : g * r * r * std::exp(-a), g * r * sigmoid(-a))
-TAPEGRAD_UNARY_RULE(Relu,      "relu",       a > 0 ? a : T(0),                     a > 0 ? g : T(0),    g * gt(a, 0.0))
+TAPEGRAD_UNARY_RULE(Relu,      "relu",       a > 0 ? a : T(0),                     a > 0 ? g : T(0),    where(gt(a, 0.0), g, scalar_like(g, 0)))
 TAPEGRAD_UNARY_RULE(LeakyRelu, "leaky_relu", a > 0 ? a : T(p.c0) * a,              a > 0 ? g : g * T(p.c0), g * (gt(a, 0.0) * (1.0 - p.c0) + p.c0))
 TAPEGRAD_UNARY_RULE(Elu,       "elu",        a > 0 ? a : T(p.c0) * std::expm1(a), a > 0 ? g : g * (r + T(p.c0)), where(gt(a, 0.0), g, g * (r + p.c0)))
 TAPEGRAD_UNARY_RULE(Erf,       "erf",        std::erf(a),                          g * T(two_inv_sqrtpi) * std::exp(-a * a), g * exp(-square(a)) * two_inv_sqrtpi)
@@ -95,7 +99,7 @@ TAPEGRAD_UNARY_RULE(Gelu,      "gelu",       T(0.5) * a * (T(1) + std::erf(a * T
                     g * ((erf(a * sqrt1_2) + 1.0) * 0.5 + a * exp(square(a) * -0.5) * inv_sqrt2pi))
 // softplus' = sigmoid(a) in its stable form, right at +inf too (exp(a - r) is exp(inf - inf) there).
 TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * sigmoid_of(a),   g * sigmoid(a))
-TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0), g * (ge(a, p.c0) * le(a, p.c1)))
+TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0), where(ge(a, p.c0) * le(a, p.c1), g, scalar_like(g, 0)))
 TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                          g,                   g)
 TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g,                  -g)
 TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0),         g * p.c0)
@@ -105,8 +109,8 @@ TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                      
 TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
                     p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : g * (pow(a, p.c0 - 1) * p.c0))
 // Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
-TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", max_of(a, T(p.c0)),               a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(gt(a, p.c0), eq(a, p.c0)))
-TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", min_of(a, T(p.c0)),               a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), g * win_mask(lt(a, p.c0), eq(a, p.c0)))
+TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", max_of(a, T(p.c0)),               a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), masked(g, win_mask(gt(a, p.c0), eq(a, p.c0))))
+TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", min_of(a, T(p.c0)),               a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), masked(g, win_mask(lt(a, p.c0), eq(a, p.c0))))
 // clang-format on
 #undef TAPEGRAD_UNARY_RULE
 
@@ -265,10 +269,10 @@ struct Maximum {
   template <class T> static T da(T a, T b, T, T g) { return a > b ? g : a == b ? T(0.5) * g : T(0); }
   template <class T> static T db(T a, T b, T, T g) { return b > a ? g : a == b ? T(0.5) * g : T(0); }
   static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return g * win_mask(gt(a, b), eq(a, b));
+    return masked(g, win_mask(gt(a, b), eq(a, b)));
   }
   static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return g * win_mask(gt(b, a), eq(a, b));
+    return masked(g, win_mask(gt(b, a), eq(a, b)));
   }
 };
 struct Minimum {
