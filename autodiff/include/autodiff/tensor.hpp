@@ -115,6 +115,9 @@ public:
   ~Tensor() { drop(); }
 
   bool defined() const { return buf_ != nullptr; }
+  // Identifies the storage: equal for every handle (copy, view) of the same tensor, null when
+  // undefined. Lets an optimizer refuse the same parameter twice.
+  const void* storage_id() const { return buf_; }
   const Shape& shape() const { return shape_; }
   int dim() const { return shape_.rank(); }
   std::int64_t size(int d) const; // negative d counts from the end
