@@ -3,6 +3,8 @@
 
 #include "io_util.hpp"
 
+#include <nn/idx.hpp>
+#include <nn/nn.hpp>
 #include <nn/safetensors.hpp>
 
 #include <boost/test/unit_test.hpp>
@@ -360,6 +362,57 @@ BOOST_AUTO_TEST_CASE(fuzz_seed_corpus) {
   }
   BOOST_TEST(valid >= 3);
   BOOST_TEST(damaged >= 5);
+}
+
+// The state-dict fuzz target's corpus: valid-* load into the model and an amsgrad Adam of
+// mlp({2, 3, 2}); defect-* are optimizer states that were once accepted and must be refused.
+BOOST_AUTO_TEST_CASE(state_dict_fuzz_corpus) {
+  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/state_dict";
+  int valid = 0, defects = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    const auto name = entry.path().filename().string();
+    const nn::StateDict all = nn::load_state_dict(entry.path());
+    nn::StateDict model, opt;
+    for (const auto& [k, v] : all)
+      (k.starts_with("param_groups.") || k.starts_with("state.") ? opt : model).emplace(k, v);
+    autodiff::manual_seed(1);
+    auto net = nn::mlp({2, 3, 2}, "tanh");
+    nn::Adam adam(net->parameters(), {.amsgrad = true});
+    nn::SGD sgd(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("valid-")) {
+        if (!model.empty()) BOOST_CHECK_NO_THROW(net->load_state_dict(model));
+        if (!opt.empty())
+          BOOST_CHECK_NO_THROW(name.find("sgd") != std::string::npos ? sgd.load_state_dict(opt)
+                                                                     : adam.load_state_dict(opt));
+        ++valid;
+      } else if (name.starts_with("defect-")) {
+        BOOST_CHECK_THROW(adam.load_state_dict(opt), Error);
+        ++defects;
+      }
+    }
+  }
+  BOOST_TEST(valid >= 3);
+  BOOST_TEST(defects >= 5);
+}
+
+BOOST_AUTO_TEST_CASE(idx_fuzz_corpus) {
+  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/idx";
+  int valid = 0, damaged = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    const auto name = entry.path().filename().string();
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("valid-")) {
+        BOOST_CHECK_NO_THROW(nn::read_idx(entry.path()));
+        ++valid;
+      } else if (name.starts_with("damaged-")) {
+        BOOST_CHECK_THROW(nn::read_idx(entry.path()), Error);
+        ++damaged;
+      }
+    }
+  }
+  BOOST_TEST(valid >= 2);
+  BOOST_TEST(damaged >= 3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
