@@ -183,7 +183,7 @@ void Optimizer::load_state_dict(const StateDict& state) {
   auto scalar = [&](const std::string& key) {
     auto it = state.find(key);
     if (it == state.end()) fail(fmt::format("{}: missing entry '{}'", who, key));
-    if (it->second.numel() != 1) fail(fmt::format("{}: '{}' must hold one number", who, key));
+    if (!it->second.defined() || it->second.numel() != 1) fail(fmt::format("{}: '{}' must hold one number", who, key));
     return it->second.item();
   };
   // Validate everything first, then apply.
@@ -223,6 +223,7 @@ void Optimizer::load_state_dict(const StateDict& state) {
                        "other options?)",
                        who, key, name_, name));
     if (steps[k] == 0) fail(fmt::format("{}: unexpected entry '{}': parameter {} has not been stepped", who, key, k));
+    if (!t.defined()) fail(fmt::format("{}: '{}' is an undefined tensor", who, key));
     if (!(t.shape() == flat[k]->shape()) || t.dtype() != flat[k]->dtype())
       fail(fmt::format("{}: '{}' has shape {} {}, but parameter {} is {} {}", who, key, t.shape(), t.dtype(), k,
                        flat[k]->shape(), flat[k]->dtype()));

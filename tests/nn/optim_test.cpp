@@ -214,6 +214,12 @@ BOOST_AUTO_TEST_CASE(load_state_dict_validates_every_entry) {
       BOOST_TEST(w.to_vector() == before, boost::test_tools::per_element());
     }
   }
+  // undefined tensors (a state built in code, not read from a file)
+  for (const char* key : {"state.0.exp_avg", "state.0.step", "param_groups.0.lr"}) {
+    nn::StateDict s = good;
+    s[key] = Tensor();
+    BOOST_CHECK_THROW(opt.load_state_dict(s), autodiff::Error);
+  }
   // another optimizer's whole state, with the same parameter count
   BOOST_CHECK_THROW(opt.load_state_dict(sgd_state), autodiff::Error);
   // a state of step 0 carries no buffers, and one of step > 0 all of them
