@@ -32,9 +32,9 @@ void save_state_dict(const std::filesystem::path& path, const StateDict& state, 
 }
 
 StateDict load_state_dict(const std::filesystem::path& path, Metadata* metadata) {
-  const safetensors::File file = safetensors::load(path);
+  safetensors::File file = safetensors::load(path);
   StateDict out;
-  for (const auto& [name, e] : file.tensors) {
+  for (auto& [name, e] : file.tensors) {
     const autodiff::Shape shape(e.shape);
     if (e.dtype == "F32")
       out.emplace(name, autodiff::from_vector(e.values<float>(), shape));
@@ -46,6 +46,7 @@ StateDict load_state_dict(const std::filesystem::path& path, Metadata* metadata)
       throw autodiff::Error(fmt::format("nn: load_state_dict: {}: tensor '{}' has dtype {}, but only F32, F64 and I64 "
                                         "are supported",
                                         path.string(), name, e.dtype));
+    std::vector<std::byte>().swap(e.data); // each byte held once: in the file's entry or in the tensor
   }
   if (metadata) *metadata = file.metadata;
   return out;

@@ -16,6 +16,8 @@
 #include <tuple>
 #include <utility>
 
+#include <sys/stat.h>
+
 namespace nn::safetensors {
 namespace {
 
@@ -121,6 +123,11 @@ void write_all(const File& file, const std::string& header, FileSink& sink) {
 class Parser {
 public:
   Parser(std::span<const std::byte> bytes, std::string_view origin) : bytes_(bytes), origin_(origin) {}
+  // For a regular file: `bytes` holds the length field and (when its length is plausible) the
+  // header, and the `rest` bytes after them are read from `file` straight into the entries, so
+  // that the data is held once, not twice (a whole-file buffer and the entries' copies).
+  Parser(std::span<const std::byte> bytes, std::uint64_t rest, std::FILE* file, std::string_view origin)
+      : bytes_(bytes), origin_(origin), rest_(rest), file_(file) {}
 
   File run() {
     if (bytes_.size() < 8) fail(fmt::format("{} bytes is too short for the 8-byte header length", bytes_.size()));
@@ -129,10 +136,12 @@ public:
       n |= std::uint64_t(std::to_integer<std::uint8_t>(bytes_[i])) << (8 * i);
     if (n == 0) fail("header length is 0");
     if (n > max_header_bytes) fail(fmt::format("header length {} exceeds the limit of {} bytes", n, max_header_bytes));
-    if (n > bytes_.size() - 8)
-      fail(fmt::format("header length {} exceeds the {} bytes after the length field", n, bytes_.size() - 8));
+    const std::uint64_t after = bytes_.size() - 8 + rest_;
+    if (n > after) fail(fmt::format("header length {} exceeds the {} bytes after the length field", n, after));
+    if (n > bytes_.size() - 8) fail("the file ended inside its header (was it truncated while being read?)");
     auto header = bytes_.subspan(8, static_cast<std::size_t>(n));
-    data_ = bytes_.subspan(8 + static_cast<std::size_t>(n));
+    data_.bytes = bytes_.subspan(8 + static_cast<std::size_t>(n));
+    data_.length = after - n;
     if (header[0] != std::byte{'{'}) fail("header does not start with '{'");
     // nlohmann's lexer takes a NUL byte for the end of input and would ignore whatever follows it.
     // Valid JSON never holds a raw NUL, so any NUL is an error.
@@ -159,11 +168,21 @@ public:
       ranges.push_back({begin, end, &it->first});
     }
     check_tiling(ranges);
-    for (const auto& r : ranges) {
+    for (const auto& r : ranges) { // sorted and tiling the data: in file order
       auto& data = out.tensors.at(*r.name).data;
-      auto src = data_.subspan(static_cast<std::size_t>(r.begin), static_cast<std::size_t>(r.end - r.begin));
-      data.assign(src.begin(), src.end());
+      const auto size = static_cast<std::size_t>(r.end - r.begin);
+      if (file_) {
+        data.resize(size);
+        if (size > 0 && std::fread(data.data(), 1, size, file_) != size)
+          fail(*r.name, std::ferror(file_) ? fmt::format("read error: {}", std::strerror(errno))
+                                           : std::string("the file ended early (was it truncated while being read?)"));
+      } else {
+        auto src = data_.bytes.subspan(static_cast<std::size_t>(r.begin), size);
+        data.assign(src.begin(), src.end());
+      }
     }
+    if (file_ && std::fgetc(file_) != EOF)
+      fail("the file is longer than its size when opened (was it written to while being read?)");
     return out;
   }
 
@@ -334,8 +353,15 @@ private:
   }
 
   std::span<const std::byte> bytes_;
-  std::span<const std::byte> data_;
+  // The data buffer: its length, and its bytes when they are in memory (not read from file_).
+  struct Data {
+    std::span<const std::byte> bytes;
+    std::uint64_t length = 0;
+    std::uint64_t size() const { return length; }
+  } data_;
   std::string_view origin_;
+  std::uint64_t rest_ = 0;
+  std::FILE* file_ = nullptr;
 };
 
 } // namespace
@@ -377,19 +403,42 @@ void save(const std::filesystem::path& path, const File& file) {
 File load(const std::filesystem::path& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw autodiff::Error(fmt::format("nn: safetensors: {}: cannot open: {}", path, std::strerror(errno)));
+  struct Closer {
+    std::FILE* f;
+    ~Closer() { std::fclose(f); }
+  } closer{f};
+  const std::string origin = fmt::format("{}", path);
+  auto read_error = [&] {
+    return autodiff::Error(fmt::format("nn: safetensors: {}: read error: {}", path, std::strerror(errno)));
+  };
+  // A regular file: the length field and header first, then the data straight into the entries
+  // (peak memory about the file's size, not twice it).
+  struct stat st {};
+  if (::fstat(::fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8) {
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    std::vector<std::byte> head(8);
+    if (std::fread(head.data(), 1, 8, f) != 8) throw read_error();
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < 8; ++i)
+      n |= std::uint64_t(std::to_integer<std::uint8_t>(head[i])) << (8 * i);
+    if (n > 0 && n <= max_header_bytes && n <= size - 8) {
+      head.resize(8 + static_cast<std::size_t>(n));
+      if (std::fread(head.data() + 8, 1, static_cast<std::size_t>(n), f) != n) {
+        if (std::ferror(f)) throw read_error();
+        n = 0; // shorter than when opened: the parser reports it from the sizes
+        head.resize(8);
+      }
+    }
+    return Parser(head, size - head.size(), f, origin).run();
+  }
+  // Anything else (a pipe, a device) is read to EOF, without trusting a size taken beforehand.
   std::vector<std::byte> bytes;
   std::array<std::byte, 1 << 16> buffer;
   std::size_t n = 0;
-  // Reading to EOF (not trusting a size taken beforehand) also works for pipes and growing files.
-  std::error_code ec;
-  if (auto size = std::filesystem::file_size(path, ec); !ec) bytes.reserve(size);
   while ((n = std::fread(buffer.data(), 1, buffer.size(), f)) > 0)
     bytes.insert(bytes.end(), buffer.begin(), buffer.begin() + n);
-  bool failed = std::ferror(f);
-  int err = errno;
-  std::fclose(f);
-  if (failed) throw autodiff::Error(fmt::format("nn: safetensors: {}: read error: {}", path, std::strerror(err)));
-  return parse(bytes, fmt::format("{}", path));
+  if (std::ferror(f)) throw read_error();
+  return parse(bytes, origin);
 }
 
 File parse(std::span<const std::byte> bytes, std::string_view origin) { return Parser(bytes, origin).run(); }
