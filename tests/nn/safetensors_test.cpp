@@ -13,6 +13,8 @@
 #include <cstring>
 #include <optional>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace io_test;
 using autodiff::Error;
@@ -362,6 +364,52 @@ BOOST_AUTO_TEST_CASE(fuzz_seed_corpus) {
   }
   BOOST_TEST(valid >= 3);
   BOOST_TEST(damaged >= 5);
+}
+
+// Loading a checkpoint holds its data about once: it used to be read into a whole-file buffer and
+// then copied into the entries (and again into tensors), twice the file's size at the peak. Each
+// step runs in a child process so that the peak (getrusage) is its own.
+BOOST_AUTO_TEST_CASE(loading_holds_the_data_about_once) {
+  const auto path = std::filesystem::temp_directory_path() / fmt::format("tapegrad_peak.{}.safetensors", ::getpid());
+  const std::int64_t floats = 50'000'000; // 200 MB
+  auto in_child = [](auto f) {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(f());
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  };
+  BOOST_REQUIRE(in_child([&] {
+                  nn::StateDict s;
+                  for (int i = 0; i < 8; ++i)
+                    s.emplace(fmt::format("w{}", i), autodiff::full({floats / 8}, 0.5));
+                  nn::save_state_dict(path, s);
+                  return 0;
+                }) == 0);
+  const double file_mb = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+  for (bool tensors : {false, true}) {
+    // Exit status: the peak growth over the resident size before loading, in tenths of the file size.
+    const int tenths = in_child([&] {
+      long pages = 0, resident = 0;
+      std::FILE* statm = std::fopen("/proc/self/statm", "r");
+      if (!statm || std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) return 254;
+      std::fclose(statm);
+      const double before_mb = static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20);
+      if (tensors)
+        nn::load_state_dict(path);
+      else
+        st::load(path);
+      rusage u{};
+      ::getrusage(RUSAGE_SELF, &u);
+      const double grown = static_cast<double>(u.ru_maxrss) / 1024 - before_mb;
+      return static_cast<int>(std::min(250.0, std::max(0.0, 10 * grown / file_mb)));
+    });
+    BOOST_TEST_MESSAGE(fmt::format("{}: peak grew by {:.1f}x the file",
+                                   tensors ? "nn::load_state_dict" : "safetensors::load", tenths / 10.0));
+    const std::string what = tensors ? "nn::load_state_dict" : "safetensors::load";
+    BOOST_TEST_CONTEXT(what) { BOOST_TEST(tenths <= 13); }
+  }
+  std::filesystem::remove(path);
 }
 
 // The state-dict fuzz target's corpus: valid-* load into the model and an amsgrad Adam of
