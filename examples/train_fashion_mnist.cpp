@@ -151,38 +151,66 @@ struct Partial {
   double seconds = 0;
 };
 
-// Checkpoint: model and optimizer state, with the position in training and the history.
-void save_checkpoint(const fs::path& path, const nn::Module& model, const nn::Optimizer& opt, int epoch,
-                     std::int64_t step, const std::vector<EpochStats>& history, const Partial& partial = {}) {
+// What a checkpoint belongs to: resuming with another optimizer or schedule would silently mix
+// states (Adam and AdamW keep the same buffers), so they are recorded and compared.
+struct Training {
+  const Config& config;
+  nn::Module& model;
+  nn::Optimizer& opt;
+  nn::LRScheduler* schedule; // null for a constant rate
+};
+
+// Checkpoint: model, optimizer, schedule and generator state, with the position in training (the
+// loader's order follows from the seed and the epoch, so epoch and step fix it) and the history.
+void save_checkpoint(const fs::path& path, const Training& t, int epoch, std::int64_t step,
+                     const std::vector<EpochStats>& history, const Partial& partial = {}) {
   nn::StateDict all;
-  for (auto& [k, v] : model.state_dict())
+  for (auto& [k, v] : t.model.state_dict())
     all.emplace("model." + k, v);
-  for (auto& [k, v] : opt.state_dict())
+  for (auto& [k, v] : t.opt.state_dict())
     all.emplace("optimizer." + k, v);
+  if (t.schedule)
+    for (auto& [k, v] : t.schedule->state_dict())
+      all.emplace("scheduler." + k, v);
+  all.emplace("generator.state", autodiff::get_rng_state());
   std::string hist;
   for (const auto& h : history)
     hist += fmt::format("{} {} {} {};", h.loss, h.train_acc, h.test_acc, h.seconds);
   nn::save_state_dict(
       path, all,
-      {{"epoch", std::to_string(epoch)},
+      {{"optimizer", t.config.optimizer},
+       {"schedule", t.config.schedule},
+       {"epoch", std::to_string(epoch)},
        {"step", std::to_string(step)},
        {"history", hist},
        {"partial", fmt::format("{} {} {} {}", partial.loss_sum, partial.correct, partial.seen, partial.seconds)}});
 }
 
-void load_checkpoint(const fs::path& path, nn::Module& model, nn::Optimizer& opt, int& epoch, std::int64_t& step,
+void load_checkpoint(const fs::path& path, const Training& t, int& epoch, std::int64_t& step,
                      std::vector<EpochStats>& history, Partial& partial) {
   nn::Metadata meta;
   const nn::StateDict all = nn::load_state_dict(path, &meta);
-  nn::StateDict m, o;
+  // Older checkpoints do not name them; the optimizer's own checks still refuse foreign buffers.
+  for (const auto& [key, ours] : {std::pair{"optimizer", t.config.optimizer}, {"schedule", t.config.schedule}})
+    if (const auto it = meta.find(key); it != meta.end() && it->second != ours)
+      throw autodiff::Error(fmt::format("{}: the checkpoint was written with --{} {}, but this run has --{} {}; resume "
+                                        "with the same {}",
+                                        path.string(), key, it->second, key, ours, key));
+  nn::StateDict m, o, sched, g;
   for (const auto& [k, v] : all) {
     if (k.rfind("model.", 0) == 0)
       m.emplace(k.substr(6), v);
     else if (k.rfind("optimizer.", 0) == 0)
       o.emplace(k.substr(10), v);
+    else if (k.rfind("scheduler.", 0) == 0)
+      sched.emplace(k.substr(10), v);
+    else if (k.rfind("generator.", 0) == 0)
+      g.emplace(k.substr(10), v);
   }
-  model.load_state_dict(m);
-  opt.load_state_dict(o);
+  t.model.load_state_dict(m);
+  t.opt.load_state_dict(o);
+  if (t.schedule && !sched.empty()) t.schedule->load_state_dict(sched);
+  if (const auto it = g.find("state"); it != g.end()) autodiff::set_rng_state(it->second);
   try {
     epoch = std::stoi(meta.at("epoch"));
     step = std::stoll(meta.at("step"));
@@ -211,6 +239,9 @@ void load_checkpoint(const fs::path& path, nn::Module& model, nn::Optimizer& opt
     throw autodiff::Error(
         fmt::format("{}: checkpoint metadata (epoch, step, history, partial) is missing or corrupt", path.string()));
   }
+  if (t.schedule && sched.empty()) // an older checkpoint, without the schedule's state: replay it
+    for (int e = 0; e < epoch; ++e)
+      t.schedule->step();
 }
 
 int run(const Config& c) {
@@ -241,14 +272,12 @@ int run(const Config& c) {
   std::int64_t first_step = 0;
   std::vector<EpochStats> history;
   Partial resumed;
+  const Training training{c, *model, *opt, schedule.get()};
   if (c.resume) {
-    load_checkpoint(checkpoint, *model, *opt, first_epoch, first_step, history, resumed);
+    load_checkpoint(checkpoint, training, first_epoch, first_step, history, resumed);
     fmt::print("resumed from {} at epoch {}, step {}\n", checkpoint.string(), first_epoch + 1, first_step);
   }
 
-  if (schedule)
-    for (int e = 0; e < first_epoch; ++e)
-      schedule->step(); // the rate where the checkpoint left off
   nn::DataLoader loader(train, {.batch_size = c.batch_size, .shuffle = true, .drop_last = false, .seed = c.seed});
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   std::signal(SIGINT, on_sigint);
@@ -285,7 +314,7 @@ int run(const Config& c) {
                  static_cast<double>(correct) / static_cast<double>(seen), static_cast<double>(seen) / secs);
       if (stop_requested) {
         save_checkpoint(
-            checkpoint, *model, *opt, epoch, step, history,
+            checkpoint, training, epoch, step, history,
             {loss_sum, correct, seen, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
         fmt::print("\ninterrupted: saved {} (epoch {}, step {}); continue with --resume\n", checkpoint.string(),
                    epoch + 1, step);
@@ -302,7 +331,7 @@ int run(const Config& c) {
                epoch + 1, c.epochs, history.back().loss, history.back().train_acc, test_acc, secs,
                static_cast<double>(seen) / secs);
     if (schedule) schedule->step();
-    save_checkpoint(checkpoint, *model, *opt, epoch + 1, 0, history);
+    save_checkpoint(checkpoint, training, epoch + 1, 0, history);
   }
 
   std::vector<std::vector<int>> confusion(10, std::vector<int>(10, 0));

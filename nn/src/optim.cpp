@@ -33,10 +33,25 @@ template <class F> void dispatch(const Tensor& t, F&& f) {
 template <class T> std::span<T> mut(Tensor t) { return t.mutable_data<T>(); }
 } // namespace
 
+namespace {
+// A learning rate or weight decay must be a finite number >= 0 (PyTorch checks >= 0; an infinite
+// one turns every parameter into NaN or inf at the first step).
+void check_rate(const std::string& who, const char* what, double v) {
+  if (!(v >= 0) || !std::isfinite(v)) fail(fmt::format("{}: invalid {} {}", who, what, v));
+}
+} // namespace
+
 Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double wd, std::string name) : name_(std::move(name)) {
-  if (!(lr >= 0)) fail(fmt::format("{}: invalid learning rate {}", name_, lr));
+  check_rate(name_, "learning rate", lr);
+  check_rate(name_, "weight decay", wd);
   std::size_t count = 0;
-  for (auto& g : groups) {
+  // Storage of every parameter seen so far: the same tensor twice (directly, through another
+  // handle, or in two groups) would be updated twice per step.
+  std::map<const void*, std::size_t> seen;
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    auto& g = groups[gi];
+    if (g.lr) check_rate(name_, fmt::format("learning rate of group {}:", gi).c_str(), *g.lr);
+    if (g.weight_decay) check_rate(name_, fmt::format("weight decay of group {}:", gi).c_str(), *g.weight_decay);
     for (const Tensor& p : g.params) {
       const std::size_t k = count + static_cast<std::size_t>(&p - g.params.data());
       if (!p.defined() || !p.is_leaf())
@@ -51,6 +66,10 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double wd, std::
                          "are skipped by step())",
                          name_, k, p.shape()));
       if (p.dtype() == DType::int64) fail(fmt::format("{}: int64 tensors cannot be optimised", name_));
+      if (const auto [it, fresh] = seen.emplace(p.storage_id(), k); !fresh)
+        fail(fmt::format("{}: parameter {} is the same tensor as parameter {}; each parameter may appear once "
+                         "(across all groups)",
+                         name_, k, it->second));
     }
     count += g.params.size();
     groups_.push_back({std::move(g.params), g.lr.value_or(lr), g.weight_decay.value_or(wd)});
@@ -66,8 +85,12 @@ void Optimizer::zero_grad() {
       p.zero_grad();
 }
 
-void Optimizer::set_lr(double lr, std::size_t group) { groups_.at(group).lr = lr; }
+void Optimizer::set_lr(double lr, std::size_t group) {
+  check_rate(name_, "learning rate", lr);
+  groups_.at(group).lr = lr;
+}
 void Optimizer::set_lr(double lr) {
+  check_rate(name_, "learning rate", lr);
   for (auto& g : groups_)
     g.lr = lr;
 }
@@ -135,46 +158,103 @@ StateDict Optimizer::state_dict() const {
   return out;
 }
 
+namespace {
+// The index in "state.<k>.<name>" or "param_groups.<k>.<name>": decimal digits only (sscanf's %zu
+// would take "+1", " 1" and "-1", the last wrapping round), below `count`.
+bool parse_entry(const std::string& key, const std::string& prefix, std::size_t count, std::size_t& k,
+                 std::string& name) {
+  if (key.rfind(prefix, 0) != 0) return false;
+  std::size_t i = prefix.size();
+  const std::size_t digits = i;
+  k = 0;
+  while (i < key.size() && key[i] >= '0' && key[i] <= '9') {
+    if (i - digits >= 9) return false; // more than any count here
+    k = k * 10 + static_cast<std::size_t>(key[i] - '0');
+    ++i;
+  }
+  if (i == digits || (key[digits] == '0' && i - digits > 1) || i >= key.size() || key[i] != '.') return false;
+  name = key.substr(i + 1);
+  return k < count && !name.empty();
+}
+} // namespace
+
 void Optimizer::load_state_dict(const StateDict& state) {
+  const std::string who = name_ + ": load_state_dict";
   auto scalar = [&](const std::string& key) {
     auto it = state.find(key);
-    if (it == state.end()) fail(fmt::format("{}: load_state_dict: missing entry '{}'", name_, key));
-    if (it->second.numel() != 1) fail(fmt::format("{}: load_state_dict: '{}' must hold one number", name_, key));
+    if (it == state.end()) fail(fmt::format("{}: missing entry '{}'", who, key));
+    if (!it->second.defined() || it->second.numel() != 1) fail(fmt::format("{}: '{}' must hold one number", who, key));
     return it->second.item();
   };
   // Validate everything first, then apply.
   std::vector<Group> groups = groups_;
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    groups[g].lr = scalar(fmt::format("param_groups.{}.lr", g));
-    groups[g].weight_decay = scalar(fmt::format("param_groups.{}.weight_decay", g));
+    const std::string lr_key = fmt::format("param_groups.{}.lr", g),
+                      wd_key = fmt::format("param_groups.{}.weight_decay", g);
+    groups[g].lr = scalar(lr_key);
+    groups[g].weight_decay = scalar(wd_key);
+    check_rate(who, fmt::format("'{}':", lr_key).c_str(), groups[g].lr);
+    check_rate(who, fmt::format("'{}':", wd_key).c_str(), groups[g].weight_decay);
   }
   std::vector<std::int64_t> steps(steps_.size());
-  std::vector<std::map<std::string, Tensor>> buffers(state_.size());
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    const std::string key = fmt::format("state.{}.step", k);
+    const double s = scalar(key);
+    // A whole number that converts exactly: 2.5 would be truncated, and 1e30 or inf do not fit an
+    // int64 (converting them is undefined behaviour).
+    if (!(s >= 0 && s <= 0x1.0p53) || s != std::floor(s))
+      fail(fmt::format("{}: '{}' must be a whole number of steps in [0, 2^53], got {}", who, key, s));
+    steps[k] = static_cast<std::int64_t>(s);
+  }
   std::vector<const Tensor*> flat;
   for (auto& g : groups_)
     for (const Tensor& p : g.params)
       flat.push_back(&p);
+  const std::vector<std::string> names = buffer_names();
+  std::vector<std::map<std::string, Tensor>> buffers(state_.size());
   for (const auto& [key, t] : state) {
-    if (key.rfind("param_groups.", 0) == 0) continue;
     std::size_t k = 0;
-    char name[64] = {0};
-    if (std::sscanf(key.c_str(), "state.%zu.%63s", &k, name) != 2 || k >= flat.size())
-      fail(fmt::format("{}: load_state_dict: unexpected entry '{}'", name_, key));
-    if (std::string(name) == "step") continue;
+    std::string name;
+    if (parse_entry(key, "param_groups.", groups.size(), k, name) && (name == "lr" || name == "weight_decay")) continue;
+    if (!parse_entry(key, "state.", flat.size(), k, name)) fail(fmt::format("{}: unexpected entry '{}'", who, key));
+    if (name == "step") continue;
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      fail(fmt::format("{}: unexpected entry '{}': {} keeps no buffer '{}' (a state of another optimizer, or of "
+                       "other options?)",
+                       who, key, name_, name));
+    if (steps[k] == 0) fail(fmt::format("{}: unexpected entry '{}': parameter {} has not been stepped", who, key, k));
+    if (!t.defined()) fail(fmt::format("{}: '{}' is an undefined tensor", who, key));
     if (!(t.shape() == flat[k]->shape()) || t.dtype() != flat[k]->dtype())
-      fail(fmt::format("{}: load_state_dict: '{}' has shape {} {}, but parameter {} is {} {}", name_, key, t.shape(),
-                       t.dtype(), k, flat[k]->shape(), flat[k]->dtype()));
+      fail(fmt::format("{}: '{}' has shape {} {}, but parameter {} is {} {}", who, key, t.shape(), t.dtype(), k,
+                       flat[k]->shape(), flat[k]->dtype()));
     buffers[k].emplace(name, t.clone());
   }
-  for (std::size_t k = 0; k < steps.size(); ++k) {
-    const double s = scalar(fmt::format("state.{}.step", k));
-    if (!(s >= 0)) fail(fmt::format("{}: load_state_dict: negative step count for parameter {}", name_, k));
-    steps[k] = static_cast<std::int64_t>(s);
-  }
+  for (std::size_t k = 0; k < steps.size(); ++k)
+    if (steps[k] > 0)
+      for (const std::string& n : names)
+        if (buffers[k].count(n) == 0)
+          fail(
+              fmt::format("{}: missing entry 'state.{}.{}' (parameter {} has taken {} steps)", who, k, n, k, steps[k]));
   groups_ = std::move(groups);
   steps_ = std::move(steps);
   state_ = std::move(buffers);
 }
+
+std::vector<std::string> SGD::buffer_names() const {
+  if (options.momentum != 0) return {"momentum_buffer"};
+  return {};
+}
+std::vector<std::string> Adam::buffer_names() const {
+  if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  return {"exp_avg", "exp_avg_sq"};
+}
+std::vector<std::string> RMSprop::buffer_names() const {
+  std::vector<std::string> out{"square_avg"};
+  if (options.centered) out.emplace_back("grad_avg");
+  if (options.momentum > 0) out.emplace_back("momentum_buffer");
+  return out;
+}
+std::vector<std::string> Adagrad::buffer_names() const { return {"sum"}; }
 
 // ---- SGD ------------------------------------------------------------------------------------
 SGD::SGD(std::vector<ParamGroup> groups, SGDOptions o)
@@ -194,11 +274,13 @@ void SGD::step() {
       const T damp = static_cast<T>(1 - options.dampening);
       const bool first = !has_buffer(k, "momentum_buffer");
       std::span<T> buf;
-      if (mom != 0) buf = mut<T>(buffer(k, "momentum_buffer", p));
+      // Tested in double, as buffer_names: a momentum that rounds to 0 in float still keeps a buffer.
+      const bool use_mom = options.momentum != 0;
+      if (use_mom) buf = mut<T>(buffer(k, "momentum_buffer", p));
       for (std::size_t i = 0; i < w.size(); ++i) {
         T dp = d[i];
         if (wd != 0) dp = dp + wd * w[i];
-        if (mom != 0) {
+        if (use_mom) {
           buf[i] = first ? dp : mom * buf[i] + damp * dp;
           dp = options.nesterov ? dp + mom * buf[i] : buf[i];
         }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numbers>
 
 namespace nn {
@@ -15,6 +16,57 @@ namespace nn {
 LRScheduler::LRScheduler(Optimizer& opt) : opt_(opt) {
   for (std::size_t g = 0; g < opt.group_count(); ++g)
     base_.push_back(opt.lr(g));
+}
+
+namespace {
+[[noreturn]] void fail(const std::string& msg) { throw autodiff::Error("nn: " + msg); }
+
+// Reads the scalar entries `names` of `state`, refusing a missing, non-scalar or unknown entry.
+std::map<std::string, double> read_scalars(const StateDict& state, const std::vector<std::string>& names,
+                                           const std::string& who) {
+  std::map<std::string, double> out;
+  for (const std::string& n : names) {
+    const auto it = state.find(n);
+    if (it == state.end()) fail(fmt::format("{}: missing entry '{}'", who, n));
+    if (!it->second.defined() || it->second.numel() != 1) fail(fmt::format("{}: '{}' must hold one number", who, n));
+    out[n] = it->second.item();
+  }
+  for (const auto& [k, v] : state)
+    if (out.count(k) == 0) fail(fmt::format("{}: unexpected entry '{}'", who, k));
+  return out;
+}
+// A count that converts exactly to int64 (1e30 or inf would be undefined behaviour, 2.5 truncated).
+std::int64_t whole(double v, const std::string& key, const std::string& who) {
+  if (!(v >= 0 && v <= 0x1.0p53) || v != std::floor(v))
+    fail(fmt::format("{}: '{}' must be a whole number in [0, 2^53], got {}", who, key, v));
+  return static_cast<std::int64_t>(v);
+}
+Tensor scalar(double v) { return autodiff::full({}, v, autodiff::DType::float64); }
+} // namespace
+
+StateDict LRScheduler::state_dict() const {
+  StateDict out;
+  out.emplace("last_epoch", scalar(static_cast<double>(epoch_)));
+  for (std::size_t g = 0; g < base_.size(); ++g)
+    out.emplace(fmt::format("base_lrs.{}", g), scalar(base_[g]));
+  return out;
+}
+
+void LRScheduler::load_state_dict(const StateDict& state) {
+  const std::string who = "LRScheduler: load_state_dict";
+  std::vector<std::string> names{"last_epoch"};
+  for (std::size_t g = 0; g < base_.size(); ++g)
+    names.push_back(fmt::format("base_lrs.{}", g));
+  const auto v = read_scalars(state, names, who);
+  const std::int64_t epoch = whole(v.at("last_epoch"), "last_epoch", who);
+  std::vector<double> base(base_.size());
+  for (std::size_t g = 0; g < base.size(); ++g) {
+    base[g] = v.at(names[g + 1]);
+    if (!(base[g] >= 0) || !std::isfinite(base[g]))
+      fail(fmt::format("{}: '{}' must be a finite rate >= 0, got {}", who, names[g + 1], base[g]));
+  }
+  epoch_ = epoch;
+  base_ = std::move(base);
 }
 
 void LRScheduler::apply() {
@@ -98,6 +150,26 @@ void ReduceLROnPlateau::step(double metric) {
     cooldown_left_ = o_.cooldown;
     bad_ = 0;
   }
+}
+
+StateDict ReduceLROnPlateau::state_dict() const {
+  return {{"best", scalar(best_)},
+          {"num_bad_epochs", scalar(static_cast<double>(bad_))},
+          {"cooldown_counter", scalar(static_cast<double>(cooldown_left_))}};
+}
+
+void ReduceLROnPlateau::load_state_dict(const StateDict& state) {
+  const std::string who = "ReduceLROnPlateau: load_state_dict";
+  const auto v = read_scalars(state, {"best", "num_bad_epochs", "cooldown_counter"}, who);
+  // best starts at +inf; NaN would make every later metric a bad epoch.
+  if (std::isnan(v.at("best"))) fail(fmt::format("{}: 'best' is NaN", who));
+  const std::int64_t bad = whole(v.at("num_bad_epochs"), "num_bad_epochs", who);
+  const std::int64_t cooldown = whole(v.at("cooldown_counter"), "cooldown_counter", who);
+  if (cooldown > o_.cooldown)
+    fail(fmt::format("{}: 'cooldown_counter' is {}, more than the cooldown of {}", who, cooldown, o_.cooldown));
+  best_ = v.at("best");
+  bad_ = bad;
+  cooldown_left_ = cooldown;
 }
 
 } // namespace nn

@@ -5,6 +5,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <limits>
+#include <map>
+#include <random>
 #include <set>
 #include <unistd.h>
 
@@ -186,6 +189,164 @@ BOOST_AUTO_TEST_CASE(resuming_from_a_checkpoint_is_bitwise_identical) {
   run(0, 3, nullptr, &ckpt);
   const auto resumed = run(3, 6, &ckpt, nullptr);
   BOOST_TEST(resumed == straight, boost::test_tools::per_element());
+}
+
+// Dropout draws from the generator, and schedulers count epochs: a run stopped mid-epoch resumes
+// bitwise only when the checkpoint holds model, optimizer, schedulers, generator and position.
+BOOST_AUTO_TEST_CASE(resuming_with_dropout_and_schedulers_is_bitwise_identical) {
+  TempDir dir;
+  auto data = std::make_shared<nn::TensorDataset>(nn::make_moons(96, 0.1, 5)); // 6 batches of 16
+  constexpr std::int64_t total = 20, half = 9;                                 // stop mid-epoch
+  auto run = [&](std::int64_t from, std::int64_t to, const std::filesystem::path* load,
+                 const std::filesystem::path* save) {
+    autodiff::manual_seed(17);
+    std::shared_ptr<nn::Sequential> net(
+        new nn::Sequential{std::make_shared<nn::Linear>(2, 16), std::make_shared<nn::ReLU>(),
+                           std::make_shared<nn::Dropout>(0.3), std::make_shared<nn::Linear>(16, 2)});
+    nn::Adam opt(net->parameters(), {.lr = 0.02});
+    nn::StepLR sched(opt, 2, 0.5);
+    nn::ReduceLROnPlateau plateau(opt, {.factor = 0.5, .patience = 0});
+    std::int64_t position = from;
+    if (load) {
+      const nn::StateDict all = nn::load_state_dict(*load);
+      std::map<std::string, nn::StateDict> parts;
+      for (const auto& [k, v] : all)
+        parts[k.substr(0, k.find('.'))].emplace(k.substr(k.find('.') + 1), v);
+      net->load_state_dict(parts.at("model"));
+      opt.load_state_dict(parts.at("optimizer"));
+      sched.load_state_dict(parts.at("scheduler"));
+      plateau.load_state_dict(parts.at("plateau"));
+      autodiff::set_rng_state(parts.at("rng").at("state"));
+      position = static_cast<std::int64_t>(parts.at("loader").at("step").item());
+      BOOST_TEST(position == from);
+    }
+    nn::DataLoader loader(data, {.batch_size = 16, .shuffle = true, .seed = 3});
+    autodiff::Tape tape;
+    const std::int64_t per_epoch = loader.batches_per_epoch();
+    while (position < to) {
+      const std::int64_t epoch = position / per_epoch;
+      loader.set_epoch(epoch);
+      std::int64_t i = 0;
+      double last_loss = 0; // the plateau's metric: the epoch's last batch, known after a resume too
+      for (const nn::Batch& b : loader) {
+        if (i++ < position % per_epoch) continue; // already done before the checkpoint
+        if (position == to) break;
+        tape.reset();
+        opt.zero_grad();
+        const Tensor loss = nn::cross_entropy((*net)(b.inputs), b.targets);
+        last_loss = loss.item();
+        loss.backward();
+        opt.step();
+        ++position;
+      }
+      if (position % per_epoch == 0) {
+        sched.step();
+        plateau.step(last_loss);
+      }
+    }
+    if (save) {
+      nn::StateDict all;
+      for (auto& [k, v] : net->state_dict())
+        all.emplace("model." + k, v);
+      for (auto& [k, v] : opt.state_dict())
+        all.emplace("optimizer." + k, v);
+      for (auto& [k, v] : sched.state_dict())
+        all.emplace("scheduler." + k, v);
+      for (auto& [k, v] : plateau.state_dict())
+        all.emplace("plateau." + k, v);
+      all.emplace("rng.state", autodiff::get_rng_state());
+      all.emplace("loader.step", autodiff::full({}, static_cast<double>(position), DType::float64));
+      nn::save_state_dict(*save, all);
+    }
+    std::vector<double> flat;
+    for (const Tensor& p : net->parameters())
+      for (double v : p.to_vector())
+        flat.push_back(v);
+    flat.push_back(opt.lr());
+    return flat;
+  };
+  const auto straight = run(0, total, nullptr, nullptr);
+  const auto ckpt = dir.path / "ckpt.safetensors";
+  run(0, half, nullptr, &ckpt);
+  const auto resumed = run(half, total, &ckpt, nullptr);
+  BOOST_TEST(resumed == straight, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(generator_state_round_trips_and_is_checked) {
+  autodiff::manual_seed(5);
+  const Tensor state = autodiff::get_rng_state();
+  const auto a = autodiff::rand({7}, DType::float64).to_vector();
+  autodiff::set_rng_state(state);
+  BOOST_TEST(autodiff::rand({7}, DType::float64).to_vector() == a, boost::test_tools::per_element());
+  const Tensor after = autodiff::get_rng_state();
+  const auto next = autodiff::rand({3}, DType::float64).to_vector();
+  auto refused = [&](const Tensor& bad) {
+    autodiff::set_rng_state(after);
+    BOOST_CHECK_THROW(autodiff::set_rng_state(bad), autodiff::Error);
+    // the generator is unchanged
+    BOOST_TEST(autodiff::rand({3}, DType::float64).to_vector() == next, boost::test_tools::per_element());
+  };
+  refused(Tensor());
+  refused(state.to(DType::float64));
+  refused(state.reshape({1, state.numel()}));
+  refused(autodiff::zeros({state.numel()}, DType::int64));
+  std::vector<std::int64_t> words(state.data<std::int64_t>().begin(), state.data<std::int64_t>().end());
+  words.pop_back();
+  refused(autodiff::from_vector(words, {static_cast<std::int64_t>(words.size())}));
+  if (static_cast<std::size_t>(state.numel()) > std::mt19937_64::state_size) { // libstdc++: the position
+    std::vector<std::int64_t> past(state.data<std::int64_t>().begin(), state.data<std::int64_t>().end());
+    past.back() = 1 << 20;
+    refused(autodiff::from_vector(past, {state.numel()}));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(scheduler_state_dicts_are_checked) {
+  Tensor w = autodiff::tensor({1.0}, DType::float64).requires_grad(true);
+  nn::SGD opt({w}, {.lr = 0.1});
+  nn::StepLR sched(opt, 2);
+  sched.step();
+  const nn::StateDict good = sched.state_dict();
+  BOOST_TEST(good.at("last_epoch").item() == 1);
+  BOOST_TEST(good.at("base_lrs.0").item() == 0.1);
+  auto num = [](double v) { return autodiff::full({}, v, DType::float64); };
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<std::pair<std::string, Tensor>> bad{
+      {"last_epoch", num(2.5)}, {"last_epoch", num(1e30)}, {"last_epoch", num(-1)},
+      {"last_epoch", num(inf)}, {"base_lrs.0", num(nan)},  {"base_lrs.0", num(-1)},
+      {"base_lrs.1", num(0.1)}, {"bogus", num(0)},         {"last_epoch", Tensor()},
+  };
+  for (const auto& [key, value] : bad) {
+    nn::StateDict s = good;
+    if (value.defined())
+      s[key] = value;
+    else
+      s.erase(key);
+    nn::StepLR other(opt, 2);
+    BOOST_TEST_CONTEXT(key) {
+      BOOST_CHECK_EXCEPTION(other.load_state_dict(s), autodiff::Error, [&](const autodiff::Error& e) {
+        return std::string(e.what()).find("'" + key + "'") != std::string::npos;
+      });
+      BOOST_TEST(other.last_epoch() == 0);
+    }
+  }
+  nn::StepLR other(opt, 2);
+  other.load_state_dict(good);
+  BOOST_TEST(other.last_epoch() == 1);
+
+  nn::ReduceLROnPlateau plateau(opt, {.patience = 1, .cooldown = 2});
+  plateau.step(1.0);
+  const nn::StateDict p = plateau.state_dict();
+  BOOST_TEST(p.at("best").item() == 1.0);
+  for (const auto& [key, value] : std::vector<std::pair<std::string, Tensor>>{{"best", num(nan)},
+                                                                              {"num_bad_epochs", num(0.5)},
+                                                                              {"cooldown_counter", num(3)},
+                                                                              {"cooldown_counter", num(-1)},
+                                                                              {"extra", num(1)}}) {
+    nn::StateDict s = p;
+    s[key] = value;
+    BOOST_TEST_CONTEXT(key) { BOOST_CHECK_THROW(plateau.load_state_dict(s), autodiff::Error); }
+  }
+  BOOST_TEST(plateau.state_dict().at("best").item() == 1.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

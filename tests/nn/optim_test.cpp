@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 
 using autodiff::DType;
@@ -148,6 +149,119 @@ BOOST_AUTO_TEST_CASE(bad_configurations_throw) {
   nn::StateDict s = opt.state_dict();
   s.erase("param_groups.0.lr");
   BOOST_CHECK_THROW(opt.load_state_dict(s), autodiff::Error);
+}
+
+// Every bad entry is refused with its name, and the optimizer is left exactly as it was.
+BOOST_AUTO_TEST_CASE(load_state_dict_validates_every_entry) {
+  Tensor w = fresh();
+  nn::Adam opt({w}, {.lr = 0.1});
+  train(opt, w, 3);
+  const nn::StateDict good = opt.state_dict();
+  const nn::StateDict sgd_state = [] {
+    Tensor v = fresh();
+    nn::SGD sgd({v}, {.lr = 0.1, .momentum = 0.9});
+    train(sgd, v, 2);
+    return sgd.state_dict();
+  }();
+  auto num = [](double v) { return autodiff::full({}, v, DType::float64); };
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case {
+    std::string key;
+    Tensor value; // undefined: erase the key
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"param_groups.0.lr", num(nan), "'param_groups.0.lr'"},
+      {"param_groups.0.lr", num(inf), "'param_groups.0.lr'"},
+      {"param_groups.0.lr", num(-0.1), "'param_groups.0.lr'"},
+      {"param_groups.0.weight_decay", num(nan), "'param_groups.0.weight_decay'"},
+      {"param_groups.0.weight_decay", num(-1), "'param_groups.0.weight_decay'"},
+      {"param_groups.0.weight_decay", num(inf), "'param_groups.0.weight_decay'"},
+      {"state.0.step", num(inf), "'state.0.step'"},
+      {"state.0.step", num(1e30), "'state.0.step'"},
+      {"state.0.step", num(2.5), "'state.0.step'"},
+      {"state.0.step", num(-1), "'state.0.step'"},
+      {"state.0.step", num(nan), "'state.0.step'"},
+      {"state.0.bogus", num(1), "'state.0.bogus'"},
+      {"state.1.exp_avg", good.at("state.0.exp_avg"), "'state.1.exp_avg'"},
+      {"state.00.exp_avg", good.at("state.0.exp_avg"), "'state.00.exp_avg'"},
+      {"state.+0.step", num(1), "'state.+0.step'"},
+      {"state.18446744073709551616.step", num(1), "'state.18446744073709551616.step'"},
+      {"param_groups.1.lr", num(0.1), "'param_groups.1.lr'"},
+      {"param_groups.0.momentum", num(0.1), "'param_groups.0.momentum'"},
+      {"state.0.momentum_buffer", sgd_state.at("state.0.momentum_buffer"), "'state.0.momentum_buffer'"},
+      {"state.0.exp_avg_sq", Tensor(), "'state.0.exp_avg_sq'"},
+      {"bogus", num(1), "'bogus'"},
+  };
+  for (const Case& c : cases) {
+    nn::StateDict s = good;
+    if (c.value.defined())
+      s[c.key] = c.value;
+    else
+      s.erase(c.key);
+    BOOST_TEST_CONTEXT(c.key) {
+      const std::vector<double> before = w.to_vector();
+      BOOST_CHECK_EXCEPTION(opt.load_state_dict(s), autodiff::Error, [&](const autodiff::Error& e) {
+        const std::string what = e.what();
+        BOOST_TEST_MESSAGE(what);
+        return what.find(c.message) != std::string::npos;
+      });
+      // nothing changed
+      const nn::StateDict after = opt.state_dict();
+      BOOST_TEST(after.size() == good.size());
+      for (const auto& [k, t] : good)
+        BOOST_TEST(after.at(k).to_vector() == t.to_vector(), boost::test_tools::per_element());
+      BOOST_TEST(w.to_vector() == before, boost::test_tools::per_element());
+    }
+  }
+  // undefined tensors (a state built in code, not read from a file)
+  for (const char* key : {"state.0.exp_avg", "state.0.step", "param_groups.0.lr"}) {
+    nn::StateDict s = good;
+    s[key] = Tensor();
+    BOOST_CHECK_THROW(opt.load_state_dict(s), autodiff::Error);
+  }
+  // another optimizer's whole state, with the same parameter count
+  BOOST_CHECK_THROW(opt.load_state_dict(sgd_state), autodiff::Error);
+  // a state of step 0 carries no buffers, and one of step > 0 all of them
+  nn::Adam fresh_opt({fresh()});
+  nn::StateDict zero = fresh_opt.state_dict();
+  zero["state.0.exp_avg"] = good.at("state.0.exp_avg");
+  BOOST_CHECK_THROW(fresh_opt.load_state_dict(zero), autodiff::Error);
+  opt.load_state_dict(good);
+}
+
+BOOST_AUTO_TEST_CASE(rates_are_checked_where_they_are_set) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  BOOST_CHECK_THROW(nn::SGD({fresh()}, {.lr = inf}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::SGD({fresh()}, {.lr = nan}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::SGD({fresh()}, {.weight_decay = -0.1}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::Adam({fresh()}, {.weight_decay = nan}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::SGD(std::vector<nn::ParamGroup>{{{fresh()}, -1.0, {}}}, nn::SGDOptions{}), autodiff::Error);
+  BOOST_CHECK_THROW(nn::SGD(std::vector<nn::ParamGroup>{{{fresh()}, {}, inf}}, nn::SGDOptions{}), autodiff::Error);
+  nn::SGD opt({fresh()}, {.lr = 0.1});
+  BOOST_CHECK_THROW(opt.set_lr(nan), autodiff::Error);
+  BOOST_CHECK_THROW(opt.set_lr(-1, 0), autodiff::Error);
+  BOOST_TEST(opt.lr() == 0.1);
+}
+
+// nn::Adam({p, p}) would update p twice per step: the same storage may appear once.
+BOOST_AUTO_TEST_CASE(duplicate_parameters_are_refused) {
+  Tensor p = fresh();
+  Tensor q = p; // another handle of the same parameter
+  auto message = [](const autodiff::Error& e) {
+    return std::string(e.what()).find("parameter 1 is the same tensor as parameter 0") != std::string::npos;
+  };
+  BOOST_CHECK_EXCEPTION(nn::Adam({p, p}), autodiff::Error, message);
+  BOOST_CHECK_EXCEPTION(nn::SGD({p, q}), autodiff::Error, message);
+  BOOST_CHECK_EXCEPTION(nn::Adam(std::vector<nn::ParamGroup>{{{p}, {}, {}}, {{q}, 0.5, {}}}, nn::AdamOptions{}),
+                        autodiff::Error, message);
+  auto net = nn::mlp({2, 3, 1}, "tanh");
+  std::vector<Tensor> twice = net->parameters();
+  twice.push_back(net->parameters()[2]);
+  BOOST_CHECK_THROW(nn::SGD(twice, {}), autodiff::Error);
+  // equal values in different tensors are different parameters
+  nn::SGD ok({fresh(), fresh()}, {});
+  BOOST_TEST(ok.params(0).size() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(gradient_clipping) {

@@ -3,12 +3,18 @@
 
 #include "io_util.hpp"
 
+#include <nn/idx.hpp>
+#include <nn/nn.hpp>
 #include <nn/safetensors.hpp>
 
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace io_test;
 using autodiff::Error;
@@ -236,6 +242,39 @@ BOOST_AUTO_TEST_CASE(deeply_nested_values) {
   BOOST_TEST(rejects(make(R"({"__metadata__":{"k":)" + deep + "}}"), {"\"k\" is a JSON array"}));
 }
 
+// Parsing is linear in the number of tensors: the callback parser used before took 25 s for
+// 80,000 one-byte tensors (it rescanned the header object after every entry).
+BOOST_AUTO_TEST_CASE(many_tensors_parse_in_linear_time) {
+  const std::size_t n = 100'000;
+  std::string header = "{";
+  for (std::size_t i = 0; i < n; ++i)
+    header += fmt::format(R"({}"t{}":{{"dtype":"U8","shape":[1],"data_offsets":[{},{}]}})", i ? "," : "", i, i, i + 1);
+  header += "}";
+  const auto file = make(header, zeros(n));
+  const auto t0 = std::chrono::steady_clock::now();
+  const st::File f = st::parse(file, "many.safetensors");
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  BOOST_TEST(f.tensors.size() == n);
+  BOOST_TEST_MESSAGE(fmt::format("{} tensors parsed in {:.3f} s", n, secs));
+  BOOST_TEST(secs < 5.0); // about 0.2 s in a release build; the quadratic parser took over 30 s
+}
+
+// Nesting is not stored past what messages need: 20 MB of '[' used 1.5 GB before failing.
+BOOST_AUTO_TEST_CASE(nested_headers_cost_little_memory) {
+  auto peak_kib = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<std::int64_t>(u.ru_maxrss);
+  };
+  const std::size_t n = 20'000'000;
+  const auto file = make(R"({"w":)" + std::string(n, '[') + std::string(n, ']') + "}");
+  const std::int64_t before = peak_kib();
+  BOOST_TEST(rejects(file, {"tensor 'w'", "entry is a JSON array"}));
+  const std::int64_t grown = peak_kib() - before;
+  BOOST_TEST_MESSAGE(fmt::format("peak grew by {} KiB for a {} MB header", grown, 2 * n / 1'000'000));
+  BOOST_TEST(grown < static_cast<std::int64_t>(2 * n / 1024)); // under the header's size (which is already held)
+}
+
 BOOST_AUTO_TEST_CASE(layout_of_the_data_buffer) {
   auto two = [](int a0, int a1, int b0, int b1, std::size_t size) {
     return make(fmt::format(R"({{"a":{{"dtype":"U8","shape":[{}],"data_offsets":[{},{}]}},)"
@@ -332,6 +371,103 @@ BOOST_AUTO_TEST_CASE(fuzz_seed_corpus) {
   }
   BOOST_TEST(valid >= 3);
   BOOST_TEST(damaged >= 5);
+}
+
+// Loading a checkpoint holds its data about once: it used to be read into a whole-file buffer and
+// then copied into the entries (and again into tensors), twice the file's size at the peak. Each
+// step runs in a child process so that the peak (getrusage) is its own.
+BOOST_AUTO_TEST_CASE(loading_holds_the_data_about_once) {
+  const auto path = std::filesystem::temp_directory_path() / fmt::format("tapegrad_peak.{}.safetensors", ::getpid());
+  const std::int64_t floats = 50'000'000; // 200 MB
+  auto in_child = [](auto f) {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(f());
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  };
+  BOOST_REQUIRE(in_child([&] {
+                  nn::StateDict s;
+                  for (int i = 0; i < 8; ++i)
+                    s.emplace(fmt::format("w{}", i), autodiff::full({floats / 8}, 0.5));
+                  nn::save_state_dict(path, s);
+                  return 0;
+                }) == 0);
+  const double file_mb = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+  for (bool tensors : {false, true}) {
+    // Exit status: the peak growth over the resident size before loading, in tenths of the file size.
+    const int tenths = in_child([&] {
+      long pages = 0, resident = 0;
+      std::FILE* statm = std::fopen("/proc/self/statm", "r");
+      if (!statm || std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) return 254;
+      std::fclose(statm);
+      const double before_mb = static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20);
+      if (tensors)
+        nn::load_state_dict(path);
+      else
+        st::load(path);
+      rusage u{};
+      ::getrusage(RUSAGE_SELF, &u);
+      const double grown = static_cast<double>(u.ru_maxrss) / 1024 - before_mb;
+      return static_cast<int>(std::min(250.0, std::max(0.0, 10 * grown / file_mb)));
+    });
+    BOOST_TEST_MESSAGE(fmt::format("{}: peak grew by {:.1f}x the file",
+                                   tensors ? "nn::load_state_dict" : "safetensors::load", tenths / 10.0));
+    const std::string what = tensors ? "nn::load_state_dict" : "safetensors::load";
+    BOOST_TEST_CONTEXT(what) { BOOST_TEST(tenths <= 13); }
+  }
+  std::filesystem::remove(path);
+}
+
+// The state-dict fuzz target's corpus: valid-* load into the model and an amsgrad Adam of
+// mlp({2, 3, 2}); defect-* are optimizer states that were once accepted and must be refused.
+BOOST_AUTO_TEST_CASE(state_dict_fuzz_corpus) {
+  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/state_dict";
+  int valid = 0, defects = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    const auto name = entry.path().filename().string();
+    const nn::StateDict all = nn::load_state_dict(entry.path());
+    nn::StateDict model, opt;
+    for (const auto& [k, v] : all)
+      (k.starts_with("param_groups.") || k.starts_with("state.") ? opt : model).emplace(k, v);
+    autodiff::manual_seed(1);
+    auto net = nn::mlp({2, 3, 2}, "tanh");
+    nn::Adam adam(net->parameters(), {.amsgrad = true});
+    nn::SGD sgd(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("valid-")) {
+        if (!model.empty()) BOOST_CHECK_NO_THROW(net->load_state_dict(model));
+        if (!opt.empty())
+          BOOST_CHECK_NO_THROW(name.find("sgd") != std::string::npos ? sgd.load_state_dict(opt)
+                                                                     : adam.load_state_dict(opt));
+        ++valid;
+      } else if (name.starts_with("defect-")) {
+        BOOST_CHECK_THROW(adam.load_state_dict(opt), Error);
+        ++defects;
+      }
+    }
+  }
+  BOOST_TEST(valid >= 3);
+  BOOST_TEST(defects >= 5);
+}
+
+BOOST_AUTO_TEST_CASE(idx_fuzz_corpus) {
+  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/idx";
+  int valid = 0, damaged = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    const auto name = entry.path().filename().string();
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("valid-")) {
+        BOOST_CHECK_NO_THROW(nn::read_idx(entry.path()));
+        ++valid;
+      } else if (name.starts_with("damaged-")) {
+        BOOST_CHECK_THROW(nn::read_idx(entry.path()), Error);
+        ++damaged;
+      }
+    }
+  }
+  BOOST_TEST(valid >= 2);
+  BOOST_TEST(damaged >= 3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -143,6 +143,9 @@ public:
   ~Tensor() { drop(); }
 
   bool defined() const { return buf_ != nullptr; }
+  // Identifies the storage: equal for every handle (copy, view) of the same tensor, null when
+  // undefined. Lets an optimizer refuse the same parameter twice.
+  const void* storage_id() const { return buf_; }
   const Shape& shape() const { return shape_; }
   int dim() const { return shape_.rank(); }
   std::int64_t size(int d) const; // negative d counts from the end
@@ -273,6 +276,13 @@ requires detail::any_floating<A...> Tensor eye(A&&...)
 Tensor rand(const Shape& s, DType d = DType::float32);  // uniform in [0, 1)
 Tensor randn(const Shape& s, DType d = DType::float32); // standard normal
 void manual_seed(std::uint64_t seed);                   // seeds this thread's generator
+// The state of this thread's generator (used by rand, randn and so nn::Dropout and the layers'
+// initialisation), as a 1-D int64 tensor of the std::mt19937_64 state words (the bits of the
+// uint64 words, in the order of the standard library's text form). Saving it with the model and
+// setting it back makes a resumed run draw the same numbers. set_rng_state checks the length and
+// the words (not all zero, position in range) and leaves the generator as it was on error.
+Tensor get_rng_state();
+void set_rng_state(const Tensor& state);
 
 // The caching allocator of this thread: how often it went to the system heap, and what it holds.
 // After the first step of a training loop (reset, record, backward), heap_allocations stays put.

@@ -9,6 +9,7 @@
 #include <new>
 #include <numbers>
 #include <random>
+#include <sstream>
 
 namespace autodiff {
 
@@ -507,6 +508,55 @@ std::mt19937_64& generator() {
 double uniform01() { return static_cast<double>(generator()() >> 11) * 0x1.0p-53; }
 } // namespace
 void manual_seed(std::uint64_t seed) { generator().seed(seed); }
+
+namespace {
+// The generator's words through its text form, the one portable access to its state: n words, and
+// in libstdc++ one more, the position in the state.
+std::vector<std::uint64_t> rng_words(const std::mt19937_64& g) {
+  std::ostringstream out;
+  out << g;
+  std::istringstream in(out.str());
+  std::vector<std::uint64_t> words;
+  for (std::uint64_t w = 0; in >> w;)
+    words.push_back(w);
+  return words;
+}
+} // namespace
+
+Tensor get_rng_state() {
+  const std::vector<std::uint64_t> words = rng_words(generator());
+  std::vector<std::int64_t> bits(words.size());
+  std::transform(words.begin(), words.end(), bits.begin(),
+                 [](std::uint64_t w) { return std::bit_cast<std::int64_t>(w); });
+  return from_vector(bits, Shape{static_cast<std::int64_t>(bits.size())});
+}
+
+void set_rng_state(const Tensor& state) {
+  constexpr std::size_t n = std::mt19937_64::state_size;
+  const std::size_t want = rng_words(generator()).size();
+  if (!state.defined() || state.dtype() != DType::int64 || state.dim() != 1 ||
+      static_cast<std::size_t>(state.numel()) != want)
+    detail::fail("set_rng_state: expected a 1-D int64 tensor of {} elements, got {} {}", want,
+                 state.defined() ? fmt::format("{}", state.dtype()) : std::string("undefined"), state.shape());
+  const auto bits = state.data<std::int64_t>();
+  std::vector<std::uint64_t> words(bits.size());
+  std::transform(bits.begin(), bits.end(), words.begin(),
+                 [](std::int64_t b) { return std::bit_cast<std::uint64_t>(b); });
+  // The stream operator trusts its input: a position past the state would read out of bounds, and
+  // all-zero words make a generator that returns 0 forever.
+  if (want > n && words[n] > n) detail::fail("set_rng_state: position {} is past the state of {} words", words[n], n);
+  if (std::all_of(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(n),
+                  [](std::uint64_t w) { return w == 0; }))
+    detail::fail("set_rng_state: the state words are all zero");
+  std::ostringstream text;
+  for (std::uint64_t w : words)
+    text << w << ' ';
+  std::istringstream in(text.str());
+  std::mt19937_64 g;
+  in >> g;
+  if (in.fail()) detail::fail("set_rng_state: the generator refused the state");
+  generator() = g;
+}
 
 Tensor rand(const Shape& s, DType d) {
   detail::check_shape("rand", s);

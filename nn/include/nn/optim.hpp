@@ -31,7 +31,10 @@ public:
   // Learning rates, step counts and per-parameter buffers ("state.<k>.exp_avg", with k the
   // parameter's position across groups), as float64 or parameter-dtype tensors.
   StateDict state_dict() const;
-  // Restores what state_dict saved; checks that names, shapes and dtypes match this optimizer.
+  // Restores what state_dict saved. Every entry is checked before anything changes: the names
+  // (no missing, unknown or stray entries, and only the buffers this optimizer keeps), shapes and
+  // dtypes, rates and weight decays (finite, >= 0, as the constructors require) and step counts
+  // (whole numbers in [0, 2^53]). An error names the offending entry.
   void load_state_dict(const StateDict& state);
 
 protected:
@@ -47,6 +50,9 @@ protected:
   std::int64_t& step_count(std::size_t k) { return steps_.at(k); }
   // Calls f(group, k, param, grad) for every parameter with a gradient.
   template <class F> void each(F&& f);
+  // The buffers step() keeps for every parameter it has updated at least once (a parameter with
+  // step count 0 has none); load_state_dict accepts exactly these.
+  virtual std::vector<std::string> buffer_names() const = 0;
 
   std::vector<Group> groups_;
   std::string name_;
@@ -68,6 +74,7 @@ public:
   SGD(std::vector<Tensor> params, SGDOptions o = {}) : SGD(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
   SGD(std::vector<ParamGroup> groups, SGDOptions o);
   void step() override;
+  std::vector<std::string> buffer_names() const override;
   SGDOptions options;
 };
 
@@ -85,6 +92,7 @@ public:
       : Adam(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
   Adam(std::vector<ParamGroup> groups, AdamOptions o, bool decoupled = false);
   void step() override;
+  std::vector<std::string> buffer_names() const override;
   AdamOptions options;
 
 private:
@@ -117,6 +125,7 @@ public:
       : RMSprop(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
   RMSprop(std::vector<ParamGroup> groups, RMSpropOptions o);
   void step() override;
+  std::vector<std::string> buffer_names() const override;
   RMSpropOptions options;
 };
 
@@ -133,6 +142,7 @@ public:
       : Adagrad(std::vector<ParamGroup>{{std::move(params), {}, {}}}, o) {}
   Adagrad(std::vector<ParamGroup> groups, AdagradOptions o);
   void step() override;
+  std::vector<std::string> buffer_names() const override;
   AdagradOptions options;
 };
 

@@ -13,6 +13,12 @@ public:
   void step(); // advances one epoch and sets every group's rate
   std::int64_t last_epoch() const { return epoch_; }
   double last_lr(std::size_t group = 0) const { return opt_.lr(group); }
+  // "last_epoch" and "base_lrs.<group>", as float64 scalars (PyTorch's names). Loading checks every
+  // entry first (no missing or unknown names, an epoch that is a whole number >= 0, rates finite and
+  // >= 0) and changes nothing on error; like PyTorch, it leaves the optimizer's rates alone (they
+  // are in the optimizer's state dict).
+  StateDict state_dict() const;
+  void load_state_dict(const StateDict& state);
 
 protected:
   virtual double lr_at(double base_lr, std::int64_t epoch) const = 0;
@@ -93,6 +99,11 @@ public:
   explicit ReduceLROnPlateau(Optimizer& opt) : ReduceLROnPlateau(opt, Options{}) {}
   ReduceLROnPlateau(Optimizer& opt, Options o);
   void step(double metric);
+  // "best", "num_bad_epochs" and "cooldown_counter" as float64 scalars (PyTorch's names); loading
+  // checks them all first (best not NaN, counts whole numbers >= 0, the cooldown at most the
+  // configured one) and changes nothing on error.
+  StateDict state_dict() const;
+  void load_state_dict(const StateDict& state);
 
 private:
   Optimizer& opt_;
