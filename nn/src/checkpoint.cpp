@@ -5,6 +5,7 @@
 
 #include <autodiff/error.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <bit>
@@ -57,6 +58,11 @@ StateDict load_state_dict(const std::filesystem::path& path, Metadata* metadata)
   safetensors::File file = safetensors::load(path);
   StateDict out;
   for (auto& [name, e] : file.tensors) {
+    if (e.shape.size() > static_cast<std::size_t>(autodiff::Shape::max_rank))
+      throw autodiff::Error(fmt::format("nn: load_state_dict: {}: tensor '{}' has {} dimensions (shape [{}]); tensors "
+                                        "have at most {}",
+                                        path.string(), name, e.shape.size(), fmt::join(e.shape, ","),
+                                        autodiff::Shape::max_rank));
     const autodiff::Shape shape(e.shape);
     if (e.dtype == "F32")
       out.emplace(name, to_tensor<float>(e, shape, DType::float32));

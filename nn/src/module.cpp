@@ -86,9 +86,12 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     }
     seen.insert(n);
     const Tensor& src = it->second;
-    if (!src.defined() || !(src.shape() == t.shape()) || src.dtype() != t.dtype())
+    if (!src.defined())
+      fail(fmt::format("load_state_dict: '{}' is an undefined tensor in the state (the module's has shape {})", n,
+                       t.shape()));
+    if (!(src.shape() == t.shape()) || src.dtype() != t.dtype())
       fail(fmt::format("load_state_dict: '{}' has shape {} and dtype {} in the state, but {} and {} in the module", n,
-                       src.defined() ? src.shape() : autodiff::Shape{}, src.dtype(), t.shape(), t.dtype()));
+                       src.shape(), src.dtype(), t.shape(), t.dtype()));
   }
   if (strict)
     for (const auto& [n, t] : state)

@@ -1,13 +1,16 @@
 // Modules: parameter registry and names, initialisation, train/eval, state dicts and their errors.
 
 #include <nn/nn.hpp>
+#include <nn/safetensors.hpp>
 
 #include <autodiff/tensor_gradcheck.hpp>
 #include <boost/test/unit_test.hpp>
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <type_traits>
+#include <unistd.h>
 
 using autodiff::DType;
 using autodiff::Tensor;
@@ -183,6 +186,37 @@ BOOST_AUTO_TEST_CASE(state_dict_round_trip_and_errors) {
   // Nothing changed by the failed loads; non-strict loading skips what is missing.
   BOOST_TEST(a->parameters()[0].to_vector() == b->parameters()[0].to_vector(), boost::test_tools::per_element());
   b->load_state_dict(missing, false);
+}
+
+BOOST_AUTO_TEST_CASE(load_errors_name_the_file_and_the_tensor) {
+  // A tensor of 9 dimensions was reported by Shape alone, naming neither the file nor the tensor;
+  // an undefined tensor in a state as "shape [] and dtype float32".
+  const auto path =
+      std::filesystem::temp_directory_path() / fmt::format("tapegrad_nine_dims.{}.safetensors", ::getpid());
+  nn::safetensors::File f;
+  const std::vector<float> one{1.0f};
+  f.tensors["deep"] = nn::safetensors::Entry::of<float>({1, 1, 1, 1, 1, 1, 1, 1, 1}, one);
+  nn::safetensors::save(path, f);
+  std::string e;
+  try {
+    (void)nn::load_state_dict(path);
+  } catch (const autodiff::Error& err) {
+    e = err.what();
+  }
+  std::filesystem::remove(path);
+  BOOST_TEST(e.find(path.string()) != std::string::npos, e);
+  BOOST_TEST(e.find("tensor 'deep' has 9 dimensions") != std::string::npos, e);
+
+  auto model = nn::mlp({2, 3});
+  nn::StateDict state = model->state_dict();
+  state.at("0.bias") = Tensor();
+  e.clear();
+  try {
+    model->load_state_dict(state);
+  } catch (const autodiff::Error& err) {
+    e = err.what();
+  }
+  BOOST_TEST(e.find("'0.bias' is an undefined tensor in the state") != std::string::npos, e);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

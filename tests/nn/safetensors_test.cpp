@@ -21,6 +21,14 @@ using autodiff::Error;
 namespace st = nn::safetensors;
 
 namespace {
+// Peak-memory bounds hold for the plain allocator only: AddressSanitizer keeps freed memory in a
+// quarantine (256 MB by default) and adds shadow memory, so under it the paths run but the bounds
+// are not checked.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool check_peaks = false;
+#else
+constexpr bool check_peaks = true;
+#endif
 
 std::vector<std::byte> bytes_of(std::initializer_list<int> v) {
   std::vector<std::byte> out;
@@ -273,7 +281,8 @@ BOOST_AUTO_TEST_CASE(nested_headers_cost_little_memory) {
   BOOST_TEST(rejects(file, {"tensor 'w'", "entry is a JSON array"}));
   const std::int64_t grown = peak_kib() - before;
   BOOST_TEST_MESSAGE(fmt::format("peak grew by {} KiB for a {} MB header", grown, 2 * n / 1'000'000));
-  BOOST_TEST(grown < static_cast<std::int64_t>(2 * n / 1024)); // under the header's size (which is already held)
+  if (check_peaks)
+    BOOST_TEST(grown < static_cast<std::int64_t>(2 * n / 1024)); // under the header's size (already held)
 }
 
 BOOST_AUTO_TEST_CASE(layout_of_the_data_buffer) {
@@ -415,7 +424,10 @@ BOOST_AUTO_TEST_CASE(loading_holds_the_data_about_once) {
     BOOST_TEST_MESSAGE(fmt::format("{}: peak grew by {:.1f}x the file",
                                    tensors ? "nn::load_state_dict" : "safetensors::load", tenths / 10.0));
     const std::string what = tensors ? "nn::load_state_dict" : "safetensors::load";
-    BOOST_TEST_CONTEXT(what) { BOOST_TEST(tenths <= 13); }
+    BOOST_TEST_CONTEXT(what) {
+      BOOST_TEST(tenths < 250); // the child loaded the file
+      if (check_peaks) BOOST_TEST(tenths <= 13);
+    }
   }
   std::filesystem::remove(path);
 }
