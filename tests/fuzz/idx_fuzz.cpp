@@ -2,6 +2,8 @@
 // autodiff::Error, and what it reads is consistent (data size == product of dims).
 // read_idx takes a path, so each input goes through one scratch file of this process.
 
+#include "scratch_file.hpp"
+
 #include <nn/idx.hpp>
 
 #include <autodiff/error.hpp>
@@ -15,12 +17,7 @@
 #include <unistd.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::filesystem::path scratch =
-      std::filesystem::temp_directory_path() / ("tapegrad_fuzz_idx." + std::to_string(::getpid()));
-  std::FILE* f = std::fopen(scratch.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  const std::filesystem::path scratch = tapegrad_fuzz::write_scratch("idx", data, size);
   try {
     const nn::IdxArray a = nn::read_idx(scratch);
     std::size_t n = 1;

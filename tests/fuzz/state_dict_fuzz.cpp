@@ -3,6 +3,8 @@
 // a refused load changes nothing, and an accepted optimizer state survives a step and a round trip.
 // nn::load_state_dict takes a path, so each input goes through one scratch file of this process.
 
+#include "scratch_file.hpp"
+
 #include <nn/nn.hpp>
 
 #include <cstddef>
@@ -48,12 +50,7 @@ template <class Opt> void try_optimizer(Opt& opt, nn::Module& model, const nn::S
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::filesystem::path scratch =
-      std::filesystem::temp_directory_path() / ("tapegrad_fuzz_state." + std::to_string(::getpid()));
-  std::FILE* f = std::fopen(scratch.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  const std::filesystem::path scratch = tapegrad_fuzz::write_scratch("state", data, size);
   nn::StateDict state;
   try {
     state = nn::load_state_dict(scratch);

@@ -76,6 +76,26 @@ st::File sample() {
   return f;
 }
 
+// Replays tests/fuzz/corpus/<dir>: files named valid-* load, damaged-* are rejected with an Error.
+template <class Load> void replay_corpus(const std::string& dir, Load load, int min_valid, int min_damaged) {
+  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus" / dir;
+  int valid = 0, damaged = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
+    const auto name = entry.path().filename().string();
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("valid-")) {
+        BOOST_CHECK_NO_THROW(load(entry.path()));
+        ++valid;
+      } else if (name.starts_with("damaged-")) {
+        BOOST_CHECK_THROW(load(entry.path()), Error);
+        ++damaged;
+      }
+    }
+  }
+  BOOST_TEST(valid >= min_valid);
+  BOOST_TEST(damaged >= min_damaged);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(safetensors)
@@ -367,20 +387,8 @@ BOOST_AUTO_TEST_CASE(load_errors_name_the_file) {
 
 // The seed corpus of the fuzz target: files named valid-* parse, damaged-* are rejected.
 BOOST_AUTO_TEST_CASE(fuzz_seed_corpus) {
-  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/safetensors";
-  int valid = 0, damaged = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
-    const auto name = entry.path().filename().string();
-    if (name.starts_with("valid-")) {
-      BOOST_CHECK_NO_THROW(st::load(entry.path()));
-      ++valid;
-    } else if (name.starts_with("damaged-")) {
-      BOOST_CHECK_THROW(st::load(entry.path()), Error);
-      ++damaged;
-    }
-  }
-  BOOST_TEST(valid >= 3);
-  BOOST_TEST(damaged >= 5);
+  replay_corpus(
+      "safetensors", [](const std::filesystem::path& p) { (void)st::load(p); }, 3, 5);
 }
 
 // Loading a checkpoint holds its data about once: it used to be read into a whole-file buffer and
@@ -465,22 +473,8 @@ BOOST_AUTO_TEST_CASE(state_dict_fuzz_corpus) {
 }
 
 BOOST_AUTO_TEST_CASE(idx_fuzz_corpus) {
-  const std::filesystem::path corpus = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests/fuzz/corpus/idx";
-  int valid = 0, damaged = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(corpus)) {
-    const auto name = entry.path().filename().string();
-    BOOST_TEST_CONTEXT(name) {
-      if (name.starts_with("valid-")) {
-        BOOST_CHECK_NO_THROW(nn::read_idx(entry.path()));
-        ++valid;
-      } else if (name.starts_with("damaged-")) {
-        BOOST_CHECK_THROW(nn::read_idx(entry.path()), Error);
-        ++damaged;
-      }
-    }
-  }
-  BOOST_TEST(valid >= 2);
-  BOOST_TEST(damaged >= 3);
+  replay_corpus(
+      "idx", [](const std::filesystem::path& p) { (void)nn::read_idx(p); }, 2, 3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
