@@ -547,10 +547,20 @@ void check_extras(const std::vector<std::string>& typed, std::vector<std::string
                                          ordered.size() == 1 ? "" : "s", join(ordered)));
 }
 
+// The functions an expression may call, from the parser's table (which the op list generates).
+std::string functions_help() {
+  std::vector<std::string> of[2];
+  for (const autodiff::ExpressionFunction& f : Expression::functions())
+    of[f.arity == 1 ? 0 : 1].emplace_back(f.name);
+  return fmt::format("Functions of one argument: {}\nFunctions of two arguments: {}", join(of[0], " "),
+                     join(of[1], " "));
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"tapegrad: values, gradients, Hessians, gradient checks and tape graphs of scalar expressions.\n"
                "Expression syntax, examples and exit statuses: docs/cli.md"};
   app.set_version_flag("--version", fmt::format("tapegrad {}", TAPEGRAD_VERSION));
+  app.footer(functions_help());
   app.require_subcommand(1);
 
   GradArgs g;

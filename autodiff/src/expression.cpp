@@ -12,40 +12,90 @@
 
 namespace autodiff {
 
-using detail::ExprCode;
+namespace detail {
+// Which operands of a binary instruction come from the stack.
+enum class ExprOperands : std::uint8_t { both, constant_left, constant_right };
+enum class ExprKind : std::uint8_t { variable, constant, op };
+
+struct ExprInstruction {
+  ExprKind kind;
+  OpCode op = OpCode::Leaf; // for ExprKind::op
+  ExprOperands operands = ExprOperands::both;
+  std::uint32_t variable = 0; // for ExprKind::variable
+  double constant = 0;        // ExprKind::constant, or the constant operand of a binary op
+  SourceSpan span;            // the text this instruction computes
+  // Where a folded constant first became NaN or infinite, if it did (for domain reports).
+  std::optional<SourceSpan> constant_nonfinite;
+};
+} // namespace detail
+
 using detail::ExprInstruction;
+using detail::ExprKind;
 using detail::ExprOperands;
 
 namespace {
 
+// ---- the ops, generated from TAPEGRAD_SCALAR_OPS ------------------------------------------------
+// An op C++ code calls (it has a value `f` and a C++ spelling `call`, see rules.hpp) can appear in
+// an expression. Those C++ writes as operators (+ - * / and unary -) are the grammar's operators
+// too; every other one is a function under its name. Nothing below names a particular op except
+// the grammar's operators, so a new op in the list is a new function of the language.
+
+// Whether R has a value f of one or of two doubles (and so a C++ spelling, `call`).
+template <class R> constexpr bool has_one = requires(double a) { R::f(a); };
+template <class R> constexpr bool has_two = requires(double a) { R::f(a, a); };
+template <class R>
+concept callable = has_one<R> || has_two<R>;
+
+template <class R> constexpr int arity = R::form == rules::Form::binary ? 2 : 1;
+
+template <class R> constexpr bool is_operator = std::same_as<R, rules::Add> || std::same_as<R, rules::Sub> ||
+                                                std::same_as<R, rules::Mul> || std::same_as<R, rules::Div> ||
+                                                std::same_as<R, rules::Neg>;
+
+template <class R> constexpr bool is_function = callable<R> && !is_operator<R>;
+
+constexpr std::size_t function_count = 0
+#define TAPEGRAD_X(Name) +(is_function<rules::Name> ? 1 : 0)
+    TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+    ;
+
 struct Function {
-  std::string_view name;
-  ExprCode code;
-  int arity;
+  ExpressionFunction info;
+  OpCode op = OpCode::Leaf;
 };
 
-constexpr std::array functions{
-    Function{"exp", ExprCode::exp, 1},       Function{"log", ExprCode::log, 1},
-    Function{"log1p", ExprCode::log1p, 1},   Function{"expm1", ExprCode::expm1, 1},
-    Function{"sqrt", ExprCode::sqrt, 1},     Function{"cbrt", ExprCode::cbrt, 1},
-    Function{"square", ExprCode::square, 1}, Function{"sin", ExprCode::sin, 1},
-    Function{"cos", ExprCode::cos, 1},       Function{"tan", ExprCode::tan, 1},
-    Function{"asin", ExprCode::asin, 1},     Function{"acos", ExprCode::acos, 1},
-    Function{"atan", ExprCode::atan, 1},     Function{"sinh", ExprCode::sinh, 1},
-    Function{"cosh", ExprCode::cosh, 1},     Function{"tanh", ExprCode::tanh, 1},
-    Function{"asinh", ExprCode::asinh, 1},   Function{"acosh", ExprCode::acosh, 1},
-    Function{"atanh", ExprCode::atanh, 1},   Function{"sigmoid", ExprCode::sigmoid, 1},
-    Function{"relu", ExprCode::relu, 1},     Function{"softplus", ExprCode::softplus, 1},
-    Function{"abs", ExprCode::abs, 1},       Function{"erf", ExprCode::erf, 1},
-    Function{"erfc", ExprCode::erfc, 1},     Function{"pow", ExprCode::pow, 2},
-    Function{"atan2", ExprCode::atan2, 2},   Function{"hypot", ExprCode::hypot, 2},
-    Function{"max", ExprCode::max, 2},       Function{"min", ExprCode::min, 2},
-};
+constexpr std::array<Function, function_count> functions = [] {
+  std::array<Function, function_count> out{};
+  std::size_t i = 0;
+#define TAPEGRAD_X(Name)                                                                                               \
+  if constexpr (is_function<rules::Name>) out[i++] = Function{{rules::Name::name, arity<rules::Name>}, OpCode::Name};
+  TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
+  return out;
+}();
+
+constexpr std::array<ExpressionFunction, function_count> function_infos = [] {
+  std::array<ExpressionFunction, function_count> out{};
+  for (std::size_t i = 0; i < function_count; ++i)
+    out[i] = functions[i].info;
+  return out;
+}();
 
 const Function* find_function(std::string_view name) {
   for (const Function& f : functions)
-    if (f.name == name) return &f;
+    if (f.info.name == name) return &f;
   return nullptr;
+}
+
+// "exp log ... erfc pow atan2 ... min": the functions of one argument, then those of two.
+std::string known_functions() {
+  std::string out;
+  for (int n : {1, 2})
+    for (const Function& f : functions)
+      if (f.info.arity == n) out.append(out.empty() ? "" : " ").append(f.info.name);
+  return out;
 }
 
 std::optional<double> find_constant(std::string_view name) {
@@ -54,98 +104,40 @@ std::optional<double> find_constant(std::string_view name) {
   return std::nullopt;
 }
 
-bool is_binary(ExprCode c) { return c >= ExprCode::add; }
-
-// The same calls as C++ code written with T, so a parsed expression records (and computes) exactly
-// what the hand-written one does. Unqualified calls: std:: for double, autodiff:: for Var (ADL).
-template <class T> T apply_unary(ExprCode c, const T& a) {
-  using std::acos, std::acosh, std::asin, std::asinh, std::atan, std::atanh, std::cbrt, std::cos, std::cosh, std::erf,
-      std::erfc, std::exp, std::expm1, std::log, std::log1p, std::sin, std::sinh, std::sqrt, std::tan, std::tanh;
-  switch (c) {
-  case ExprCode::neg:
-    return -a;
-  case ExprCode::exp:
-    return exp(a);
-  case ExprCode::log:
-    return log(a);
-  case ExprCode::log1p:
-    return log1p(a);
-  case ExprCode::expm1:
-    return expm1(a);
-  case ExprCode::sqrt:
-    return sqrt(a);
-  case ExprCode::cbrt:
-    return cbrt(a);
-  case ExprCode::square:
-    return square(a);
-  case ExprCode::sin:
-    return sin(a);
-  case ExprCode::cos:
-    return cos(a);
-  case ExprCode::tan:
-    return tan(a);
-  case ExprCode::asin:
-    return asin(a);
-  case ExprCode::acos:
-    return acos(a);
-  case ExprCode::atan:
-    return atan(a);
-  case ExprCode::sinh:
-    return sinh(a);
-  case ExprCode::cosh:
-    return cosh(a);
-  case ExprCode::tanh:
-    return tanh(a);
-  case ExprCode::asinh:
-    return asinh(a);
-  case ExprCode::acosh:
-    return acosh(a);
-  case ExprCode::atanh:
-    return atanh(a);
-  case ExprCode::sigmoid:
-    return sigmoid(a);
-  case ExprCode::relu:
-    return relu(a);
-  case ExprCode::softplus:
-    return softplus(a);
-  case ExprCode::abs:
-    return abs(a);
-  case ExprCode::erf:
-    return erf(a);
-  case ExprCode::erfc:
-    return erfc(a);
-  default:
-    break;
+bool is_binary(OpCode op) {
+  switch (op) {
+#define TAPEGRAD_X(Name)                                                                                               \
+  case OpCode::Name:                                                                                                   \
+    return rules::Name::form == rules::Form::binary;
+    TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
   }
-  throw Error(fmt::format("autodiff: expression: internal error: {} is not a unary operation", static_cast<int>(c)));
+  return false;
 }
 
-// A and B are each T or double (a folded constant); at most one of them is double unless T is.
-template <class R, class A, class B> R apply_binary(ExprCode c, const A& a, const B& b) {
-  using std::atan2, std::hypot, std::pow;
-  switch (c) {
-  case ExprCode::add:
-    return a + b;
-  case ExprCode::sub:
-    return a - b;
-  case ExprCode::mul:
-    return a * b;
-  case ExprCode::div:
-    return a / b;
-  case ExprCode::pow:
-    return pow(a, b);
-  case ExprCode::atan2:
-    return atan2(a, b);
-  case ExprCode::hypot:
-    return hypot(a, b);
-  case ExprCode::max:
-    return max(a, b);
-  case ExprCode::min:
-    return min(a, b);
-  default:
+// Op R applied to the operands: f with doubles; otherwise the call C++ code makes (rules.hpp), so a
+// parsed expression records (and computes) exactly what the hand-written one does.
+template <class T, class R, class... A> T apply_rule(const A&... a) {
+  if constexpr ((std::same_as<A, double> && ...))
+    return R::f(a...);
+  else
+    return R::call(a...);
+}
+
+// Op `op` applied to one or two operands, each T or double (a folded constant); at most one of
+// them is double unless T is.
+template <class T, class... A> T apply(OpCode op, const A&... a) {
+  switch (op) {
+#define TAPEGRAD_X(Name)                                                                                               \
+  case OpCode::Name:                                                                                                   \
+    if constexpr (callable<rules::Name> && arity<rules::Name> == sizeof...(A))                                         \
+      return apply_rule<T, rules::Name>(a...);                                                                         \
     break;
+    TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
+#undef TAPEGRAD_X
   }
-  throw Error(fmt::format("autodiff: expression: internal error: {} is not a binary operation", static_cast<int>(c)));
+  throw Error(fmt::format("autodiff: expression: internal error: {} is not an operation of {} operand{}", op_name(op),
+                          sizeof...(A), sizeof...(A) == 1 ? "" : "s"));
 }
 
 std::string describe(std::string_view text, std::size_t p) {
@@ -210,7 +202,9 @@ public:
                        starts_operand ? " (multiplication is written with '*')" : ""));
     }
     if (root.constant) {
-      push(ExprInstruction{ExprCode::constant, ExprOperands::both, 0, root.value, root.span, root.nonfinite}, +1);
+      push(ExprInstruction{ExprKind::constant, OpCode::Leaf, ExprOperands::both, 0, root.value, root.span,
+                           root.nonfinite},
+           +1);
     }
     out_.max_stack_ = max_stack_;
   }
@@ -335,23 +329,23 @@ private:
     max_stack_ = std::max(max_stack_, stack_);
   }
 
-  Piece unary(ExprCode code, const Piece& a, SourceSpan span) {
+  Piece unary(OpCode code, const Piece& a, SourceSpan span) {
     if (a.constant) {
-      Piece r{true, apply_unary<double>(code, a.value), span, a.nonfinite};
+      Piece r{true, apply<double>(code, a.value), span, a.nonfinite};
       if (!r.nonfinite && !std::isfinite(r.value)) r.nonfinite = span;
       return r;
     }
-    push(ExprInstruction{code, ExprOperands::both, 0, 0, span, std::nullopt}, 0);
+    push(ExprInstruction{ExprKind::op, code, ExprOperands::both, 0, 0, span, std::nullopt}, 0);
     return Piece{false, 0, span, std::nullopt};
   }
 
-  Piece binary(ExprCode code, const Piece& a, const Piece& b, SourceSpan span) {
+  Piece binary(OpCode code, const Piece& a, const Piece& b, SourceSpan span) {
     if (a.constant && b.constant) {
-      Piece r{true, apply_binary<double>(code, a.value, b.value), span, a.nonfinite ? a.nonfinite : b.nonfinite};
+      Piece r{true, apply<double>(code, a.value, b.value), span, a.nonfinite ? a.nonfinite : b.nonfinite};
       if (!r.nonfinite && !std::isfinite(r.value)) r.nonfinite = span;
       return r;
     }
-    ExprInstruction in{code, ExprOperands::both, 0, 0, span, std::nullopt};
+    ExprInstruction in{ExprKind::op, code, ExprOperands::both, 0, 0, span, std::nullopt};
     int change = -1;
     if (a.constant || b.constant) {
       const Piece& c = a.constant ? a : b;
@@ -369,7 +363,7 @@ private:
     for (char c = peek(); c == '+' || c == '-'; c = peek()) {
       ++p_;
       const Piece r = parse_term();
-      l = binary(c == '+' ? ExprCode::add : ExprCode::sub, l, r, {l.span.begin, r.span.end});
+      l = binary(c == '+' ? OpCode::Add : OpCode::Sub, l, r, {l.span.begin, r.span.end});
     }
     return l;
   }
@@ -379,7 +373,7 @@ private:
     for (char c = peek(); c == '*' || c == '/'; c = peek()) {
       ++p_;
       const Piece r = parse_unary();
-      l = binary(c == '*' ? ExprCode::mul : ExprCode::div, l, r, {l.span.begin, r.span.end});
+      l = binary(c == '*' ? OpCode::Mul : OpCode::Div, l, r, {l.span.begin, r.span.end});
     }
     return l;
   }
@@ -395,7 +389,7 @@ private:
         a.span.begin = start;
         return a;
       }
-      return unary(ExprCode::neg, a, {start, a.span.end});
+      return unary(OpCode::Neg, a, {start, a.span.end});
     }
     return parse_power();
   }
@@ -407,7 +401,7 @@ private:
     const Nest nest(*this, p_);
     ++p_;
     const Piece exponent = parse_exponent();
-    return binary(ExprCode::pow, base, exponent, {base.span.begin, exponent.span.end});
+    return binary(OpCode::Pow, base, exponent, {base.span.begin, exponent.span.end});
   }
 
   Piece parse_exponent() {
@@ -420,7 +414,7 @@ private:
         a.span.begin = start;
         return a;
       }
-      return unary(ExprCode::neg, a, {start, a.span.end});
+      return unary(OpCode::Neg, a, {start, a.span.end});
     }
     return parse_power();
   }
@@ -441,16 +435,13 @@ private:
       if (const Function* f = find_function(name)) return call(*f, start);
       if (const auto k = find_constant(name)) return Piece{true, *k, {start, p_}, std::nullopt};
       if (peek() == '(')
-        fail(start, "a known function",
-             fmt::format("unknown function '{}' (known: exp log log1p expm1 sqrt cbrt square sin cos tan asin acos "
-                         "atan sinh cosh tanh asinh acosh atanh sigmoid relu softplus abs erf erfc pow atan2 hypot "
-                         "max min)",
-                         name));
+        fail(start, "a known function", fmt::format("unknown function '{}' (known: {})", name, known_functions()));
       auto& vars = out_.variables_;
       auto it = std::find(vars.begin(), vars.end(), name);
       if (it == vars.end()) it = vars.insert(vars.end(), std::string(name));
-      push(ExprInstruction{ExprCode::variable, ExprOperands::both, static_cast<std::uint32_t>(it - vars.begin()), 0,
-                           SourceSpan{start, start + name.size()}, std::nullopt},
+      push(ExprInstruction{ExprKind::variable, OpCode::Leaf, ExprOperands::both,
+                           static_cast<std::uint32_t>(it - vars.begin()), 0, SourceSpan{start, start + name.size()},
+                           std::nullopt},
            +1);
       return Piece{false, 0, {start, start + name.size()}, std::nullopt};
     }
@@ -471,31 +462,34 @@ private:
 
   Piece call(const Function& f, std::size_t start) {
     if (peek() != '(')
-      fail(p_, "'('", fmt::format("expected '(' after the function name '{}', found {}", f.name, describe(s_, p_)));
+      fail(p_, "'('",
+           fmt::format("expected '(' after the function name '{}', found {}", f.info.name, describe(s_, p_)));
     const Nest nest(*this, p_);
     ++p_;
     std::vector<Piece> args;
     if (peek() != ')') {
       while (true) {
-        if (static_cast<int>(args.size()) == f.arity)
-          fail(p_ - 1, fmt::format("{} argument{}", f.arity, f.arity == 1 ? "" : "s"),
-               fmt::format("{} takes {} argument{}, found more", f.name, f.arity, f.arity == 1 ? "" : "s"));
+        if (static_cast<int>(args.size()) == f.info.arity)
+          fail(p_ - 1, fmt::format("{} argument{}", f.info.arity, f.info.arity == 1 ? "" : "s"),
+               fmt::format("{} takes {} argument{}, found more", f.info.name, f.info.arity,
+                           f.info.arity == 1 ? "" : "s"));
         args.push_back(parse_expr());
         const char c = peek();
         if (c == ')') break;
         if (c != ',')
           fail(p_, "',' or ')'",
-               fmt::format("expected ',' or ')' in the arguments of {}, found {}", f.name, describe(s_, p_)));
+               fmt::format("expected ',' or ')' in the arguments of {}, found {}", f.info.name, describe(s_, p_)));
         ++p_;
       }
     }
-    if (static_cast<int>(args.size()) != f.arity)
-      fail(p_, fmt::format("{} argument{}", f.arity, f.arity == 1 ? "" : "s"),
-           fmt::format("{} takes {} argument{}, found {}", f.name, f.arity, f.arity == 1 ? "" : "s", args.size()));
+    if (static_cast<int>(args.size()) != f.info.arity)
+      fail(p_, fmt::format("{} argument{}", f.info.arity, f.info.arity == 1 ? "" : "s"),
+           fmt::format("{} takes {} argument{}, found {}", f.info.name, f.info.arity, f.info.arity == 1 ? "" : "s",
+                       args.size()));
     ++p_;
     const SourceSpan span{start, p_};
-    if (f.arity == 1) return unary(f.code, args[0], span);
-    return binary(f.code, args[0], args[1], span);
+    if (f.info.arity == 1) return unary(f.op, args[0], span);
+    return binary(f.op, args[0], args[1], span);
   }
 
   std::string_view s_;
@@ -505,6 +499,17 @@ private:
   std::size_t stack_ = 0;
   std::size_t max_stack_ = 0;
 };
+
+Expression::Expression() = default;
+Expression::Expression(const Expression&) = default;
+Expression::Expression(Expression&&) noexcept = default;
+Expression& Expression::operator=(const Expression&) = default;
+Expression& Expression::operator=(Expression&&) noexcept = default;
+Expression::~Expression() = default;
+
+std::size_t Expression::program_size() const { return program_.size(); }
+
+std::span<const ExpressionFunction> Expression::functions() { return function_infos; }
 
 Expression Expression::parse(std::string_view text) {
   Expression e;
@@ -549,26 +554,24 @@ void Expression::check_arity(std::size_t given) const {
   }
 }
 
-template <class T>
-requires std::same_as<T, double> || std::same_as<T, Var> T Expression::evaluate(std::span<const T> values)
-const {
+template <ExpressionScalar T> T Expression::evaluate(std::span<const T> values) const {
   check_arity(values.size());
-  if (program_.size() == 1 && program_[0].code == ExprCode::constant) return T(program_[0].constant);
+  if (program_.size() == 1 && program_[0].kind == ExprKind::constant) return T(program_[0].constant);
   std::vector<T> stack;
   stack.reserve(max_stack_);
   for (const ExprInstruction& in : program_) {
-    if (in.code == ExprCode::variable) {
+    if (in.kind == ExprKind::variable) {
       stack.push_back(values[in.variable]);
-    } else if (!is_binary(in.code)) {
-      stack.back() = apply_unary<T>(in.code, stack.back());
+    } else if (!is_binary(in.op)) {
+      stack.back() = apply<T>(in.op, stack.back());
     } else if (in.operands == ExprOperands::constant_left) {
-      stack.back() = apply_binary<T>(in.code, in.constant, stack.back());
+      stack.back() = apply<T>(in.op, in.constant, stack.back());
     } else if (in.operands == ExprOperands::constant_right) {
-      stack.back() = apply_binary<T>(in.code, stack.back(), in.constant);
+      stack.back() = apply<T>(in.op, stack.back(), in.constant);
     } else {
       const T b = stack.back();
       stack.pop_back();
-      stack.back() = apply_binary<T>(in.code, stack.back(), b);
+      stack.back() = apply<T>(in.op, stack.back(), b);
     }
   }
   return stack.back();
@@ -584,20 +587,20 @@ template <class Visit> double run_double(const std::vector<ExprInstruction>& pro
   std::vector<double> stack;
   stack.reserve(max_stack);
   for (const ExprInstruction& in : program) {
-    if (in.code == ExprCode::variable) {
+    if (in.kind == ExprKind::variable) {
       stack.push_back(values[in.variable]);
-    } else if (in.code == ExprCode::constant) {
+    } else if (in.kind == ExprKind::constant) {
       stack.push_back(in.constant);
-    } else if (!is_binary(in.code)) {
-      stack.back() = apply_unary<double>(in.code, stack.back());
+    } else if (!is_binary(in.op)) {
+      stack.back() = apply<double>(in.op, stack.back());
     } else if (in.operands == ExprOperands::constant_left) {
-      stack.back() = apply_binary<double>(in.code, in.constant, stack.back());
+      stack.back() = apply<double>(in.op, in.constant, stack.back());
     } else if (in.operands == ExprOperands::constant_right) {
-      stack.back() = apply_binary<double>(in.code, stack.back(), in.constant);
+      stack.back() = apply<double>(in.op, stack.back(), in.constant);
     } else {
       const double b = stack.back();
       stack.pop_back();
-      stack.back() = apply_binary<double>(in.code, stack.back(), b);
+      stack.back() = apply<double>(in.op, stack.back(), b);
     }
     if (!visit(in, stack.back())) break;
   }

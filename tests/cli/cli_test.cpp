@@ -1,6 +1,8 @@
 // Runs the tapegrad executable (no shell: posix_spawn with an argument vector) and checks its exit
 // status, its messages, and the numbers of its --json output against values computed here.
 
+#include <autodiff/expression.hpp>
+
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
 
@@ -251,6 +253,24 @@ BOOST_AUTO_TEST_CASE(expression_starting_with_minus) {
     BOOST_TEST_REQUIRE(r.status == 0, r.err);
     BOOST_TEST(r.parsed()["value"].get<double>() == -9.0);
     BOOST_TEST(r.parsed()["gradient"]["x"].get<double>() == -6.0);
+  }
+}
+
+// --help lists the functions of the expression language (the parser's table, generated from the
+// op list), and the tool takes each of them: a value, or a domain error, never a parse error.
+BOOST_AUTO_TEST_CASE(help_lists_every_function_and_each_is_taken) {
+  const Result h = run({"--help"});
+  BOOST_TEST(h.status == 0);
+  BOOST_TEST(contains(h.out, "Functions of one argument: exp log "), h.out);
+  BOOST_TEST(contains(h.out, "Functions of two arguments: pow atan2 hypot max min"), h.out);
+  BOOST_TEST(autodiff::Expression::functions().size() >= 30u);
+  for (const autodiff::ExpressionFunction& f : autodiff::Expression::functions()) {
+    const std::string name(f.name);
+    BOOST_TEST((contains(h.out, " " + name + " ") || contains(h.out, " " + name + "\n")), name);
+    const std::string call = name + (f.arity == 1 ? "(x)" : "(x, y)");
+    const Result r = run({"grad", call, "--at", f.arity == 1 ? "x=0.5" : "x=0.5,y=0.25", "--json"});
+    const json p = r.parsed();
+    BOOST_TEST((r.status == 0 || p.contains("domain_error")), call << ": " << r.out << r.err);
   }
 }
 

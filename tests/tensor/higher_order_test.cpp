@@ -661,7 +661,7 @@ BOOST_AUTO_TEST_CASE(create_graph_refuses_a_custom_function_not_marked_different
   x.requires_grad(true);
   const Tensor y = sum(apply(raw, {x}));
   const std::string e = error_of([&] { grad(y, {x}, {.create_graph = true}); });
-  BOOST_TEST(starts_with(e, "raw_cube: create_graph needs a backward that can be differentiated again"), e);
+  BOOST_TEST(starts_with(e, "autodiff: raw_cube: create_graph needs a backward that can be differentiated again"), e);
   // First order is unaffected: 3 x^2.
   const Tensor g = grad(y, {x})[0];
   BOOST_TEST(g.to_vector() == std::vector<double>({0.75, 6.75}), boost::test_tools::per_element());
@@ -766,10 +766,10 @@ BOOST_AUTO_TEST_CASE(a_create_graph_gradient_dies_with_its_tape) {
   BOOST_TEST_REQUIRE(g.requires_grad());
   tape.reset();
   const std::string e = error_of([&] { (void)grad({g}, {x}, {ones({2}, DType::float64)}); });
-  BOOST_TEST(starts_with(e, "grad: tensor of shape [2]"), e);
+  BOOST_TEST(starts_with(e, "autodiff: grad: tensor of shape [2]"), e);
   BOOST_TEST(contains(e, "before the tape was reset"), e);
   const std::string e2 = error_of([&] { (void)sum(g); });
-  BOOST_TEST(starts_with(e2, "sum: tensor of shape [2]"), e2);
+  BOOST_TEST(starts_with(e2, "autodiff: sum: tensor of shape [2]"), e2);
   // the values stay readable
   BOOST_TEST(std::fabs(g.at<double>({1}) - 3 * std::exp(2.0)) < 1e-12);
 }
@@ -784,7 +784,7 @@ BOOST_AUTO_TEST_CASE(the_gradient_of_a_linear_function_is_a_constant) {
   BOOST_TEST(!g.requires_grad()); // nothing of x is left in it
   // differentiating it again is the error of any output that does not require grad
   const std::string e = error_of([&] { (void)grad({g}, {x}, {ones({3}, DType::float64)}); });
-  BOOST_TEST(starts_with(e, "grad: output 0 (shape [3]) does not require grad"), e);
+  BOOST_TEST(starts_with(e, "autodiff: grad: output 0 (shape [3]) does not require grad"), e);
   // hessian and hvp of a linear (or constant) function are zeros of the right shape
   const auto linear_f = [&](const Tensor& v) { return sum(v * c) + sum(v) * 2.0 - 4.0; };
   const Tensor h = hessian(linear_f, x.detach());
@@ -831,27 +831,28 @@ BOOST_AUTO_TEST_CASE(derivative_helpers_name_the_bad_input) {
   BOOST_TEST(starts_with(error_of([&] {
                            hvp(cube_sum, x, tensor({1.0, 2.0}, DType::float64));
                          }),
-                         "hvp: direction 0 has shape [2] and dtype float64, but must match [3] and float64"));
+                         "autodiff: hvp: direction 0 has shape [2] and dtype float64, but must match [3] and float64"));
   BOOST_TEST(starts_with(error_of([&] { hvp([](const Tensor& t) { return t * 2.0; }, x, x); }),
-                         "hvp: f must return a one-element tensor, got shape [3]"));
+                         "autodiff: hvp: f must return a one-element tensor, got shape [3]"));
   BOOST_TEST(starts_with(error_of([&] {
                            hvp([](const std::vector<Tensor>& t) { return sum(t[0]); }, std::vector<Tensor>{x, x}, {x});
                          }),
-                         "hvp: 1 directions given for 2 inputs"));
+                         "autodiff: hvp: 1 directions given for 2 inputs"));
   BOOST_TEST(starts_with(error_of([&] {
                            hessian(cube_sum, from_vector(std::vector<std::int64_t>{1, 2}, {2}));
                          }),
-                         "hessian: input 0 (shape [2]) is int64, which is never differentiable"));
-  BOOST_TEST(starts_with(error_of([&] {
-                           hessian([](const Tensor& t) { return sum(t); }, zeros({1, 1, 1, 1, 1}));
-                         }),
-                         "hessian: the result would have shape [1,1,1,1,1] ++ [1,1,1,1,1], more than 8 dimensions"));
+                         "autodiff: hessian: input 0 (shape [2]) is int64, which is never differentiable"));
+  BOOST_TEST(
+      starts_with(error_of([&] {
+                    hessian([](const Tensor& t) { return sum(t); }, zeros({1, 1, 1, 1, 1}));
+                  }),
+                  "autodiff: hessian: the result would have shape [1,1,1,1,1] ++ [1,1,1,1,1], more than 8 dimensions"));
   BOOST_TEST(starts_with(error_of([&] { vjp([](const Tensor& t) { return t * 2.0; }, x, ones({2}, DType::float64)); }),
-                         "vjp: u has shape [2] and dtype float64, but must match [3] and float64"));
+                         "autodiff: vjp: u has shape [2] and dtype float64, but must match [3] and float64"));
   BOOST_TEST(starts_with(error_of([&] { jacobian([](const Tensor& t) { return t.to(DType::float32); }, x); }),
-                         "jacobian: f returns float32 for a float64 input"));
+                         "autodiff: jacobian: f returns float32 for a float64 input"));
   BOOST_TEST(starts_with(error_of([&] { gradgradcheck([](const std::vector<Tensor>& t) { return t[0] * 2.0; }, {x}); }),
-                         "gradgradcheck: f must return a one-element tensor, got shape [3]"));
+                         "autodiff: gradgradcheck: f must return a one-element tensor, got shape [3]"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

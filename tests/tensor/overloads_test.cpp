@@ -164,8 +164,8 @@ BOOST_AUTO_TEST_CASE(norm_second_argument_is_p) {
     BOOST_TEST(g.to_vector()[1] == 0.0, "p = " << p);
     BOOST_TEST(std::isfinite(g.to_vector()[3]), "p = " << p);
   }
-  BOOST_TEST(starts_with(error_of([&] { (void)norm(x, 0); }), "norm: p must be > 0 or infinity, got 0"));
-  BOOST_TEST(starts_with(error_of([&] { (void)norm(x, -1, 1); }), "norm: p must be > 0 or infinity, got -1"));
+  BOOST_TEST(starts_with(error_of([&] { (void)norm(x, 0); }), "autodiff: norm: p must be > 0 or infinity, got 0"));
+  BOOST_TEST(starts_with(error_of([&] { (void)norm(x, -1, 1); }), "autodiff: norm: p must be > 0 or infinity, got -1"));
 }
 
 // max(a, b) and min(a, b) of two tensors are elementwise (torch.max(a, b)); max(a, 1) reduces dim 1.

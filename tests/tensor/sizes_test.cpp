@@ -21,11 +21,12 @@ constexpr std::int64_t i64min = std::numeric_limits<std::int64_t>::min();
 BOOST_AUTO_TEST_SUITE(sizes)
 
 BOOST_AUTO_TEST_CASE(shape_construction_and_numel) {
-  BOOST_TEST(starts_with(error_of([] { (void)Shape{big, big}; }), "shape: [4294967296,4294967296]: "));
+  BOOST_TEST(starts_with(error_of([] { (void)Shape{big, big}; }), "autodiff: shape: [4294967296,4294967296]: "));
   BOOST_TEST(contains(error_of([] { (void)Shape{big, big}; }), "2^60"));
-  BOOST_TEST(starts_with(error_of([] { (void)zeros({big, big}); }), "shape: [4294967296,4294967296]: "));
-  BOOST_TEST(starts_with(error_of([] { (void)Shape{2, -2}; }), "shape: [2,-2]: dimension 1 is -2"));
-  BOOST_TEST(starts_with(error_of([] { (void)Shape{i64min}; }), "shape: [-9223372036854775808]: dimension 0"));
+  BOOST_TEST(starts_with(error_of([] { (void)zeros({big, big}); }), "autodiff: shape: [4294967296,4294967296]: "));
+  BOOST_TEST(starts_with(error_of([] { (void)Shape{2, -2}; }), "autodiff: shape: [2,-2]: dimension 1 is -2"));
+  BOOST_TEST(
+      starts_with(error_of([] { (void)Shape{i64min}; }), "autodiff: shape: [-9223372036854775808]: dimension 0"));
   BOOST_TEST(error_of([] { (void)Shape{std::int64_t{1} << 60}; }).empty());
   BOOST_TEST(!error_of([] { (void)Shape{(std::int64_t{1} << 60) + 1}; }).empty());
   BOOST_TEST(!error_of([] { (void)Shape{i64max}; }).empty());
@@ -35,14 +36,14 @@ BOOST_AUTO_TEST_CASE(shape_construction_and_numel) {
   BOOST_TEST(starts_with(error_of([] {
                            (void)Shape{std::int64_t{1} << 62, std::int64_t{1} << 62, 0};
                          }),
-                         "shape: [4611686018427387904,4611686018427387904,0]: "));
-  BOOST_TEST(starts_with(error_of([] { (void)Shape{0, big, big}; }), "shape: [0,4294967296,4294967296]: "));
+                         "autodiff: shape: [4611686018427387904,4611686018427387904,0]: "));
+  BOOST_TEST(starts_with(error_of([] { (void)Shape{0, big, big}; }), "autodiff: shape: [0,4294967296,4294967296]: "));
   // push_back checks as it grows.
   BOOST_TEST(starts_with(error_of([] {
                            Shape s{big};
                            s.push_back(big);
                          }),
-                         "shape: [4294967296,4294967296]: "));
+                         "autodiff: shape: [4294967296,4294967296]: "));
   // numel() of a shape changed through operator[] is checked too.
   BOOST_TEST(starts_with(error_of([] {
                            Shape s{2, 3};
@@ -50,13 +51,13 @@ BOOST_AUTO_TEST_CASE(shape_construction_and_numel) {
                            s[1] = 8;
                            (void)s.numel();
                          }),
-                         "shape: [4611686018427387904,8] has no element count"));
+                         "autodiff: shape: [4611686018427387904,8] has no element count"));
   BOOST_TEST(starts_with(error_of([] {
                            Shape s{2, 3};
                            s[1] = -3;
                            (void)s.numel();
                          }),
-                         "shape: [2,-3] has no element count: dimension 1 is -3"));
+                         "autodiff: shape: [2,-3] has no element count: dimension 1 is -3"));
   // The helper the file readers use.
   BOOST_TEST(checked_numel(std::vector<std::int64_t>{3, 4}).value() == 12);
   BOOST_TEST(checked_numel(std::vector<std::int64_t>{0, std::int64_t{1} << 40}).value() == 0);
@@ -68,22 +69,26 @@ BOOST_AUTO_TEST_CASE(shape_construction_and_numel) {
 
 // The -1 that reshape infers is a Shape, but no factory takes it: each names itself.
 BOOST_AUTO_TEST_CASE(factories_name_themselves) {
-  BOOST_TEST(starts_with(error_of([] { (void)zeros({-1, 3}); }), "zeros: shape [-1,3]: dimension 0 is -1"));
-  BOOST_TEST(starts_with(error_of([] { (void)ones({-1}); }), "ones: shape [-1]"));
-  BOOST_TEST(starts_with(error_of([] { (void)full({2, -1}, 1.0); }), "full: shape [2,-1]"));
-  BOOST_TEST(starts_with(error_of([] { (void)rand({-1}); }), "rand: shape [-1]"));
-  BOOST_TEST(starts_with(error_of([] { (void)randn({-1}); }), "randn: shape [-1]"));
-  BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<double>{1}, {-1}); }), "from_vector: shape [-1]"));
-  BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<float>{1}, {-1}); }), "from_vector: shape [-1]"));
-  BOOST_TEST(
-      starts_with(error_of([] { (void)from_vector(std::vector<std::int64_t>{1}, {-1}); }), "from_vector: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)zeros({-1, 3}); }), "autodiff: zeros: shape [-1,3]: dimension 0 is -1"));
+  BOOST_TEST(starts_with(error_of([] { (void)ones({-1}); }), "autodiff: ones: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)full({2, -1}, 1.0); }), "autodiff: full: shape [2,-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)rand({-1}); }), "autodiff: rand: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)randn({-1}); }), "autodiff: randn: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<double>{1}, {-1}); }),
+                         "autodiff: from_vector: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<float>{1}, {-1}); }),
+                         "autodiff: from_vector: shape [-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<std::int64_t>{1}, {-1}); }),
+                         "autodiff: from_vector: shape [-1]"));
   // arange's count is checked before it becomes an integer (1e19 does not fit an int64).
-  BOOST_TEST(starts_with(error_of([] { (void)arange(0, 1e19); }), "arange: [0, 1e+19) with step 1 has 1e+19 elements"));
-  BOOST_TEST(starts_with(error_of([] { (void)arange(-1e308, 1e308); }), "arange: [-1e+308, 1e+308)"));
-  BOOST_TEST(starts_with(error_of([] { (void)arange(1e19, 0, -1); }), "arange: [1e+19, 0) with step -1"));
+  BOOST_TEST(starts_with(error_of([] { (void)arange(0, 1e19); }),
+                         "autodiff: arange: [0, 1e+19) with step 1 has 1e+19 elements"));
+  BOOST_TEST(starts_with(error_of([] { (void)arange(-1e308, 1e308); }), "autodiff: arange: [-1e+308, 1e+308)"));
+  BOOST_TEST(starts_with(error_of([] { (void)arange(1e19, 0, -1); }), "autodiff: arange: [1e+19, 0) with step -1"));
   BOOST_TEST(arange(5, 0).numel() == 0);
-  BOOST_TEST(starts_with(error_of([] { (void)linspace(0, 1, i64max); }), "linspace: steps is 9223372036854775807"));
-  BOOST_TEST(starts_with(error_of([] { (void)eye(big, big); }), "eye: shape [4294967296,4294967296]: "));
+  BOOST_TEST(
+      starts_with(error_of([] { (void)linspace(0, 1, i64max); }), "autodiff: linspace: steps is 9223372036854775807"));
+  BOOST_TEST(starts_with(error_of([] { (void)eye(big, big); }), "autodiff: eye: shape [4294967296,4294967296]: "));
   BOOST_TEST(eye(0, big).numel() == 0);
 }
 
@@ -94,53 +99,54 @@ BOOST_AUTO_TEST_CASE(ops_check_the_shapes_they_compute) {
   BOOST_TEST(starts_with(error_of([&] {
                            (void)matmul(zeros({half, 0}), zeros({0, half}));
                          }),
-                         "matmul: shape [2147483648,2147483648]: "));
+                         "autodiff: matmul: shape [2147483648,2147483648]: "));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)linear(zeros({half, 0}), zeros({half, 0}));
                          }),
-                         "linear: shape [2147483648,2147483648]: "));
+                         "autodiff: linear: shape [2147483648,2147483648]: "));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)(zeros({half, 1, 0}) + zeros({1, half, 0}));
                          }),
-                         "add: shape [2147483648,2147483648,0]: "));
+                         "autodiff: add: shape [2147483648,2147483648,0]: "));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)where(zeros({half, 1, 0}), zeros({1, half, 0}), zeros({1, 1, 0}));
                          }),
-                         "where: shape [2147483648,2147483648,0]: "));
+                         "autodiff: where: shape [2147483648,2147483648,0]: "));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)concat({zeros({0, e59}), zeros({0, e59}), zeros({0, e59})}, 1);
                          }),
-                         "concat: shape [0,1729382256910270464]: "));
-  BOOST_TEST(starts_with(error_of([&] {
-                           (void)concat(std::vector<Tensor>(9, zeros({0, e60})), 1);
-                         }),
-                         "concat: the lengths along dim 1 of 9 tensors of shape [0,1152921504606846976] overflow"));
+                         "autodiff: concat: shape [0,1729382256910270464]: "));
+  BOOST_TEST(
+      starts_with(error_of([&] {
+                    (void)concat(std::vector<Tensor>(9, zeros({0, e60})), 1);
+                  }),
+                  "autodiff: concat: the lengths along dim 1 of 9 tensors of shape [0,1152921504606846976] overflow"));
   BOOST_TEST(concat({zeros({0, e59}), zeros({0, e59})}, 1).shape() == (Shape{0, e60}));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)stack({zeros({0, e59, 2}), zeros({0, e59, 2}), zeros({0, e59, 2})});
                          }),
-                         "stack: shape [3,0,576460752303423488,2]: "));
+                         "autodiff: stack: shape [3,0,576460752303423488,2]: "));
   BOOST_TEST(
       starts_with(error_of([&] {
                     (void)index_select(zeros({e59, 0, 2}), 2, from_vector(std::vector<std::int64_t>{0, 1, 0}, {3}));
                   }),
-                  "index_select: shape [576460752303423488,0,3]: "));
+                  "autodiff: index_select: shape [576460752303423488,0,3]: "));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)reshape(zeros({0}), {-1, half, half});
                          }),
-                         "shape: [-1,2147483648,2147483648]"));
+                         "autodiff: shape: [-1,2147483648,2147483648]"));
   BOOST_TEST(reshape(zeros({0}), {-1, e60}).shape() == (Shape{0, e60}));
   BOOST_TEST(starts_with(error_of([&] {
                            (void)expand(zeros({1, 1}), {big, big});
                          }),
-                         "shape: [4294967296,4294967296]: "));
+                         "autodiff: shape: [4294967296,4294967296]: "));
   BOOST_TEST(expand(zeros({1, 0}), {big, 0}).shape() == (Shape{big, 0}));
   BOOST_TEST(flatten(zeros({0, e59, 2})).shape() == (Shape{0}));
   // A Hessian's shape is x's shape twice: [0, 2^31] gives [0, 2^31, 0, 2^31].
   BOOST_TEST(starts_with(error_of([&] {
                            (void)hessian([](const Tensor& x) { return sum(x); }, zeros({0, half}, DType::float64));
                          }),
-                         "hessian: shape [0,2147483648,0,2147483648]: "));
+                         "autodiff: hessian: shape [0,2147483648,0,2147483648]: "));
 }
 
 // Slice bounds and steps at the extremes of int64: clamped as Python's, never overflowing.
@@ -154,8 +160,9 @@ BOOST_AUTO_TEST_CASE(slice_bounds_at_the_extremes) {
   BOOST_TEST(slice(x, 0, i64max, i64min).numel() == 0);
   BOOST_TEST(slice(x, 0, i64max, i64max).numel() == 0);
   BOOST_TEST(slice(x, 0, i64min, -9, 3).to_vector() == (std::vector<double>{0}));
-  BOOST_TEST(starts_with(error_of([&] { (void)slice(x, 0, 0, 10, i64min); }), "slice: step must be positive"));
-  BOOST_TEST(starts_with(error_of([&] { (void)slice(x, 0, 0, 10, 0); }), "slice: step must be positive"));
+  BOOST_TEST(
+      starts_with(error_of([&] { (void)slice(x, 0, 0, 10, i64min); }), "autodiff: slice: step must be positive"));
+  BOOST_TEST(starts_with(error_of([&] { (void)slice(x, 0, 0, 10, 0); }), "autodiff: slice: step must be positive"));
   // The gradient goes back to the one element taken, and slice_scatter writes it.
   Tape tape;
   Tensor v = arange(10, DType::float64);

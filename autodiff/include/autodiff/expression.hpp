@@ -40,58 +40,19 @@ struct SourceSpan {
   std::size_t end = 0;
 };
 
-namespace detail {
-enum class ExprCode : std::uint8_t {
-  variable,
-  constant,
-  neg,
-  exp,
-  log,
-  log1p,
-  expm1,
-  sqrt,
-  cbrt,
-  square,
-  sin,
-  cos,
-  tan,
-  asin,
-  acos,
-  atan,
-  sinh,
-  cosh,
-  tanh,
-  asinh,
-  acosh,
-  atanh,
-  sigmoid,
-  relu,
-  softplus,
-  abs,
-  erf,
-  erfc,
-  add, // binary from here on
-  sub,
-  mul,
-  div,
-  pow,
-  atan2,
-  hypot,
-  max,
-  min,
-};
-// Which operands of a binary instruction come from the stack.
-enum class ExprOperands : std::uint8_t { both, constant_left, constant_right };
+// What an expression evaluates with: double, or Var to record it.
+template <class T>
+concept ExpressionScalar = std::same_as<T, double> || std::same_as<T, Var>;
 
-struct ExprInstruction {
-  ExprCode code;
-  ExprOperands operands = ExprOperands::both;
-  std::uint32_t variable = 0; // for ExprCode::variable
-  double constant = 0;        // ExprCode::constant, or the constant operand of a binary op
-  SourceSpan span;            // the text this instruction computes
-  // Where a folded constant first became NaN or infinite, if it did (for domain reports).
-  std::optional<SourceSpan> constant_nonfinite;
+// A function of the expression language: the scalar ops C++ code calls as functions (exp, pow,
+// ...), generated from the op list (TAPEGRAD_SCALAR_OPS); Expression::functions() lists them.
+struct ExpressionFunction {
+  std::string_view name;
+  int arity; // 1 or 2
 };
+
+namespace detail {
+struct ExprInstruction; // one step of the postfix program (expression.cpp)
 } // namespace detail
 
 class Expression {
@@ -106,6 +67,16 @@ public:
   // Throws ParseError for anything else, or for a number outside the range of double.
   static double parse_number(std::string_view text);
 
+  // The functions the syntax knows, in the op list's order.
+  static std::span<const ExpressionFunction> functions();
+
+  // The program's steps are defined in expression.cpp, so these are too.
+  Expression(const Expression&);
+  Expression(Expression&&) noexcept;
+  Expression& operator=(const Expression&);
+  Expression& operator=(Expression&&) noexcept;
+  ~Expression();
+
   const std::string& text() const { return text_; }
   std::string_view source(SourceSpan s) const { return std::string_view(text_).substr(s.begin, s.end - s.begin); }
 
@@ -116,12 +87,10 @@ public:
   // recorded on the active tape; constants never become leaves (except a whole expression without
   // variables, which evaluates to one leaf, and the constant operand of atan2/hypot, which the
   // engine records as a leaf).
-  template <class T>
-  requires std::same_as<T, double> || std::same_as<T, Var> T evaluate(std::span<const T> values)
-  const;
-  template <class T>
-  requires std::same_as<T, double> || std::same_as<T, Var> T evaluate(const std::vector<T>& values)
-  const { return evaluate(std::span<const T>(values)); }
+  template <ExpressionScalar T> T evaluate(std::span<const T> values) const;
+  template <ExpressionScalar T> T evaluate(const std::vector<T>& values) const {
+    return evaluate(std::span<const T>(values));
+  }
 
   // Evaluates with doubles and calls visit(span, value) for every operation in evaluation order
   // (variables and folded constants included). Returns the value.
@@ -136,9 +105,10 @@ public:
   std::optional<NonFinite> first_nonfinite(std::span<const double> values) const;
 
   // Number of instructions of the postfix program (one per recorded operation, roughly).
-  std::size_t program_size() const { return program_.size(); }
+  std::size_t program_size() const;
 
 private:
+  Expression();
   friend class ExpressionParser;
   void check_arity(std::size_t given) const;
 

@@ -1,6 +1,7 @@
 #pragma once
 // Finite-difference checks of gradients (and, for higher order, of gradients of gradients).
 
+#include <autodiff/detail/concepts.hpp>
 #include <autodiff/var.hpp>
 
 #include <fmt/format.h>
@@ -70,10 +71,9 @@ GradcheckReport gradcheck_claimed_impl(const ValueFunction& f, const GradientFun
 // component by component, with the same options and report as above (`what` is "claimed
 // gradient"; the report names the worst component). Neither function records anything. A claimed
 // gradient with the wrong number of components is an Error naming both sizes.
-template <class F, class G>
-requires std::is_invocable_r_v < double, F&, const std::vector<double>
-& > &&std::is_invocable_r_v<std::vector<double>, G&, const std::vector<double>&> GradcheckReport
-    gradcheck(F&& f, G&& claimed_grad, const std::vector<double>& x, const GradcheckOptions& options = {}) {
+template <detail::invocable_r<double, std::vector<double>> F,
+          detail::invocable_r<std::vector<double>, std::vector<double>> G>
+GradcheckReport gradcheck(F&& f, G&& claimed_grad, const std::vector<double>& x, const GradcheckOptions& options = {}) {
   return gradcheck_claimed_impl(ValueFunction(std::forward<F>(f)), GradientFunction(std::forward<G>(claimed_grad)),
                                 std::span<const double>(x), options);
 }

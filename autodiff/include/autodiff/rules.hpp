@@ -12,6 +12,14 @@
 // records the backward pass so it can be differentiated again. In the Var case x.a() and x.r() are
 // the recorded nodes themselves, so reusing the result (d exp = g * r) stays exact to any order.
 //
+// An op that C++ code calls (a function or an operator, not a constant form) also has
+//   f(a[, b])        its value with doubles
+//   call(a[, b])     the call as C++ code writes it, for Var operands or a Var and a double:
+//                    unqualified, so autodiff's public function is found by argument-dependent
+//                    lookup; `x * 2` then records mul_const, as in C++. Parsed expressions
+//                    (expression.cpp) evaluate through f and call, so an op with both is a function
+//                    of the expression language under its `name` (operators aside).
+//
 // Inside rules, math functions are called unqualified after `using std::f;` so that doubles get
 // the standard function and Var finds autodiff::f by argument-dependent lookup.
 
@@ -51,6 +59,7 @@ struct Add {
   static constexpr std::string_view name = "add";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return a + b; }
+  template <class A, class B> static auto call(const A& a, const B& b) { return a + b; }
   template <class X> static void vjp(X& x) {
     x.da(x.g());
     x.db(x.g());
@@ -60,6 +69,7 @@ struct Sub {
   static constexpr std::string_view name = "sub";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return a - b; }
+  template <class A, class B> static auto call(const A& a, const B& b) { return a - b; }
   template <class X> static void vjp(X& x) {
     x.da(x.g());
     x.db_neg(x.g());
@@ -69,6 +79,7 @@ struct Mul {
   static constexpr std::string_view name = "mul";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return a * b; }
+  template <class A, class B> static auto call(const A& a, const B& b) { return a * b; }
   template <class X> static void vjp(X& x) {
     x.da(x.g() * x.b());
     x.db(x.g() * x.a());
@@ -78,6 +89,7 @@ struct Div {
   static constexpr std::string_view name = "div";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return a / b; }
+  template <class A, class B> static auto call(const A& a, const B& b) { return a / b; }
   template <class X> static void vjp(X& x) {
     const auto ga = x.g() / x.b();
     x.da(ga);
@@ -88,6 +100,7 @@ struct Pow {
   static constexpr std::string_view name = "pow";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return std::pow(a, b); }
+  template <class A, class B> static auto call(const A& a, const B& b) { return pow(a, b); }
   template <class X> static void vjp(X& x) {
     using std::log;
     using std::pow;
@@ -102,6 +115,7 @@ struct Atan2 { // atan2(a, b): the angle of the point (b, a)
   static constexpr std::string_view name = "atan2";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return std::atan2(a, b); }
+  template <class A, class B> static auto call(const A& a, const B& b) { return atan2(a, b); }
   template <class X> static void vjp(X& x) {
     const auto s = x.g() / (x.a() * x.a() + x.b() * x.b());
     x.da(s * x.b());
@@ -112,6 +126,7 @@ struct Hypot {
   static constexpr std::string_view name = "hypot";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return std::hypot(a, b); }
+  template <class A, class B> static auto call(const A& a, const B& b) { return hypot(a, b); }
   template <class X> static void vjp(X& x) {
     if (x.r() == 0) return; // subgradient 0 at the origin
     const auto s = x.g() / x.r();
@@ -125,6 +140,7 @@ struct Max {
   static constexpr std::string_view name = "max";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return max_value(a, b); }
+  template <class A, class B> static auto call(const A& a, const B& b) { return max(a, b); }
   template <class X> static void vjp(X& x) {
     if (x.a() > x.b())
       x.da(x.g());
@@ -140,6 +156,7 @@ struct Min {
   static constexpr std::string_view name = "min";
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return min_value(a, b); }
+  template <class A, class B> static auto call(const A& a, const B& b) { return min(a, b); }
   template <class X> static void vjp(X& x) {
     if (x.a() < x.b())
       x.da(x.g());
@@ -224,54 +241,63 @@ struct Neg {
   static constexpr std::string_view name = "neg";
   static constexpr Form form = Form::unary;
   static double f(double a) { return -a; }
+  template <class A> static auto call(const A& a) { return -a; }
   template <class X> static void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct Exp {
   static constexpr std::string_view name = "exp";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::exp(a); }
+  template <class A> static auto call(const A& a) { return exp(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() * x.r()); }
 };
 struct Log {
   static constexpr std::string_view name = "log";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::log(a); }
+  template <class A> static auto call(const A& a) { return log(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() / x.a()); }
 };
 struct Log1p {
   static constexpr std::string_view name = "log1p";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::log1p(a); }
+  template <class A> static auto call(const A& a) { return log1p(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() + 1.0)); }
 };
 struct Expm1 {
   static constexpr std::string_view name = "expm1";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::expm1(a); }
+  template <class A> static auto call(const A& a) { return expm1(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() + 1.0)); }
 };
 struct Sqrt {
   static constexpr std::string_view name = "sqrt";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::sqrt(a); }
+  template <class A> static auto call(const A& a) { return sqrt(a); }
   template <class X> static void vjp(X& x) { x.da(0.5 * x.g() / x.r()); }
 };
 struct Cbrt {
   static constexpr std::string_view name = "cbrt";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::cbrt(a); }
+  template <class A> static auto call(const A& a) { return cbrt(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() / (3.0 * x.r() * x.r())); }
 };
 struct Square {
   static constexpr std::string_view name = "square";
   static constexpr Form form = Form::unary;
   static double f(double a) { return a * a; }
+  template <class A> static auto call(const A& a) { return square(a); }
   template <class X> static void vjp(X& x) { x.da(2.0 * x.g() * x.a()); }
 };
 struct Sin {
   static constexpr std::string_view name = "sin";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::sin(a); }
+  template <class A> static auto call(const A& a) { return sin(a); }
   template <class X> static void vjp(X& x) {
     using std::cos;
     x.da(x.g() * cos(x.a()));
@@ -281,6 +307,7 @@ struct Cos {
   static constexpr std::string_view name = "cos";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::cos(a); }
+  template <class A> static auto call(const A& a) { return cos(a); }
   template <class X> static void vjp(X& x) {
     using std::sin;
     x.da_neg(x.g() * sin(x.a()));
@@ -290,12 +317,14 @@ struct Tan {
   static constexpr std::string_view name = "tan";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::tan(a); }
+  template <class A> static auto call(const A& a) { return tan(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() * x.r() + 1.0)); }
 };
 struct Asin {
   static constexpr std::string_view name = "asin";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::asin(a); }
+  template <class A> static auto call(const A& a) { return asin(a); }
   template <class X> static void vjp(X& x) {
     using std::sqrt;
     x.da(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0))); // (1-a)(1+a) is exact near |a| = 1
@@ -305,6 +334,7 @@ struct Acos {
   static constexpr std::string_view name = "acos";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::acos(a); }
+  template <class A> static auto call(const A& a) { return acos(a); }
   template <class X> static void vjp(X& x) {
     using std::sqrt;
     x.da_neg(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0)));
@@ -314,12 +344,14 @@ struct Atan {
   static constexpr std::string_view name = "atan";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::atan(a); }
+  template <class A> static auto call(const A& a) { return atan(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() * x.a() + 1.0)); }
 };
 struct Sinh {
   static constexpr std::string_view name = "sinh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::sinh(a); }
+  template <class A> static auto call(const A& a) { return sinh(a); }
   template <class X> static void vjp(X& x) {
     using std::cosh;
     x.da(x.g() * cosh(x.a()));
@@ -329,6 +361,7 @@ struct Cosh {
   static constexpr std::string_view name = "cosh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::cosh(a); }
+  template <class A> static auto call(const A& a) { return cosh(a); }
   template <class X> static void vjp(X& x) {
     using std::sinh;
     x.da(x.g() * sinh(x.a()));
@@ -338,12 +371,14 @@ struct Tanh {
   static constexpr std::string_view name = "tanh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::tanh(a); }
+  template <class A> static auto call(const A& a) { return tanh(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() * (1.0 - x.r() * x.r())); }
 };
 struct Asinh {
   static constexpr std::string_view name = "asinh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::asinh(a); }
+  template <class A> static auto call(const A& a) { return asinh(a); }
   template <class X> static void vjp(X& x) {
     using std::hypot;
     x.da(x.g() / hypot(x.a(), 1.0)); // sqrt(a^2 + 1) without overflow for |a| > 1e154
@@ -353,6 +388,7 @@ struct Acosh {
   static constexpr std::string_view name = "acosh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::acosh(a); }
+  template <class A> static auto call(const A& a) { return acosh(a); }
   template <class X> static void vjp(X& x) {
     using std::sqrt;
     x.da(x.g() / sqrt((x.a() - 1.0) * (x.a() + 1.0)));
@@ -362,12 +398,14 @@ struct Atanh {
   static constexpr std::string_view name = "atanh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::atanh(a); }
+  template <class A> static auto call(const A& a) { return atanh(a); }
   template <class X> static void vjp(X& x) { x.da(x.g() / ((1.0 - x.a()) * (x.a() + 1.0))); }
 };
 struct Sigmoid {
   static constexpr std::string_view name = "sigmoid";
   static constexpr Form form = Form::unary;
   static double f(double a) { return sigmoid_value(a); }
+  template <class A> static auto call(const A& a) { return sigmoid(a); }
   template <class X> static void vjp(X& x) {
     using std::exp;
     // s' = s (1 - s). For a > 0, 1 - s cancels catastrophically; 1 - s = s e^-a there is exact.
@@ -381,6 +419,7 @@ struct Relu {
   static constexpr std::string_view name = "relu";
   static constexpr Form form = Form::unary;
   static double f(double a) { return a > 0 ? a : 0.0; }
+  template <class A> static auto call(const A& a) { return relu(a); }
   template <class X> static void vjp(X& x) {
     if (x.a() > 0) x.da(x.g()); // 0 at the kink, as PyTorch
   }
@@ -389,6 +428,7 @@ struct Softplus {
   static constexpr std::string_view name = "softplus";
   static constexpr Form form = Form::unary;
   static double f(double a) { return softplus_value(a); }
+  template <class A> static auto call(const A& a) { return softplus(a); }
   template <class X> static void vjp(X& x) {
     using std::exp;
     // softplus' = sigmoid(a) = exp(a - softplus(a)): reuses the result, stable for any |a|.
@@ -399,6 +439,7 @@ struct Abs {
   static constexpr std::string_view name = "abs";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::fabs(a); }
+  template <class A> static auto call(const A& a) { return abs(a); }
   template <class X> static void vjp(X& x) {
     if (x.a() > 0)
       x.da(x.g());
@@ -410,6 +451,7 @@ struct Erf {
   static constexpr std::string_view name = "erf";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::erf(a); }
+  template <class A> static auto call(const A& a) { return erf(a); }
   template <class X> static void vjp(X& x) {
     using std::exp;
     x.da(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
@@ -419,6 +461,7 @@ struct Erfc {
   static constexpr std::string_view name = "erfc";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::erfc(a); }
+  template <class A> static auto call(const A& a) { return erfc(a); }
   template <class X> static void vjp(X& x) {
     using std::exp;
     x.da_neg(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));

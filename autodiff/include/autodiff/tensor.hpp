@@ -2,6 +2,7 @@
 // autodiff::Tensor: n-dimensional arrays whose operations are recorded on the thread's active Tape,
 // next to the scalar nodes (see docs/design.md and docs/tensor_ops.md).
 
+#include <autodiff/detail/tensor.hpp> // internals: storage, gradient slots, overload constraints
 #include <autodiff/error.hpp>
 #include <autodiff/tape.hpp>
 
@@ -85,26 +86,6 @@ private:
   std::array<std::int64_t, max_rank> d_{};
   std::uint8_t rank_ = 0;
 };
-
-namespace detail {
-// Reference-counted storage from a caching allocator (tensor.cpp): freed buffers are kept by size
-// and reused, across Tape::reset(), so a training loop allocates nothing after its first step.
-struct Buffer {
-  std::atomic<std::int32_t> refs{1};
-  std::uint32_t size_class = 0;
-  std::size_t bytes = 0;
-  void* data = nullptr;
-};
-void release(Buffer* b);
-// The gradient slot of a leaf (or of a tensor that asked for retain_grad()): shared by the copies
-// of the tensor, so `w.grad()` sees what a backward through any copy of w accumulated.
-struct GradSlot;
-void retain(GradSlot* s);
-void release(GradSlot* s);
-bool leaf_requires_grad(const GradSlot* s);
-struct Record;
-struct Access;
-} // namespace detail
 
 // Options of Tensor::backward().
 struct BackwardOptions {
@@ -242,19 +223,9 @@ private:
 // A number where a dim (or an index, a size) is expected never converts silently: `max(x, 0.0)`
 // would reduce over dim 0 and `sum(x, true)` over dim 1. Each op taking a dim has deleted
 // overloads that catch such calls at compile time: the dim may not be a floating-point number or a
-// bool, and no later argument may be floating-point. (PyTorch rejects these calls as well.)
-namespace detail {
-template <class D>
-concept not_a_dim = std::floating_point<std::remove_cvref_t<D>> || std::same_as < std::remove_cvref_t<D>,
-bool > ;
-template <class... A>
-concept any_floating = (std::floating_point<std::remove_cvref_t<A>> || ...);
-} // namespace detail
-// For op(const Tensor&, dim, ...).
-#define TAPEGRAD_DIM_IS_AN_INTEGER(op)                                                                                 \
-  template <class D, class... R>                                                                                       \
-  requires detail::not_a_dim<D> || detail::any_floating<R...> Tensor op(const Tensor&, D&&, R&&...)                    \
-  = delete;
+// bool, and no later argument may be floating-point. (PyTorch rejects these calls as well.) The
+// constraints, and the TAPEGRAD_DIM_IS_AN_INTEGER macro that declares such overloads, are in
+// detail/tensor.hpp.
 
 // ---- factories ------------------------------------------------------------------------------
 Tensor zeros(const Shape& s, DType d = DType::float32);
@@ -266,13 +237,11 @@ Tensor arange(double end, DType d = DType::float32);
 Tensor arange(double start, double end, double step = 1, DType d = DType::float32);
 Tensor linspace(double start, double end, std::int64_t steps, DType d = DType::float32);
 template <class S, class... R>
-requires detail::not_a_dim<S> Tensor linspace(double, double, S&&, R&&...)
-= delete; // steps is a count
+Tensor linspace(double, double, S&&, R&&...) requires(detail::not_a_dim<S>) = delete; // steps is a count
 Tensor eye(std::int64_t n, DType d = DType::float32);
 Tensor eye(std::int64_t n, std::int64_t m, DType d = DType::float32);
-template <class... A>
-requires detail::any_floating<A...> Tensor eye(A&&...)
-= delete;                                               // sizes are counts
+// n and m are counts:
+template <class... A> Tensor eye(A&&...) requires(detail::any_floating<A...>) = delete;
 Tensor rand(const Shape& s, DType d = DType::float32);  // uniform in [0, 1)
 Tensor randn(const Shape& s, DType d = DType::float32); // standard normal
 void manual_seed(std::uint64_t seed);                   // seeds this thread's generator
@@ -416,8 +385,7 @@ Tensor norm(const Tensor& a);
 Tensor norm(const Tensor& a, double p);
 Tensor norm(const Tensor& a, double p, int dim, bool keepdim = false);
 template <class P, class D, class... R>
-requires detail::not_a_dim<D> || detail::any_floating<R...> Tensor norm(const Tensor&, P&&, D&&, R&&...)
-= delete;
+Tensor norm(const Tensor&, P&&, D&&, R&&...) requires(detail::not_a_dim<D> || detail::any_floating<R...>) = delete;
 TAPEGRAD_DIM_IS_AN_INTEGER(sum)
 TAPEGRAD_DIM_IS_AN_INTEGER(mean)
 TAPEGRAD_DIM_IS_AN_INTEGER(max)
@@ -464,14 +432,9 @@ TAPEGRAD_DIM_IS_AN_INTEGER(gather)
 TAPEGRAD_DIM_IS_AN_INTEGER(index_add)
 TAPEGRAD_DIM_IS_AN_INTEGER(scatter_add)
 template <class... A>
-requires detail::any_floating<A...> Tensor slice_scatter(const Tensor&, const Tensor&, A&&...)
-= delete;
-template <class D>
-requires detail::not_a_dim<D> Tensor concat(const std::vector<Tensor>&, D&&)
-= delete;
-template <class D>
-requires detail::not_a_dim<D> Tensor stack(const std::vector<Tensor>&, D&&)
-= delete;
+Tensor slice_scatter(const Tensor&, const Tensor&, A&&...) requires(detail::any_floating<A...>) = delete;
+template <class D> Tensor concat(const std::vector<Tensor>&, D&&) requires(detail::not_a_dim<D>) = delete;
+template <class D> Tensor stack(const std::vector<Tensor>&, D&&) requires(detail::not_a_dim<D>) = delete;
 
 // ---- softmax and losses ---------------------------------------------------------------------
 enum class Reduction : std::uint8_t { mean, sum, none };

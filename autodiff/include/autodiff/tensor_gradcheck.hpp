@@ -2,6 +2,7 @@
 // Finite-difference checks of tensor gradients: the full Jacobian of a scalar tensor function by
 // central differences in float64, or (fast mode) one random projection of it.
 
+#include <autodiff/detail/concepts.hpp>
 #include <autodiff/tensor.hpp>
 
 #include <cstdint>
@@ -45,10 +46,8 @@ using TensorFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 TensorGradcheckReport gradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
                                         const TensorGradcheckOptions& options = {});
 
-template <class F>
-requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
-& > TensorGradcheckReport gradcheck(F&& f, const std::vector<Tensor>& inputs,
-                                    const TensorGradcheckOptions& options = {}) {
+template <detail::invocable_r<Tensor, std::vector<Tensor>> F>
+TensorGradcheckReport gradcheck(F&& f, const std::vector<Tensor>& inputs, const TensorGradcheckOptions& options = {}) {
   return gradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
 }
 
@@ -62,10 +61,10 @@ TensorGradcheckReport gradcheck_claimed_tensors(const TensorFunction& f, const T
                                                 const std::vector<Tensor>& inputs,
                                                 const TensorGradcheckOptions& options = {});
 
-template <class F, class G>
-requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
-& > &&std::is_invocable_r_v<std::vector<Tensor>, G&, const std::vector<Tensor>&> TensorGradcheckReport
-    gradcheck(F&& f, G&& claimed_grad, const std::vector<Tensor>& inputs, const TensorGradcheckOptions& options = {}) {
+template <detail::invocable_r<Tensor, std::vector<Tensor>> F,
+          detail::invocable_r<std::vector<Tensor>, std::vector<Tensor>> G>
+TensorGradcheckReport gradcheck(F&& f, G&& claimed_grad, const std::vector<Tensor>& inputs,
+                                const TensorGradcheckOptions& options = {}) {
   return gradcheck_claimed_tensors(TensorFunction(std::forward<F>(f)),
                                    TensorGradientFunction(std::forward<G>(claimed_grad)), inputs, options);
 }
@@ -76,10 +75,8 @@ requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
 TensorGradcheckReport gradgradcheck_tensors(const TensorFunction& f, const std::vector<Tensor>& inputs,
                                             const TensorGradcheckOptions& options = {});
 
-template <class F>
-requires std::is_invocable_r_v < Tensor, F&, const std::vector<Tensor>
-& > TensorGradcheckReport gradgradcheck(F&& f, const std::vector<Tensor>& inputs,
-                                        const TensorGradcheckOptions& options = {}) {
+template <detail::invocable_r<Tensor, std::vector<Tensor>> F> TensorGradcheckReport
+gradgradcheck(F&& f, const std::vector<Tensor>& inputs, const TensorGradcheckOptions& options = {}) {
   return gradgradcheck_tensors(TensorFunction(std::forward<F>(f)), inputs, options);
 }
 

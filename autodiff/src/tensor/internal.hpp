@@ -167,8 +167,9 @@ struct BackwardCtx {
 };
 
 // ---- errors and checks --------------------------------------------------------------------------
+// Every tensor error passes here: "autodiff: " + "op: ...", the prefix error.hpp describes.
 template <class... A> [[noreturn]] void fail(fmt::format_string<A...> f, A&&... a) {
-  throw Error(fmt::format(f, std::forward<A>(a)...));
+  throw Error("autodiff: " + fmt::format(f, std::forward<A>(a)...));
 }
 void check_defined(std::string_view op, const Tensor& t);
 void check_float(std::string_view op, const Tensor& t); // float32 or float64

@@ -15,9 +15,7 @@ public:
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true,
          autodiff::DType dtype = autodiff::DType::float32);
   // Sizes are counts and bias a flag: Linear(784.5, 10) or Linear(3, 4, 0.5) do not compile.
-  template <class... A>
-  requires autodiff::detail::any_floating<A...> Linear(A&&...)
-  = delete;
+  template <class... A> Linear(A&&...) requires(autodiff::detail::any_floating<A...>) = delete;
   Tensor forward(const Tensor& x) override;
   std::string name() const override;
   Tensor weight, bias;
@@ -76,9 +74,8 @@ private:
 class Softmax : public Module {
 public:
   explicit Softmax(int dim = -1) : dim_(dim) {}
-  template <class D>
-  requires autodiff::detail::not_a_dim<D>
-  explicit Softmax(D&&) = delete; // Softmax(0.5) or Softmax(true) is no dim
+  // Softmax(0.5) or Softmax(true) is no dim:
+  template <class D> explicit Softmax(D&&) requires(autodiff::detail::not_a_dim<D>) = delete;
   Tensor forward(const Tensor& x) override;
   std::string name() const override;
 
@@ -102,8 +99,8 @@ private:
 class Flatten : public Module {
 public:
   explicit Flatten(int start_dim = 1, int end_dim = -1) : start_(start_dim), end_(end_dim) {}
-  template <class... D>
-  requires(autodiff::detail::not_a_dim<D> || ...) explicit Flatten(D&&...) = delete; // dims are integers
+  // dims are integers:
+  template <class... D> explicit Flatten(D&&...) requires((autodiff::detail::not_a_dim<D> || ...)) = delete;
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Flatten()"; }
 
