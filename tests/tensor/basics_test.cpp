@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE(custom_functions_compose_with_gradcheck) {
                                    return std::vector<Tensor>{ones({3}, DType::float64)};
                                  }};
   BOOST_TEST(error_of([&] { sum(apply(bad_shape, {y})).backward(); }) ==
-             "bad_shape: backward produced a gradient of shape [3] for input 0 of shape [2]");
+             "autodiff: bad_shape: backward produced a gradient of shape [3] for input 0 of shape [2]");
 }
 
 BOOST_AUTO_TEST_CASE(a_throwing_backward_leaves_the_engine_usable) {
@@ -472,10 +472,10 @@ BOOST_AUTO_TEST_CASE(gradcheck_of_a_hand_gradient_names_wrong_shapes) {
   // b's gradient left in the broadcast shape [2,3] instead of reduced to [3].
   auto unreduced = [](const std::vector<Tensor>& x) { return std::vector<Tensor>{hand_grad(x)[0], x[0] * cos(x[1])}; };
   BOOST_TEST(error_of([&] { (void)gradcheck(hand_f, unreduced, hand_inputs()); }) ==
-             "gradcheck: the claimed gradient of input 1 has shape [2,3] but the input has shape [3]");
+             "autodiff: gradcheck: the claimed gradient of input 1 has shape [2,3] but the input has shape [3]");
   auto one = [](const std::vector<Tensor>& x) { return std::vector<Tensor>{hand_grad(x)[0]}; };
   BOOST_TEST(error_of([&] { (void)gradcheck(hand_f, one, hand_inputs()); }) ==
-             "gradcheck: the claimed gradient has 1 tensors but there are 2 inputs");
+             "autodiff: gradcheck: the claimed gradient has 1 tensors but there are 2 inputs");
 }
 
 BOOST_AUTO_TEST_CASE(maximum_and_minimum_propagate_nan) {
