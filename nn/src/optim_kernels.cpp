@@ -11,8 +11,18 @@
 
 // Each entry point is compiled three times, for AVX-512, AVX2 and baseline x86-64, and the loader
 // picks the widest the CPU has (GCC and clang resolve target_clones through an ifunc). Elsewhere
-// the compiler's baseline is used.
-#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+// the compiler's baseline is used, and so under the sanitizers: the ifunc resolver runs while the
+// dynamic loader relocates the program, before the sanitizer's runtime is set up, and its
+// instrumented entry crashes there (TSan: SIGSEGV in the resolver). The bits are the same either way.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define TAPEGRAD_NO_CLONES 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define TAPEGRAD_NO_CLONES 1
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && !defined(TAPEGRAD_NO_CLONES)
 #define TAPEGRAD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TAPEGRAD_CLONES
