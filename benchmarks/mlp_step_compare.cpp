@@ -4,6 +4,9 @@
 //
 //   mlp_step_compare [--hidden 256,256] [--batch 128] [--threads 1] [--steps 200]
 
+#include "../examples/common/openblas.hpp"
+
+#include <autodiff/parallel.hpp>
 #include <autodiff/tensor.hpp>
 #include <nn/layers.hpp>
 #include <nn/loss.hpp>
@@ -184,8 +187,6 @@ double run_torch(const Problem& p, int steps, bool adam) {
 
 } // namespace
 
-extern "C" void openblas_set_num_threads(int);
-
 int main(int argc, char** argv) {
   std::vector<std::int64_t> hidden{256, 256};
   std::int64_t batch = 128;
@@ -194,7 +195,9 @@ int main(int argc, char** argv) {
   CLI::App app{"MLP training step: tapegrad vs hand-written OpenBLAS vs LibTorch"};
   app.add_option("--hidden", hidden, "hidden sizes")->delimiter(',')->capture_default_str();
   app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 100000))->capture_default_str();
-  app.add_option("--threads", threads, "BLAS / intra-op threads")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--threads", threads, "threads (tapegrad's pool and OpenBLAS; LibTorch's intra-op)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 1000000))->capture_default_str();
   app.add_option("--optimizer", optimizer, "sgd or adam (the hand-written version is SGD only)")
       ->check(CLI::IsMember({"sgd", "adam"}))
@@ -202,10 +205,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   const bool adam = optimizer == "adam";
 
-  openblas_set_num_threads(threads);
+  autodiff::set_num_threads(threads); // tapegrad's pool and OpenBLAS
   const Problem p = make_problem(hidden, batch);
   fmt::print("MLP {} at batch {}, {}, {} thread(s), {} steps\n", fmt::join(p.sizes, "-"), batch, optimizer, threads,
              steps);
+  fmt::print("{}\n", examples::describe_blas_kernel());
   const double hand = run_by_hand(p, steps);
   const double ours = run_tapegrad(p, steps, adam);
   fmt::print("  {:<22} {:8.3f} ms/step (SGD)\n", "hand-written OpenBLAS", hand);

@@ -3,7 +3,9 @@
 // saving a checkpoint; --resume continues from it exactly.
 
 #include "common/files.hpp"
+#include "common/openblas.hpp"
 
+#include <autodiff/parallel.hpp>
 #include <autodiff/tensor.hpp>
 #include <nn/checkpoint.hpp>
 #include <nn/data.hpp>
@@ -25,8 +27,6 @@
 #include <string>
 #include <vector>
 
-extern "C" void openblas_set_num_threads(int); // OpenBLAS's own entry point
-
 using autodiff::Tensor;
 namespace fs = std::filesystem;
 
@@ -42,7 +42,7 @@ struct Config {
   std::string optimizer = "adam";
   std::string schedule = "cosine";
   std::vector<std::int64_t> hidden{256, 128};
-  int threads = 1;
+  int threads = 0; // 0: the library's default (TAPEGRAD_NUM_THREADS, else the machine's cores)
   std::uint64_t seed = 42;
   fs::path out = "fashion_mnist_out";
   fs::path data = std::string(nn::fashion_mnist_default_dir);
@@ -245,7 +245,10 @@ void load_checkpoint(const fs::path& path, const Training& t, int& epoch, std::i
 }
 
 int run(const Config& c) {
-  openblas_set_num_threads(c.threads);
+  // One count for tapegrad's kernels and OpenBLAS (docs/design.md, Note [One thread pool]).
+  if (c.threads > 0) autodiff::set_num_threads(c.threads);
+  fmt::print("threads: {} for tapegrad, {} for OpenBLAS\n{}\n", autodiff::get_num_threads(),
+             openblas_get_num_threads(), examples::describe_blas_kernel());
   autodiff::manual_seed(c.seed);
   fs::create_directories(c.out);
   const fs::path checkpoint = c.out / "checkpoint.safetensors";
@@ -265,8 +268,8 @@ int run(const Config& c) {
   // a point of test accuracy over a constant rate here.
   std::unique_ptr<nn::LRScheduler> schedule;
   if (c.schedule == "cosine") schedule = std::make_unique<nn::CosineAnnealingLR>(*opt, c.epochs);
-  fmt::print("model: {}\noptimizer: {} lr {} ({} schedule), batch {}, {} epochs, {} BLAS thread(s), seed {}\n",
-             model->describe(), c.optimizer, c.lr, c.schedule, c.batch_size, c.epochs, c.threads, c.seed);
+  fmt::print("model: {}\noptimizer: {} lr {} ({} schedule), batch {}, {} epochs, seed {}\n", model->describe(),
+             c.optimizer, c.lr, c.schedule, c.batch_size, c.epochs, c.seed);
 
   int first_epoch = 0;
   std::int64_t first_step = 0;
@@ -373,7 +376,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cosine", "constant"}))
       ->capture_default_str();
   app.add_option("--hidden", c.hidden, "hidden layer sizes")->expected(1, 8)->capture_default_str();
-  app.add_option("--threads", c.threads, "BLAS threads")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--threads", c.threads,
+                 "threads for tapegrad's kernels and OpenBLAS (default: $TAPEGRAD_NUM_THREADS, else the machine's "
+                 "cores)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--seed", c.seed, "seed for initialisation and shuffling")->capture_default_str();
   app.add_option("--out", c.out, "directory for the model, checkpoint and plot")->capture_default_str();
   app.add_option("--data", c.data, "directory with the Fashion-MNIST files")->capture_default_str();

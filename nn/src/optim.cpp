@@ -1,9 +1,13 @@
-// Optimizer updates: plain loops over each parameter's storage, in the parameter's dtype, with
-// PyTorch's formulas and operation order (torch/optim/*.py, single-tensor path).
+// Optimizers: PyTorch's formulas and operation order (torch/optim/*.py, single-tensor path), in
+// the parameter's dtype. The element loops are in optim_kernels.cpp (docs/design.md, Note
+// [Vectorised updates]); large parameters are split across the thread pool.
 
 #include <nn/optim.hpp>
 
+#include "optim_kernels.hpp"
+
 #include <autodiff/error.hpp>
+#include <autodiff/parallel.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -100,7 +104,8 @@ namespace {
 // units) decay geometrically into subnormal numbers after a few hundred steps, and arithmetic on
 // subnormals is two orders of magnitude slower on x86: an Adam epoch became 3x slower by epoch 5.
 // The update runs with flush-to-zero and denormals-are-zero, restored afterwards; it changes
-// nothing above 1e-38 (float) or 1e-308 (double).
+// nothing above 1e-38 (float) or 1e-308 (double). The control register is per thread, so every
+// range of a split update sets it on the thread that runs it.
 class FlushDenormals {
 public:
 #if defined(__SSE2__)
@@ -111,10 +116,22 @@ private:
   unsigned saved_;
 #endif
 };
+
+// Elements per range when an update is split across threads (docs/design.md, Note [One thread
+// pool]): below twice this, a parameter is updated on the calling thread.
+constexpr std::int64_t update_grain = 32768;
+
+// Runs f(begin, end) over [0, n), split across the pool's threads for large parameters. The
+// updates are elementwise, so the split changes no bits.
+template <class F> void run_split(std::int64_t n, F&& f) {
+  autodiff::detail::parallel_for(n, update_grain, [&](std::int64_t b, std::int64_t e) {
+    const FlushDenormals flush;
+    f(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
+  });
+}
 } // namespace
 
 template <class F> void Optimizer::each(F&& f) {
-  const FlushDenormals flush;
   std::size_t k = 0;
   for (auto& g : groups_)
     for (Tensor& p : g.params) {
@@ -125,6 +142,9 @@ template <class F> void Optimizer::each(F&& f) {
         if (!(grad.shape() == p.shape()))
           fail(fmt::format("{}: gradient of parameter {} has shape {} but the parameter {}", name_, k, grad.shape(),
                            p.shape()));
+        // The update kernels take the two as distinct arrays (optim_kernels.hpp).
+        if (grad.storage_id() == p.storage_id())
+          fail(fmt::format("{}: gradient of parameter {} shares its storage with the parameter", name_, k));
         f(g, k, p, grad);
       }
       ++k;
@@ -268,24 +288,19 @@ void SGD::step() {
   each([&](Group& g, std::size_t k, Tensor& p, const Tensor& grad) {
     dispatch(p, [&](auto tag) {
       using T = decltype(tag);
-      auto w = mut<T>(p);
-      auto d = grad.data<T>();
-      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(options.momentum);
-      const T damp = static_cast<T>(1 - options.dampening);
-      const bool first = !has_buffer(k, "momentum_buffer");
-      std::span<T> buf;
+      kernels::SGDArgs<T> a{};
+      a.w = mut<T>(p).data();
+      a.g = grad.data<T>().data();
+      a.lr = static_cast<T>(g.lr);
+      a.wd = static_cast<T>(g.weight_decay);
+      a.mom = static_cast<T>(options.momentum);
+      a.damp = static_cast<T>(1 - options.dampening);
+      a.decay = a.wd != 0; // in T: a decay that rounds to 0 adds nothing, as 0 * w would for finite w
+      a.first = !has_buffer(k, "momentum_buffer");
+      a.nesterov = options.nesterov;
       // Tested in double, as buffer_names: a momentum that rounds to 0 in float still keeps a buffer.
-      const bool use_mom = options.momentum != 0;
-      if (use_mom) buf = mut<T>(buffer(k, "momentum_buffer", p));
-      for (std::size_t i = 0; i < w.size(); ++i) {
-        T dp = d[i];
-        if (wd != 0) dp = dp + wd * w[i];
-        if (use_mom) {
-          buf[i] = first ? dp : mom * buf[i] + damp * dp;
-          dp = options.nesterov ? dp + mom * buf[i] : buf[i];
-        }
-        w[i] = w[i] - lr * dp;
-      }
+      if (options.momentum != 0) a.buf = mut<T>(buffer(k, "momentum_buffer", p)).data();
+      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::sgd(a, b, e); });
     });
     ++step_count(k);
   });
@@ -304,31 +319,27 @@ void Adam::step() {
     const std::int64_t step = ++step_count(k);
     dispatch(p, [&](auto tag) {
       using T = decltype(tag);
-      auto w = mut<T>(p);
-      auto d = grad.data<T>();
-      auto m = mut<T>(buffer(k, "exp_avg", p));
-      auto v = mut<T>(buffer(k, "exp_avg_sq", p));
-      std::span<T> vmax;
-      if (options.amsgrad) vmax = mut<T>(buffer(k, "max_exp_avg_sq", p));
-      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay);
-      const T b1 = static_cast<T>(options.beta1), b2 = static_cast<T>(options.beta2), eps = static_cast<T>(options.eps);
+      kernels::AdamArgs<T> a{};
+      a.w = mut<T>(p).data();
+      a.g = grad.data<T>().data();
+      a.m = mut<T>(buffer(k, "exp_avg", p)).data();
+      a.v = mut<T>(buffer(k, "exp_avg_sq", p)).data();
+      if (options.amsgrad) a.vmax = mut<T>(buffer(k, "max_exp_avg_sq", p)).data();
+      const T lr = static_cast<T>(g.lr), b1 = static_cast<T>(options.beta1);
+      a.wd = static_cast<T>(g.weight_decay);
+      a.keep = T(1) - lr * a.wd;
+      a.one_minus_b1 = T(1) - b1; // lerp weight, as torch's exp_avg.lerp_
+      a.b2 = static_cast<T>(options.beta2);
+      a.one_minus_b2 = T(1) - a.b2;
+      a.eps = static_cast<T>(options.eps);
       const double bc1 = 1 - std::pow(options.beta1, static_cast<double>(step));
       const double bc2 = 1 - std::pow(options.beta2, static_cast<double>(step));
-      const T step_size = static_cast<T>(g.lr / bc1);
-      const T bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-      for (std::size_t i = 0; i < w.size(); ++i) {
-        T gi = d[i];
-        if (decoupled_)
-          w[i] = w[i] * (T(1) - lr * wd);
-        else if (wd != 0)
-          gi = gi + wd * w[i];
-        m[i] = m[i] + (gi - m[i]) * (T(1) - b1); // lerp, as torch's exp_avg.lerp_
-        v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
-        T vhat = v[i];
-        if (options.amsgrad) vhat = vmax[i] = std::max(vmax[i], v[i]);
-        const T denom = std::sqrt(vhat) / bc2_sqrt + eps;
-        w[i] = w[i] - step_size * (m[i] / denom);
-      }
+      a.step_size = static_cast<T>(g.lr / bc1);
+      a.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+      a.decay = decoupled_  ? kernels::AdamDecay::decoupled
+                : a.wd != 0 ? kernels::AdamDecay::coupled
+                            : kernels::AdamDecay::none;
+      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::adam(a, b, e); });
     });
   });
 }
@@ -344,32 +355,24 @@ void RMSprop::step() {
     ++step_count(k);
     dispatch(p, [&](auto tag) {
       using T = decltype(tag);
-      auto w = mut<T>(p);
-      auto d = grad.data<T>();
-      auto sq = mut<T>(buffer(k, "square_avg", p));
-      std::span<T> ga, buf;
-      if (options.centered) ga = mut<T>(buffer(k, "grad_avg", p));
-      if (options.momentum > 0) buf = mut<T>(buffer(k, "momentum_buffer", p));
-      const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), alpha = static_cast<T>(options.alpha);
-      const T eps = static_cast<T>(options.eps), mom = static_cast<T>(options.momentum);
-      for (std::size_t i = 0; i < w.size(); ++i) {
-        T gi = d[i];
-        if (wd != 0) gi = gi + wd * w[i];
-        sq[i] = sq[i] * alpha + (T(1) - alpha) * gi * gi;
-        T avg;
-        if (options.centered) {
-          ga[i] = ga[i] + (gi - ga[i]) * (T(1) - alpha);
-          avg = std::sqrt(sq[i] - ga[i] * ga[i]) + eps;
-        } else {
-          avg = std::sqrt(sq[i]) + eps;
-        }
-        if (mom > 0) {
-          buf[i] = buf[i] * mom + gi / avg;
-          w[i] = w[i] - lr * buf[i];
-        } else {
-          w[i] = w[i] - lr * (gi / avg);
-        }
+      kernels::RMSpropArgs<T> a{};
+      a.w = mut<T>(p).data();
+      a.g = grad.data<T>().data();
+      a.sq = mut<T>(buffer(k, "square_avg", p)).data();
+      if (options.centered) a.ga = mut<T>(buffer(k, "grad_avg", p)).data();
+      a.lr = static_cast<T>(g.lr);
+      a.wd = static_cast<T>(g.weight_decay);
+      a.alpha = static_cast<T>(options.alpha);
+      a.one_minus_alpha = T(1) - a.alpha;
+      a.eps = static_cast<T>(options.eps);
+      a.mom = static_cast<T>(options.momentum);
+      // The buffer exists when the momentum is > 0 in double (buffer_names); it is used when it is
+      // > 0 in T, as before.
+      if (options.momentum > 0) {
+        T* buf = mut<T>(buffer(k, "momentum_buffer", p)).data();
+        if (a.mom > 0) a.buf = buf;
       }
+      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::rmsprop(a, b, e); });
     });
   });
 }
@@ -387,18 +390,14 @@ void Adagrad::step() {
     const std::int64_t step = ++step_count(k);
     dispatch(p, [&](auto tag) {
       using T = decltype(tag);
-      auto w = mut<T>(p);
-      auto d = grad.data<T>();
-      auto sum = mut<T>(buffer(k, "sum", p, options.initial_accumulator_value));
-      const T wd = static_cast<T>(g.weight_decay), eps = static_cast<T>(options.eps);
-      const T clr = static_cast<T>(g.lr / (1 + static_cast<double>(step - 1) * options.lr_decay));
-      for (std::size_t i = 0; i < w.size(); ++i) {
-        T gi = d[i];
-        if (wd != 0) gi = gi + wd * w[i];
-        sum[i] = sum[i] + gi * gi;
-        const T std_ = std::sqrt(sum[i]) + eps;
-        w[i] = w[i] - clr * (gi / std_);
-      }
+      kernels::AdagradArgs<T> a{};
+      a.w = mut<T>(p).data();
+      a.g = grad.data<T>().data();
+      a.sum = mut<T>(buffer(k, "sum", p, options.initial_accumulator_value)).data();
+      a.wd = static_cast<T>(g.weight_decay);
+      a.eps = static_cast<T>(options.eps);
+      a.clr = static_cast<T>(g.lr / (1 + static_cast<double>(step - 1) * options.lr_decay));
+      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::adagrad(a, b, e); });
     });
   });
 }

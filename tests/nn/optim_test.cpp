@@ -3,13 +3,20 @@
 
 #include <nn/nn.hpp>
 
+#include <autodiff/parallel.hpp>
 #include <boost/test/unit_test.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
+#include <random>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 using autodiff::DType;
 using autodiff::Tensor;
@@ -86,9 +93,265 @@ void train(nn::Optimizer& opt, Tensor& w, int steps) {
     opt.step();
   }
 }
+
+// ---- the scalar loops the vectorised updates replaced ----------------------------------------
+// One element at a time, std::sqrt with errno, the branches inside the loop: the optimizers as they
+// were before optim_kernels.cpp, kept here as the reference the new kernels must match bit for bit
+// (docs/design.md, Note [Vectorised updates]). Buffers start at zero (Adagrad's at `init`).
+template <class T> struct ScalarRef {
+  std::vector<T> w, b1, b2, b3; // the optimizer's buffers, in the order buffer_names lists them
+  std::int64_t step = 0;
+  bool started = false;
+};
+
+template <class T> void ref_sgd(ScalarRef<T>& r, const std::vector<T>& d, const nn::SGDOptions& o) {
+  const T lr = static_cast<T>(o.lr), wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
+  const T damp = static_cast<T>(1 - o.dampening);
+  const bool first = !r.started;
+  const bool use_mom = o.momentum != 0;
+  auto& w = r.w;
+  auto& buf = r.b1;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    T dp = d[i];
+    if (wd != 0) dp = dp + wd * w[i];
+    if (use_mom) {
+      buf[i] = first ? dp : mom * buf[i] + damp * dp;
+      dp = o.nesterov ? dp + mom * buf[i] : buf[i];
+    }
+    w[i] = w[i] - lr * dp;
+  }
+  r.started = true;
+}
+
+template <class T> void ref_adam(ScalarRef<T>& r, const std::vector<T>& d, const nn::AdamOptions& o, bool decoupled) {
+  const std::int64_t step = ++r.step;
+  auto &w = r.w, &m = r.b1, &v = r.b2, &vmax = r.b3;
+  const T lr = static_cast<T>(o.lr), wd = static_cast<T>(o.weight_decay);
+  const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), eps = static_cast<T>(o.eps);
+  const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
+  const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
+  const T step_size = static_cast<T>(o.lr / bc1);
+  const T bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    T gi = d[i];
+    if (decoupled)
+      w[i] = w[i] * (T(1) - lr * wd);
+    else if (wd != 0)
+      gi = gi + wd * w[i];
+    m[i] = m[i] + (gi - m[i]) * (T(1) - b1);
+    v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
+    T vhat = v[i];
+    if (o.amsgrad) vhat = vmax[i] = std::max(vmax[i], v[i]);
+    const T denom = std::sqrt(vhat) / bc2_sqrt + eps;
+    w[i] = w[i] - step_size * (m[i] / denom);
+  }
+}
+
+template <class T> void ref_rmsprop(ScalarRef<T>& r, const std::vector<T>& d, const nn::RMSpropOptions& o) {
+  auto &w = r.w, &sq = r.b1, &ga = r.b2, &buf = r.b3;
+  const T lr = static_cast<T>(o.lr), wd = static_cast<T>(o.weight_decay), alpha = static_cast<T>(o.alpha);
+  const T eps = static_cast<T>(o.eps), mom = static_cast<T>(o.momentum);
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    T gi = d[i];
+    if (wd != 0) gi = gi + wd * w[i];
+    sq[i] = sq[i] * alpha + (T(1) - alpha) * gi * gi;
+    T avg;
+    if (o.centered) {
+      ga[i] = ga[i] + (gi - ga[i]) * (T(1) - alpha);
+      avg = std::sqrt(sq[i] - ga[i] * ga[i]) + eps;
+    } else {
+      avg = std::sqrt(sq[i]) + eps;
+    }
+    if (mom > 0) {
+      buf[i] = buf[i] * mom + gi / avg;
+      w[i] = w[i] - lr * buf[i];
+    } else {
+      w[i] = w[i] - lr * (gi / avg);
+    }
+  }
+}
+
+template <class T> void ref_adagrad(ScalarRef<T>& r, const std::vector<T>& d, const nn::AdagradOptions& o) {
+  const std::int64_t step = ++r.step;
+  auto &w = r.w, &sum = r.b1;
+  const T wd = static_cast<T>(o.weight_decay), eps = static_cast<T>(o.eps);
+  const T clr = static_cast<T>(o.lr / (1 + static_cast<double>(step - 1) * o.lr_decay));
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    T gi = d[i];
+    if (wd != 0) gi = gi + wd * w[i];
+    sum[i] = sum[i] + gi * gi;
+    const T std_ = std::sqrt(sum[i]) + eps;
+    w[i] = w[i] - clr * (gi / std_);
+  }
+}
+
+// The optimizer runs with flush-to-zero and denormals-are-zero; so does the reference.
+struct RefFlush {
+#if defined(__SSE2__)
+  RefFlush() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
+  ~RefFlush() { _mm_setcsr(saved); }
+  unsigned saved;
+#endif
+};
+
+struct Case {
+  std::string name;
+  std::function<std::unique_ptr<nn::Optimizer>(std::vector<Tensor>)> make;
+  std::function<void(ScalarRef<float>&, const std::vector<float>&)> ref32;
+  std::function<void(ScalarRef<double>&, const std::vector<double>&)> ref64;
+};
+
+template <class O, class Opt> Case sgd_like(std::string name, Opt o, bool decoupled = false) {
+  Case c;
+  c.name = std::move(name);
+  c.make = [o](std::vector<Tensor> p) -> std::unique_ptr<nn::Optimizer> {
+    if constexpr (std::is_same_v<O, nn::AdamW>)
+      return std::make_unique<nn::AdamW>(std::move(p), o);
+    else
+      return std::make_unique<O>(std::move(p), o);
+  };
+  auto ref = [o, decoupled](auto& r, const auto& d) {
+    if constexpr (std::is_same_v<Opt, nn::SGDOptions>)
+      ref_sgd(r, d, o);
+    else if constexpr (std::is_same_v<Opt, nn::AdamOptions>)
+      ref_adam(r, d, o, decoupled);
+    else if constexpr (std::is_same_v<Opt, nn::RMSpropOptions>)
+      ref_rmsprop(r, d, o);
+    else
+      ref_adagrad(r, d, o);
+  };
+  c.ref32 = ref;
+  c.ref64 = ref;
+  return c;
+}
+
+std::vector<Case> every_configuration() {
+  using nn::AdagradOptions, nn::AdamOptions, nn::RMSpropOptions, nn::SGDOptions;
+  return {
+      sgd_like<nn::SGD>("sgd", SGDOptions{.lr = 0.1}),
+      sgd_like<nn::SGD>("sgd wd", SGDOptions{.lr = 0.1, .weight_decay = 0.01}),
+      sgd_like<nn::SGD>("sgd momentum", SGDOptions{.lr = 0.1, .momentum = 0.9}),
+      sgd_like<nn::SGD>("sgd momentum dampening wd",
+                        SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
+      sgd_like<nn::SGD>("sgd nesterov", SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true}),
+      sgd_like<nn::SGD>("sgd nesterov wd",
+                        SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.001, .nesterov = true}),
+      sgd_like<nn::Adam>("adam", AdamOptions{.lr = 0.01}),
+      sgd_like<nn::Adam>("adam wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01}),
+      sgd_like<nn::Adam>("adam amsgrad", AdamOptions{.lr = 0.01, .amsgrad = true}),
+      sgd_like<nn::Adam>("adam amsgrad wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01, .amsgrad = true}),
+      sgd_like<nn::AdamW>("adamw", AdamOptions{.lr = 0.01, .weight_decay = 0.1}, true),
+      sgd_like<nn::AdamW>("adamw no decay", AdamOptions{.lr = 0.01}, true),
+      sgd_like<nn::AdamW>("adamw amsgrad", AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, true),
+      sgd_like<nn::RMSprop>("rmsprop", RMSpropOptions{.lr = 0.01}),
+      sgd_like<nn::RMSprop>("rmsprop wd momentum", RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5}),
+      sgd_like<nn::RMSprop>("rmsprop centered", RMSpropOptions{.lr = 0.01, .centered = true}),
+      sgd_like<nn::RMSprop>("rmsprop centered momentum wd",
+                            RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5, .centered = true}),
+      sgd_like<nn::Adagrad>("adagrad", AdagradOptions{.lr = 0.1}),
+      sgd_like<nn::Adagrad>(
+          "adagrad decays",
+          AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.01, .initial_accumulator_value = 0.1}),
+  };
+}
+
+// Runs `steps` steps of one configuration on a parameter of n elements with random gradients
+// (normal at three scales, with exact zeros, huge values and signed zeros mixed in) and checks every
+// bit of the parameter and of every buffer against the scalar loop after each step.
+template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
+                                      const std::function<void(ScalarRef<T>&, const std::vector<T>&)>& ref) {
+  constexpr DType dt = std::is_same_v<T, float> ? DType::float32 : DType::float64;
+  std::mt19937_64 rng(n * 7919 + steps);
+  std::normal_distribution<double> normal;
+  auto draw = [&](std::size_t i, double scale) {
+    switch (i % 11) {
+    case 3:
+      return 0.0;
+    case 7:
+      return -0.0;
+    case 9:
+      return scale * 1e6 * normal(rng);
+    default:
+      return scale * normal(rng);
+    }
+  };
+  std::vector<double> w0(n);
+  for (std::size_t i = 0; i < n; ++i)
+    w0[i] = draw(i + 1, 1.0);
+  Tensor w = autodiff::from_vector(w0, {static_cast<std::int64_t>(n)}, dt).requires_grad(true);
+  auto opt = c.make({w});
+  ScalarRef<T> r;
+  r.w.assign(w.data<T>().begin(), w.data<T>().end());
+  const T init = c.name.find("decays") != std::string::npos ? static_cast<T>(0.1) : T(0);
+  r.b1.assign(n, init);
+  r.b2.assign(n, T(0));
+  r.b3.assign(n, T(0));
+  autodiff::Tape tape;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<double> g(n);
+    const double scale = s % 3 == 0 ? 1e-3 : s % 3 == 1 ? 1.0 : 30.0;
+    for (std::size_t i = 0; i < n; ++i)
+      g[i] = draw(i + static_cast<std::size_t>(s), scale);
+    const Tensor G = autodiff::from_vector(g, {static_cast<std::int64_t>(n)}, dt);
+    tape.reset();
+    opt->zero_grad();
+    autodiff::sum(w * G).backward(); // the gradient is G, exactly (G * 1)
+    opt->step();
+    std::vector<T> gt(n);
+    for (std::size_t i = 0; i < n; ++i)
+      gt[i] = static_cast<T>(g[i]);
+    {
+      const RefFlush flush;
+      ref(r, gt);
+    }
+    const auto got = w.data<T>();
+    const bool same = std::memcmp(got.data(), r.w.data(), n * sizeof(T)) == 0;
+    BOOST_TEST_CONTEXT(fmt::format("{} {} n={} step {}", c.name, dt, n, s + 1)) {
+      BOOST_TEST(same);
+      if (!same) {
+        for (std::size_t i = 0; i < n; ++i)
+          if (std::memcmp(&got[i], &r.w[i], sizeof(T)) != 0) {
+            BOOST_TEST_MESSAGE(fmt::format("first difference at {}: {} vs scalar {}", i, got[i], r.w[i]));
+            break;
+          }
+        return;
+      }
+      // The buffers, in buffer_names order.
+      const nn::StateDict state = opt->state_dict();
+      const std::vector<T>* mine[] = {&r.b1, &r.b2, &r.b3};
+      std::size_t slot = 0;
+      for (const char* name :
+           {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum"}) {
+        auto it = state.find("state.0." + std::string(name));
+        if (it == state.end()) continue;
+        // RMSprop's momentum buffer is its third (after square_avg and grad_avg).
+        const std::vector<T>* want =
+            name == std::string("momentum_buffer") && c.name.rfind("rmsprop", 0) == 0 ? &r.b3 : mine[slot++];
+        BOOST_TEST(std::memcmp(it->second.template data<T>().data(), want->data(), n * sizeof(T)) == 0,
+                   "buffer " << name);
+      }
+    }
+  }
+}
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(optimizers)
+
+// The vectorised updates (optim_kernels.cpp) against the scalar loops they replaced, bit for bit,
+// in float32 and float64, on sizes with vector tails, on one thread and split across threads.
+BOOST_AUTO_TEST_CASE(updates_match_the_scalar_loops_bit_for_bit) {
+  const int saved = autodiff::get_num_threads();
+  for (const int threads : {1, 3}) {
+    autodiff::set_num_threads(threads);
+    for (const Case& c : every_configuration())
+      for (const std::size_t n : {std::size_t{1}, std::size_t{37}, std::size_t{1037}, std::size_t{70001}}) {
+        const int steps = n > 10000 ? 12 : 40;
+        check_bitwise<float>(c, n, steps, c.ref32);
+        check_bitwise<double>(c, n, steps, c.ref64);
+      }
+  }
+  autodiff::set_num_threads(saved);
+}
 
 BOOST_AUTO_TEST_CASE(trajectories_match_libtorch) {
   for (const auto& [name, make] : factories) {

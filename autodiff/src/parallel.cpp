@@ -1,0 +1,198 @@
+// The one thread pool (docs/design.md, Note [One thread pool]).
+
+#include <autodiff/error.hpp>
+#include <autodiff/parallel.hpp>
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace autodiff {
+namespace {
+
+// True on a pool worker, and on a caller while it runs its share of a parallel_for: a nested
+// parallel_for runs inline instead of waiting for workers that are busy with the outer one.
+thread_local bool in_parallel = false;
+
+int default_threads() {
+  if (const char* env = std::getenv("TAPEGRAD_NUM_THREADS"); env != nullptr) {
+    const std::string s = env;
+    char* end = nullptr;
+    const long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || end != s.c_str() + s.size() || !(s[0] >= '0' && s[0] <= '9') || v < 1 || v > 4096)
+      throw Error(fmt::format("TAPEGRAD_NUM_THREADS: expected a whole number of threads in [1, 4096], got '{}'", s));
+    return static_cast<int>(v);
+  }
+  return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+}
+
+class Pool {
+public:
+  ~Pool() { stop_workers(); }
+
+  int threads() {
+    std::call_once(init_, [this] {
+      const int n = default_threads();
+      // OpenBLAS reads its own count from the environment when it loads; an explicit
+      // OPENBLAS_NUM_THREADS is left alone until set_num_threads. Otherwise both start at the same
+      // count (OpenBLAS's default is the core count too, so this rarely calls into it: resizing its
+      // pool while another thread is inside a BLAS call is not safe).
+      if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && openblas_get_num_threads() != n)
+        openblas_set_num_threads(n);
+      count_.store(n);
+    });
+    return count_.load(std::memory_order_relaxed);
+  }
+
+  void set(int n) {
+    if (n < 1) throw Error(fmt::format("set_num_threads: the count must be >= 1, got {}", n));
+    if (in_parallel) throw Error("set_num_threads: called from inside a parallel_for");
+    threads(); // the environment's default is read (and checked) once, before it is replaced
+    const std::lock_guard use(use_);
+    if (n != count_.load()) {
+      stop_workers();
+      count_.store(n);
+    }
+    openblas_set_num_threads(n);
+  }
+
+  void run(std::int64_t n, std::int64_t grain, void* ctx, detail::RangeFn fn) {
+    if (n <= 0) return;
+    grain = std::max<std::int64_t>(grain, 1);
+    if (n < 2 * grain || in_parallel) return fn(ctx, 0, n);
+    const int threads = this->threads();
+    if (threads == 1) return fn(ctx, 0, n);
+    // Another thread is using the pool: run inline rather than wait for it (the workers are busy).
+    std::unique_lock use(use_, std::try_to_lock);
+    if (!use.owns_lock()) return fn(ctx, 0, n);
+    if (workers_.empty()) start_workers(threads - 1);
+
+    {
+      const std::lock_guard lock(m_);
+      ctx_ = ctx;
+      fn_ = fn;
+      n_ = n;
+      tasks_ = std::min<std::int64_t>(threads, n / grain);
+      next_.store(0);
+      failed_.store(false);
+      error_ = nullptr;
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    in_parallel = true;
+    work();
+    in_parallel = false;
+    std::unique_lock lock(m_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+private:
+  // Range t of tasks_: equal shares; for shares of 256 elements and more, boundaries rounded down
+  // to a multiple of 16 elements, so that every range starts on a whole vector (64 bytes of float).
+  std::int64_t bound(std::int64_t t) const {
+    if (t >= tasks_) return n_;
+    const std::int64_t b = n_ / tasks_ * t + n_ % tasks_ * t / tasks_;
+    return n_ / tasks_ >= 256 ? b & ~std::int64_t{15} : b;
+  }
+
+  void work() {
+    for (;;) {
+      const std::int64_t t = next_.fetch_add(1);
+      if (t >= tasks_) return;
+      const std::int64_t b = bound(t), e = bound(t + 1);
+      if (b == e || failed_.load(std::memory_order_relaxed)) continue; // skip the rest after an error
+      try {
+        fn_(ctx_, b, e);
+      } catch (...) {
+        const std::lock_guard lock(error_m_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true);
+      }
+    }
+  }
+
+  void start_workers(int k) {
+    // The generation is read here, not in the new thread: a worker that starts after the first job
+    // was posted must still take part in it (the caller waits for every worker).
+    std::uint64_t first = 0;
+    {
+      const std::lock_guard lock(m_);
+      stop_ = false;
+      first = generation_;
+    }
+    for (int i = 0; i < k; ++i)
+      workers_.emplace_back([this, first] {
+        in_parallel = true;
+        std::uint64_t seen = first;
+        for (;;) {
+          {
+            std::unique_lock lock(m_);
+            wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+            if (stop_) return;
+            seen = generation_;
+          }
+          work();
+          const std::lock_guard lock(m_);
+          if (--pending_ == 0) done_.notify_one();
+        }
+      });
+  }
+
+  void stop_workers() {
+    {
+      const std::lock_guard lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_)
+      w.join();
+    workers_.clear();
+  }
+
+  std::once_flag init_;
+  std::atomic<int> count_{1};
+  std::mutex use_; // held by the thread whose parallel_for the workers are running
+
+  std::mutex m_; // guards the job description and the counters below
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  std::uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+
+  void* ctx_ = nullptr;
+  detail::RangeFn fn_ = nullptr;
+  std::int64_t n_ = 0, tasks_ = 0;
+  std::atomic<std::int64_t> next_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex error_m_;
+  std::exception_ptr error_;
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+} // namespace
+
+void set_num_threads(int n) { pool().set(n); }
+int get_num_threads() { return pool().threads(); }
+
+namespace detail {
+void parallel_for_impl(std::int64_t n, std::int64_t grain, void* ctx, RangeFn fn) { pool().run(n, grain, ctx, fn); }
+} // namespace detail
+
+} // namespace autodiff

@@ -1,0 +1,198 @@
+// The thread pool (docs/design.md, Note [One thread pool]): parallel_for covers its range exactly
+// once in ranges of at least the grain, runs small ranges, nested calls and calls made while
+// another thread owns the pool on the caller, rethrows, and stays usable; the optimizers give the
+// same bits at any thread count. Run under ThreadSanitizer by scripts/test.sh.
+
+#include <autodiff/error.hpp>
+#include <autodiff/parallel.hpp>
+#include <autodiff/tensor.hpp>
+#include <nn/optim.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+extern "C" {
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int);
+}
+
+namespace {
+
+// Restores both counts: set_num_threads moves OpenBLAS's too, and scripts/test.sh keeps OpenBLAS
+// at one thread under ThreadSanitizer (its threads are not instrumented).
+struct RestoreThreads {
+  int ours = autodiff::get_num_threads(), blas = openblas_get_num_threads();
+  ~RestoreThreads() {
+    autodiff::set_num_threads(ours);
+    openblas_set_num_threads(blas);
+  }
+};
+
+struct Range {
+  std::int64_t b, e;
+  std::thread::id who;
+};
+
+// Runs parallel_for and returns the ranges it called fn with, sorted.
+std::vector<Range> ranges_of(std::int64_t n, std::int64_t grain) {
+  std::mutex m;
+  std::vector<Range> out;
+  autodiff::detail::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
+    const std::lock_guard lock(m);
+    out.push_back({b, e, std::this_thread::get_id()});
+  });
+  std::sort(out.begin(), out.end(), [](const Range& x, const Range& y) { return x.b < y.b; });
+  return out;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(thread_pool)
+
+BOOST_AUTO_TEST_CASE(counts_are_checked_and_kept) {
+  const RestoreThreads restore;
+  BOOST_TEST(autodiff::get_num_threads() >= 1);
+  BOOST_CHECK_THROW(autodiff::set_num_threads(0), autodiff::Error);
+  BOOST_CHECK_THROW(autodiff::set_num_threads(-3), autodiff::Error);
+  for (const int t : {3, 1, 2}) {
+    autodiff::set_num_threads(t);
+    BOOST_TEST(autodiff::get_num_threads() == t);
+    BOOST_TEST(openblas_get_num_threads() == t); // one count for both pools
+  }
+}
+
+BOOST_AUTO_TEST_CASE(ranges_cover_everything_once) {
+  const RestoreThreads restore;
+  for (const int t : {1, 2, 3, 4}) {
+    autodiff::set_num_threads(t);
+    for (const std::int64_t n : {0, 1, 15, 16, 17, 100, 1000, 4097, 100000})
+      for (const std::int64_t grain : {1, 16, 64, 1000}) {
+        const auto r = ranges_of(n, grain);
+        BOOST_TEST_CONTEXT("threads " << t << " n " << n << " grain " << grain) {
+          if (n == 0) {
+            BOOST_TEST(r.empty());
+            continue;
+          }
+          BOOST_TEST(r.size() >= 1U);
+          BOOST_TEST(r.size() <= static_cast<std::size_t>(t));
+          std::int64_t next = 0;
+          for (const Range& x : r) {
+            BOOST_TEST(x.b == next);
+            BOOST_TEST(x.e > x.b);
+            next = x.e;
+          }
+          BOOST_TEST(next == n);
+          // Small ranges, and one thread, stay on the caller in one call.
+          if (n < 2 * grain || t == 1) {
+            BOOST_TEST(r.size() == 1U);
+            BOOST_TEST((r[0].who == std::this_thread::get_id()));
+          }
+          // Ranges are at least the grain, give or take the rounding of boundaries to 16.
+          if (r.size() > 1)
+            for (std::size_t i = 0; i + 1 < r.size(); ++i)
+              BOOST_TEST(r[i].e - r[i].b >= grain - 15);
+        }
+      }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(work_reaches_the_workers) {
+  const RestoreThreads restore;
+  autodiff::set_num_threads(2);
+  // Each range waits (bounded) for the other to start: with two ranges, two threads must run them.
+  std::atomic<int> started{0};
+  std::vector<std::thread::id> who(2);
+  autodiff::detail::parallel_for(2, 1, [&](std::int64_t b, std::int64_t) {
+    who[static_cast<std::size_t>(b)] = std::this_thread::get_id();
+    started.fetch_add(1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (started.load() < 2 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+  });
+  BOOST_TEST(started.load() == 2);
+  BOOST_TEST((who[0] != who[1]));
+}
+
+BOOST_AUTO_TEST_CASE(exceptions_reach_the_caller_and_the_pool_survives) {
+  const RestoreThreads restore;
+  autodiff::set_num_threads(3);
+  for (int rep = 0; rep < 20; ++rep) {
+    BOOST_CHECK_THROW(autodiff::detail::parallel_for(3000, 1000,
+                                                     [&](std::int64_t b, std::int64_t) {
+                                                       if (b > 0) throw std::runtime_error("range failed");
+                                                     }),
+                      std::runtime_error);
+    const auto r = ranges_of(3000, 1000);
+    BOOST_TEST(r.size() == 3U);
+  }
+  // set_num_threads from inside a range is refused, not a deadlock.
+  BOOST_CHECK_THROW(
+      autodiff::detail::parallel_for(2, 1, [](std::int64_t, std::int64_t) { autodiff::set_num_threads(1); }),
+      autodiff::Error);
+}
+
+BOOST_AUTO_TEST_CASE(nested_and_concurrent_calls) {
+  const RestoreThreads restore;
+  autodiff::set_num_threads(2);
+  // Nested: the inner call runs on whichever thread runs the outer range.
+  std::atomic<std::int64_t> total{0};
+  autodiff::detail::parallel_for(4, 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i)
+      autodiff::detail::parallel_for(1000, 10, [&](std::int64_t ib, std::int64_t ie) { total.fetch_add(ie - ib); });
+  });
+  BOOST_TEST(total.load() == 4000);
+
+  // Four user threads at once: one owns the pool at a time, the others run on their own thread.
+  std::atomic<int> bad{0};
+  std::vector<std::thread> users;
+  for (int k = 0; k < 4; ++k)
+    users.emplace_back([&, k] {
+      for (int rep = 0; rep < 200; ++rep) {
+        std::vector<int> hits(static_cast<std::size_t>(5000 + k));
+        autodiff::detail::parallel_for(static_cast<std::int64_t>(hits.size()), 64, [&](std::int64_t b, std::int64_t e) {
+          for (std::int64_t i = b; i < e; ++i)
+            ++hits[static_cast<std::size_t>(i)];
+        });
+        if (std::any_of(hits.begin(), hits.end(), [](int h) { return h != 1; })) bad.fetch_add(1);
+      }
+    });
+  for (auto& u : users)
+    u.join();
+  BOOST_TEST(bad.load() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(optimizer_steps_split_across_threads_keep_their_bits) {
+  const RestoreThreads restore;
+  // Larger than twice the optimizers' grain (32768 elements), so the update is split.
+  constexpr std::int64_t n = 100003;
+  auto run = [&](int t) {
+    autodiff::set_num_threads(t);
+    autodiff::manual_seed(5);
+    autodiff::Tensor w = autodiff::randn({n}).requires_grad(true);
+    const autodiff::Tensor g = autodiff::randn({n});
+    nn::Adam opt({w}, nn::AdamOptions{.lr = 1e-2, .amsgrad = true});
+    autodiff::Tape tape;
+    for (int s = 0; s < 5; ++s) {
+      tape.reset();
+      opt.zero_grad();
+      autodiff::sum(w * g * w).backward();
+      opt.step();
+    }
+    const auto d = w.data<float>();
+    return std::vector<float>(d.begin(), d.end());
+  };
+  const auto one = run(1);
+  for (const int t : {2, 3}) {
+    const auto many = run(t);
+    BOOST_TEST(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0, "threads " << t);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
