@@ -74,44 +74,56 @@ void touch_loss();
 // Append-only storage whose elements never move until clear(): a node's saved tensors and integer
 // parameters are read by reference while its create_graph rule records more nodes (Note [Stable
 // records], docs/design.md). Chunks grow geometrically and are kept across clear(), so a record
-// that is reset and filled again allocates nothing.
+// that is reset and filled again allocates nothing. Elements are constructed in place on append
+// and destroyed on clear(), as a vector's would be: no default-constructed slots to assign over.
 template <class T> class StableStore {
 public:
-  // n contiguous default-valued slots (a run never straddles two chunks); null for n = 0.
-  T* append(std::size_t n) {
-    if (n == 0) return nullptr;
-    for (;;) {
-      if (chunk_ < chunks_.size()) {
-        Chunk& c = chunks_[chunk_];
-        if (c.cap - used_ >= n) {
-          T* p = c.data.get() + used_;
-          used_ += n;
-          return p;
-        }
-        ++chunk_; // the tail stays unused: at most one run's worth per chunk
-        used_ = 0;
-        continue;
-      }
-      const std::size_t cap = std::max<std::size_t>(n, chunks_.empty() ? 256 : 2 * chunks_.back().cap);
-      chunks_.push_back({std::make_unique<T[]>(cap), cap});
-    }
+  StableStore() = default;
+  StableStore(const StableStore&) = delete;
+  StableStore& operator=(const StableStore&) = delete;
+  ~StableStore() {
+    clear();
+    for (Chunk& c : chunks_)
+      std::allocator<T>().deallocate(c.data, c.cap);
   }
-  // Empties the store, resetting every used slot to T{} (releasing the tensors), capacity kept.
+  // Copies of get(0), ..., get(n - 1), contiguous (a run never straddles two chunks); null for n = 0.
+  template <class Get> T* append(std::size_t n, Get&& get) {
+    if (n == 0) return nullptr;
+    if (chunk_ >= chunks_.size() || chunks_[chunk_].cap - chunks_[chunk_].used < n) [[unlikely]]
+      next_chunk(n);
+    Chunk& c = chunks_[chunk_];
+    T* p = c.data + c.used;
+    for (std::size_t k = 0; k < n; ++k)
+      std::construct_at(p + k, get(k));
+    c.used += n;
+    return p;
+  }
+  // Destroys every element (releasing the tensors); the chunks stay for the next fill.
   void clear() {
-    if constexpr (!std::is_trivially_destructible_v<T>)
-      for (std::size_t k = 0; k < chunks_.size() && k <= chunk_; ++k)
-        std::fill_n(chunks_[k].data.get(), k < chunk_ ? chunks_[k].cap : used_, T{});
+    for (std::size_t k = 0; k < chunks_.size() && k <= chunk_; ++k) {
+      if constexpr (!std::is_trivially_destructible_v<T>) std::destroy_n(chunks_[k].data, chunks_[k].used);
+      chunks_[k].used = 0;
+    }
     chunk_ = 0;
-    used_ = 0;
   }
 
 private:
   struct Chunk {
-    std::unique_ptr<T[]> data;
-    std::size_t cap;
+    T* data;
+    std::size_t cap, used;
   };
+  // Moves on to the first chunk with room for n (the tails skipped stay unused), allocating one if
+  // none has: twice the last one's size, or n if larger.
+  void next_chunk(std::size_t n) {
+    while (chunk_ < chunks_.size() && chunks_[chunk_].cap - chunks_[chunk_].used < n)
+      ++chunk_;
+    if (chunk_ < chunks_.size()) return;
+    const std::size_t cap = std::max<std::size_t>(n, chunks_.empty() ? 256 : 2 * chunks_.back().cap);
+    chunks_.push_back({std::allocator<T>().allocate(cap), cap, 0});
+    chunk_ = chunks_.size() - 1;
+  }
   std::vector<Chunk> chunks_;
-  std::size_t chunk_ = 0, used_ = 0; // the chunk being filled and its slots in use
+  std::size_t chunk_ = 0; // the chunk being filled; those after it are empty
 };
 
 // One recorded tensor operation. Inputs that do not require grad are stored as npos, and their

@@ -139,13 +139,13 @@ std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec) {
     if (!t->is_leaf() && t->generation() != gen) foreign(op.name, *t, rec);
   // The counts are narrow to keep nodes small; past them a count would wrap and the sweep would
   // read another node's tensors (a custom function of 255 inputs saves 256).
-  if (nin > std::numeric_limits<decltype(Node::nin)>::max())
+  if (nin > std::numeric_limits<decltype(Node::nin)>::max()) [[unlikely]]
     fail("{}: at most {} inputs can be recorded, got {}", op.name, std::numeric_limits<decltype(Node::nin)>::max(),
          nin);
-  if (spec.saved.size() > std::numeric_limits<decltype(Node::nsaved)>::max())
+  if (spec.saved.size() > std::numeric_limits<decltype(Node::nsaved)>::max()) [[unlikely]]
     fail("{}: at most {} tensors can be saved for one node, got {}", op.name,
          std::numeric_limits<decltype(Node::nsaved)>::max(), spec.saved.size());
-  if (spec.ints.size() > std::numeric_limits<decltype(Node::nints)>::max())
+  if (spec.ints.size() > std::numeric_limits<decltype(Node::nints)>::max()) [[unlikely]]
     fail("{}: at most {} integer parameters can be saved for one node, got {}", op.name,
          std::numeric_limits<decltype(Node::nints)>::max(), spec.ints.size());
   if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
@@ -164,13 +164,8 @@ std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec) {
   Access::set_node(out, k, gen);
   // Plain copies: rules read only values and shapes, so the node and gradient slot a saved tensor
   // carries along are harmless, and skipping detach() keeps recording cheap.
-  Tensor* sv = rec.saved.append(spec.saved.size());
-  for (std::size_t j = 0; j < spec.saved.size(); ++j)
-    sv[j] = spec.saved[j];
-  n.saved = sv;
-  std::int64_t* iv = rec.ints.append(spec.ints.size());
-  std::copy(spec.ints.begin(), spec.ints.end(), iv);
-  n.ints = iv;
+  n.saved = rec.saved.append(spec.saved.size(), [&](std::size_t j) -> const Tensor& { return spec.saved[j]; });
+  n.ints = rec.ints.append(spec.ints.size(), [&](std::size_t j) { return spec.ints[j]; });
   n.c[0] = spec.c0;
   n.c[1] = spec.c1;
   rec.nodes.push_back(n);
