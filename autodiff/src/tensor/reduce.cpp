@@ -1,6 +1,6 @@
-// Reductions and softmax. Each op is one block: its rules, then its forward function. A reduction over `dim` views its
-// input as [outer, n, inner]: element (o, k, i) is at (o n + k) inner + i, and the reduced element (o, i) at o inner +
-// i.
+// Reductions and softmax. Each op is one block: its rules, then its forward function. A reduction
+// over `dim` views its input as [outer, n, inner]: element (o, k, i) is at (o n + k) inner + i, and
+// the reduced element (o, i) at o inner + i.
 
 #include "internal.hpp"
 
