@@ -195,4 +195,46 @@ BOOST_AUTO_TEST_CASE(a_custom_function_of_255_inputs_is_an_error_not_a_wrapped_c
   BOOST_TEST(grad(autodiff::apply(many, xs), {xs[0]})[0].item() == 1.0);
 }
 
+// ---- recording while a create_graph rule reads its node (Note [Stable records]) -------------------
+BOOST_AUTO_TEST_CASE(a_custom_backward_that_applies_custom_functions_differentiates_again) {
+  // outer(x) = x^3; its backward is g * inner(x) with inner(x) = 3 x^2 a custom function too, so
+  // under create_graph the rule appends custom functions (40 of them: the record's list grows)
+  // while its own one is running.
+  const CustomFunction inner{
+      "inner", [](const std::vector<Tensor>& v) { return 3.0 * square(v[0]); },
+      [](const Tensor& g, const std::vector<Tensor>& v, const Tensor&) { return std::vector<Tensor>{g * 6.0 * v[0]}; },
+      true};
+  const CustomFunction outer{"outer", [](const std::vector<Tensor>& v) { return v[0] * v[0] * v[0]; },
+                             [inner](const Tensor& g, const std::vector<Tensor>& v, const Tensor&) {
+                               Tensor d = g * apply(inner, {v[0]});
+                               for (int k = 0; k < 40; ++k) // each adds 0, through a new custom node
+                                 d = d + 0.0 * apply(inner, {v[0]});
+                               return std::vector<Tensor>{d};
+                             },
+                             true};
+  const Tensor x = tensor({0.5, -1.25, 2.0}, DType::float64);
+  Tensor h;
+  const std::string e = error_of([&] { h = hessian([&](const Tensor& t) { return sum(apply(outer, {t})); }, x); });
+  BOOST_TEST_REQUIRE(e.empty(), e);
+  BOOST_TEST(h.to_vector() == std::vector<double>({3.0, 0, 0, 0, -7.5, 0, 0, 0, 12.0}),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(create_graph_rules_read_their_saved_tensors_while_the_record_grows) {
+  // 3000 ops, each saving tensors and integers: the create_graph sweep's rules append past many
+  // chunk boundaries of the saved-tensor and integer stores while reading their own entries.
+  manual_seed(5);
+  const Tensor x = random_in({4, 3}, 0.2, 1.5, true, DType::float64);
+  const auto f = [](const std::vector<Tensor>& v) {
+    Tensor h = v[0];
+    for (int k = 0; k < 500; ++k)
+      h = permute(tanh(h * 0.9 + v[0]), {0, 1}) * sum(h, 1, true) * 0.1;
+    return sum(h);
+  };
+  TensorGradcheckReport r;
+  const std::string e = error_of([&] { r = gradgradcheck(f, {x}); });
+  BOOST_TEST(e.empty(), e);
+  BOOST_TEST(r.passed, fmt::format("{}", r));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

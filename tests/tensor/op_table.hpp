@@ -663,6 +663,48 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         out = {};
         return std::vector<double>{s / static_cast<double>(x[0].size())};
       });
+  // The compositions in loss.cpp (their nodes are the ops above; the rows check the formulas).
+  row(
+      "l1_loss", {{Shape{3, 4}, Shape{3, 4}}, {Shape{0, 4}, Shape{0, 4}}},
+      [](T x) { return l1_loss(x[0], x[1], autodiff::Reduction::sum); },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        double s = 0;
+        for (std::size_t i = 0; i < x[0].size(); ++i)
+          s += std::fabs(x[0][i] - x[1][i]);
+        out = {};
+        return std::vector<double>{s};
+      });
+  row(
+      "huber_loss", {{Shape{3, 4}, Shape{3, 4}}, {Shape{0, 4}, Shape{0, 4}}},
+      [](T x) { return huber_loss(x[0], x[1], autodiff::Reduction::none, 0.7); },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        std::vector<double> r;
+        for (std::size_t i = 0; i < x[0].size(); ++i) {
+          const double e = std::fabs(x[0][i] - x[1][i]);
+          r.push_back(e < 0.7 ? 0.5 * e * e : 0.7 * (e - 0.35));
+        }
+        out = d[0];
+        return r;
+      });
+  row(
+      "cross_entropy_label_smoothing", {{Shape{5, 3}}, {Shape{1, 4}}},
+      [=](T x) {
+        return cross_entropy(x[0], targets(x[0].size(0), x[0].size(1)), autodiff::Reduction::mean, 0.2);
+      },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        const std::int64_t n = d[0][0], c = d[0][1];
+        double total = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+          std::vector<double> rowv(x[0].begin() + i * c, x[0].begin() + (i + 1) * c);
+          const double lse = lse_of(rowv);
+          double smooth = 0;
+          for (double v : rowv)
+            smooth += (lse - v) / static_cast<double>(c);
+          total += 0.8 * (lse - rowv[static_cast<std::size_t>(i % c)]) + 0.2 * smooth;
+        }
+        out = {};
+        return std::vector<double>{total / static_cast<double>(n)};
+      });
   return t;
 }
 

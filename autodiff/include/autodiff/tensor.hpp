@@ -445,8 +445,13 @@ TAPEGRAD_DIM_IS_AN_INTEGER(log_softmax)
 #undef TAPEGRAD_DIM_IS_AN_INTEGER
 // logits [N, C], targets int64 [N] with values in [0, C). Fused and stable for any logit size.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r = Reduction::mean);
+// With label smoothing e in [0, 1] the target distribution is (1 - e) one_hot + e / C, as PyTorch's.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, double label_smoothing);
 Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction r = Reduction::mean);
 Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction r = Reduction::mean);
+Tensor l1_loss(const Tensor& a, const Tensor& b, Reduction r = Reduction::mean);
+// 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = a - b.
+Tensor huber_loss(const Tensor& a, const Tensor& b, Reduction r = Reduction::mean, double delta = 1.0);
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction r = Reduction::mean);
 
 // ---- gradients ------------------------------------------------------------------------------

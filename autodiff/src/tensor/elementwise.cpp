@@ -199,11 +199,11 @@ template <class F> Tensor unary(const Tensor& a, double c0 = 0, double c1 = 0) {
       o[i] = F::template f<T>(av[i], p);
   });
   if (any_requires_grad({&a})) {
-    Node& n = record(unary_info<F>, out, {&a});
-    n.c[0] = c0;
-    n.c[1] = c1;
-    if constexpr (uses_a<F>) save(n, a);
-    if constexpr (uses_r<F>) save(n, out);
+    const Tensor* saved[2];
+    std::size_t ns = 0;
+    if constexpr (uses_a<F>) saved[ns++] = &a;
+    if constexpr (uses_r<F>) saved[ns++] = &out;
+    record(unary_info<F>, out, {.inputs = {&a}, .saved = TensorRefs(saved, ns), .c0 = c0, .c1 = c1});
   }
   return out;
 }
@@ -288,28 +288,6 @@ struct Minimum {
     return g * win_mask(lt(b, a), eq(a, b));
   }
 };
-// (a - b)^2 in one pass, for mse_loss.
-struct SquaredDiff {
-  static constexpr std::string_view name = "mse_loss";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return (a - b) * (a - b); }
-  template <class T> static T da(T a, T b, T, T g) { return T(2) * g * (a - b); }
-  template <class T> static T db(T a, T b, T, T g) { return T(-2) * g * (a - b); }
-  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (a - b) * 2.0; }
-  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (a - b) * -2.0; }
-};
-// Binary cross-entropy of logit a against target b, in the form that never overflows:
-// max(a, 0) - a b + log(1 + e^-|a|).
-struct BceLogits {
-  static constexpr std::string_view name = "binary_cross_entropy_with_logits";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return std::max(a, T(0)) - a * b + std::log1p(std::exp(-std::abs(a))); }
-  template <class T> static T da(T a, T b, T, T g) { return g * (sigmoid_of(a) - b); }
-  template <class T> static T db(T a, T, T, T g) { return -g * a; }
-  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) { return g * (sigmoid(a) - b); }
-  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor&, const Tensor& g) { return -(g * a); }
-};
-
 // out[i] = fn(a at i, b at i, i) over the broadcast shape of out.
 template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b, U* o, const Shape& s, Fn fn) {
   const T* x = ptr<T>(a);
@@ -417,12 +395,10 @@ template <class F> Tensor binary(const Tensor& a, const Tensor& b) {
     bmap<T>(a, b, ptr<T>(out), s, [](T x, T y, std::int64_t) { return F::template f<T>(x, y); });
   });
   if (any_requires_grad({&a, &b})) {
-    Node& n = record(binary_info<F>, out, {&a, &b});
-    if constexpr (!F::g_passes) {
-      save(n, a);
-      save(n, b);
-      save(n, out);
-    }
+    if constexpr (F::g_passes)
+      record(binary_info<F>, out, {.inputs = {&a, &b}});
+    else
+      record(binary_info<F>, out, {.inputs = {&a, &b}, .saved = {&a, &b, &out}});
   }
   return out;
 }
@@ -462,8 +438,9 @@ const OpInfo where_info{"where",
                           if (x.needs(1)) x.grad(1, where(m, scalar_like(x.g, 0), x.g));
                         }};
 
-const OpInfo to_info{"to", [](BackwardCtx& x) { x.grad(0, convert(x.g, static_cast<DType>(x.c(0)))); },
-                     [](BackwardCtx& x) { x.grad(0, x.g.to(static_cast<DType>(x.c(0)))); }};
+// ints: the input's dtype.
+const OpInfo to_info{"to", [](BackwardCtx& x) { x.grad(0, convert(x.g, static_cast<DType>(x.ints()[0]))); },
+                     [](BackwardCtx& x) { x.grad(0, x.g.to(static_cast<DType>(x.ints()[0]))); }};
 const OpInfo clone_info{"clone", [](BackwardCtx& x) { x.grad(0, x.g); }, [](BackwardCtx& x) { x.grad(0, x.g); }};
 
 } // namespace
@@ -561,8 +538,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
       o[i] = mv[i] != T(0) ? av[i] : bv[i];
   });
   if (detail::any_requires_grad({&a, &b})) {
-    detail::Node& n = detail::record(r::where_info, out, {&a, &b});
-    detail::save(n, m);
+    detail::record(r::where_info, out, {.inputs = {&a, &b}, .saved = {&m}});
   }
   return out;
 }
@@ -573,8 +549,8 @@ Tensor Tensor::to(DType d) const {
   Tensor out = detail::convert(*this, d);
   // An int64 result is never differentiable: like a comparison, it is a constant.
   if (d != DType::int64 && detail::any_requires_grad({this})) {
-    detail::Node& n = detail::record(r::to_info, out, {this});
-    n.c[0] = static_cast<double>(dtype_);
+    const std::int64_t from[1] = {static_cast<std::int64_t>(dtype_)};
+    detail::record(r::to_info, out, {.inputs = {this}, .ints = from});
   }
   return out;
 }
@@ -582,21 +558,8 @@ Tensor Tensor::to(DType d) const {
 Tensor Tensor::clone() const {
   detail::check_defined("clone", *this);
   Tensor out = detail::convert(*this, dtype_);
-  if (detail::any_requires_grad({this})) detail::record(r::clone_info, out, {this});
+  if (detail::any_requires_grad({this})) detail::record(r::clone_info, out, {.inputs = {this}});
   return out;
-}
-
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction red) {
-  Tensor l = binary<r::BceLogits>(logits, targets);
-  return red == Reduction::mean ? mean(l) : red == Reduction::sum ? sum(l) : l;
-}
-
-Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction red) {
-  detail::check_same_dtype("mse_loss", a, b);
-  if (!(a.shape() == b.shape()))
-    detail::fail("mse_loss: input shape {} and target shape {} differ", a.shape(), b.shape());
-  Tensor l = binary<r::SquaredDiff>(a, b);
-  return red == Reduction::mean ? mean(l) : red == Reduction::sum ? sum(l) : l;
 }
 
 } // namespace autodiff

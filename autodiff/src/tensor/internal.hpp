@@ -6,11 +6,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -50,7 +54,7 @@ struct BackwardCtx;
 // One entry of the rules table: the op's name (for errors) and its vector-Jacobian product, twice:
 // `backward` computes it with raw kernels (the fast first-order sweep); `backward_graph` computes
 // the same numbers with recorded tensor ops, for a create_graph sweep, so that the gradient can be
-// differentiated again. Each op defines its forward function and both rules side by side.
+// differentiated again. Each op's forward function and both rules form one block in one file.
 struct OpInfo {
   std::string_view name;
   void (*backward)(BackwardCtx&);
@@ -59,12 +63,72 @@ struct OpInfo {
   OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&));
 };
 extern const OpInfo leaf_op;
+// Referenced by tensor_op_names() so that a static link keeps each file's rules registered.
 void touch_elementwise();
 void touch_reduce();
-void touch_linalg();
+void touch_matmul();
+void touch_shape();
+void touch_index();
+void touch_loss();
+
+// Append-only storage whose elements never move until clear(): a node's saved tensors and integer
+// parameters are read by reference while its create_graph rule records more nodes (Note [Stable
+// records], docs/design.md). Chunks grow geometrically and are kept across clear(), so a record
+// that is reset and filled again allocates nothing. Elements are constructed in place on append
+// and destroyed on clear(), as a vector's would be: no default-constructed slots to assign over.
+template <class T> class StableStore {
+public:
+  StableStore() = default;
+  StableStore(const StableStore&) = delete;
+  StableStore& operator=(const StableStore&) = delete;
+  ~StableStore() {
+    clear();
+    for (Chunk& c : chunks_)
+      std::allocator<T>().deallocate(c.data, c.cap);
+  }
+  // Copies of get(0), ..., get(n - 1), contiguous (a run never straddles two chunks); null for n = 0.
+  template <class Get> T* append(std::size_t n, Get&& get) {
+    if (n == 0) return nullptr;
+    if (chunk_ >= chunks_.size() || chunks_[chunk_].cap - chunks_[chunk_].used < n) [[unlikely]]
+      next_chunk(n);
+    Chunk& c = chunks_[chunk_];
+    T* p = c.data + c.used;
+    for (std::size_t k = 0; k < n; ++k)
+      std::construct_at(p + k, get(k));
+    c.used += n;
+    return p;
+  }
+  // Destroys every element (releasing the tensors); the chunks stay for the next fill.
+  void clear() {
+    for (std::size_t k = 0; k < chunks_.size() && k <= chunk_; ++k) {
+      if constexpr (!std::is_trivially_destructible_v<T>) std::destroy_n(chunks_[k].data, chunks_[k].used);
+      chunks_[k].used = 0;
+    }
+    chunk_ = 0;
+  }
+
+private:
+  struct Chunk {
+    T* data;
+    std::size_t cap, used;
+  };
+  // Moves on to the first chunk with room for n (the tails skipped stay unused), allocating one if
+  // none has: twice the last one's size, or n if larger.
+  void next_chunk(std::size_t n) {
+    while (chunk_ < chunks_.size() && chunks_[chunk_].cap - chunks_[chunk_].used < n)
+      ++chunk_;
+    if (chunk_ < chunks_.size()) return;
+    const std::size_t cap = std::max<std::size_t>(n, chunks_.empty() ? 256 : 2 * chunks_.back().cap);
+    chunks_.push_back({std::allocator<T>().allocate(cap), cap, 0});
+    chunk_ = chunks_.size() - 1;
+  }
+  std::vector<Chunk> chunks_;
+  std::size_t chunk_ = 0; // the chunk being filled; those after it are empty
+};
 
 // One recorded tensor operation. Inputs that do not require grad are stored as npos, and their
-// values (if the rule needs them) are among the saved tensors.
+// values (if the rule needs them) are among the saved tensors. Typed parameters live in typed
+// fields: dims, counts, dtypes and indices in `ints`, real constants (x + c, clamp's bounds) in `c`.
 struct Node {
   const OpInfo* op;
   Shape shape;
@@ -72,9 +136,9 @@ struct Node {
   std::uint8_t nin = 0;
   std::uint8_t nsaved = 0;
   std::uint16_t nints = 0;
-  std::uint32_t args = 0;  // first input index in Record::args
-  std::uint32_t saved = 0; // first saved tensor in Record::saved
-  std::uint32_t ints = 0;  // first integer parameter in Record::ints
+  std::uint32_t args = 0;             // first input index in Record::args
+  const Tensor* saved = nullptr;      // the saved tensors, in Record::saved (they never move)
+  const std::int64_t* ints = nullptr; // the integer parameters, in Record::ints (they never move)
   double c[2] = {0, 0};
   GradSlot* slot = nullptr; // leaf gradient slot, or a retained gradient (owns a reference)
 };
@@ -85,13 +149,13 @@ struct Record final : TapeExtension {
   std::uint64_t gen = new_generation();
   std::uint64_t freed_gen = 0; // the generation a backward() freed last, to say so in errors
   LeafNodes leaf_nodes;
-  std::vector<Node> nodes;
+  std::vector<Node> nodes; // may move when a node is recorded: rules read it by index
   std::vector<std::uint32_t> args;
-  std::vector<Tensor> saved;
-  std::vector<std::int64_t> ints;
-  std::vector<CustomFunction> customs;
-  std::vector<Tensor> adj; // adjoints of a sweep; emptied after it, capacity kept
-  std::vector<char> keep;  // nodes whose adjoint a functional grad() returns
+  StableStore<Tensor> saved;
+  StableStore<std::int64_t> ints;
+  std::deque<CustomFunction> customs; // a deque: references stay valid as it grows
+  std::vector<Tensor> adj;            // adjoints of a sweep; emptied after it, capacity kept
+  std::vector<char> keep;             // nodes whose adjoint a functional grad() returns
   bool sweeping = false;
   ~Record() override { reset(); }
   void reset() override;
@@ -130,36 +194,66 @@ inline bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
 }
 bool any_requires_grad(std::span<const Tensor> ts);
 
-// Appends a node for `op` with these inputs and returns it (to add saved tensors and constants);
-// `out` becomes the node's tensor. Throws if an input was recorded on another tape or generation.
-Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> inputs);
-inline Node& record(const OpInfo& op, Tensor& out, std::initializer_list<const Tensor*> inputs) {
-  return record(op, out, std::span<const Tensor* const>(inputs.begin(), inputs.size()));
-}
-void save(Node& n, const Tensor& t); // tensors must be saved right after record(), in order
-void save_ints(Node& n, std::span<const std::int64_t> v);
+// A list of tensors for record(): a braced list `{&a, &b}` or a span. It only points at them, so it
+// lives no longer than the call it is passed to.
+class TensorRefs {
+public:
+  TensorRefs() = default;
+  // The list's array lives to the end of the full-expression that calls record(): long enough.
+  TensorRefs(std::initializer_list<const Tensor*> l) {
+    p_ = l.begin();
+    n_ = l.size();
+  }
+  TensorRefs(const Tensor* const* p, std::size_t n) : p_(p), n_(n) {}
+  TensorRefs(const std::vector<const Tensor*>& v) : p_(v.data()), n_(v.size()) {}
+  const Tensor* const* begin() const { return p_; }
+  const Tensor* const* end() const { return p_ + n_; }
+  std::size_t size() const { return n_; }
+  const Tensor& operator[](std::size_t k) const { return *p_[k]; }
 
-// What a rule sees during the reverse sweep.
+private:
+  const Tensor* const* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+// Everything a node keeps besides its op and output: the inputs, the tensors its rules read, and
+// its parameters, each in a field of its type.
+struct NodeSpec {
+  TensorRefs inputs;
+  TensorRefs saved = {};
+  std::span<const std::int64_t> ints = {}; // dims, counts, dtypes, indices
+  double c0 = 0, c1 = 0;                   // real constants only
+};
+
+// Appends a node for `op` and returns its index; `out` becomes the node's tensor. One call, so the
+// node is complete when it returns and nothing refers into the record afterwards. Throws if an
+// input was recorded on another tape or generation, or a count exceeds a node's narrow fields.
+std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec);
+
+// What a rule sees during the reverse sweep: the node by index and the record it is on.
 //
 // In a create_graph sweep (`create_graph` true) the rule called is `backward_graph`: recording is on,
 // `g` may itself require grad, and the saved tensors are the op's inputs and output as recorded, so
 // the rule must compute with tensor ops (add, mul, matmul, where, ...), never with raw kernels
-// writing into new storage. Such a rule records nodes, so the record's vectors grow while it runs:
-// `node`, saved() and ints() then refer to copies the engine made, and stay valid throughout.
+// writing into new storage. Such a rule records nodes, so Record::nodes may move while it runs: the
+// accessors below read the node afresh by index, and saved() and ints() point into stores whose
+// elements never move (Note [Stable records]). Nothing is copied for the rule.
 struct BackwardCtx {
   Record& rec;
-  const Node& node;
-  const Tensor& g;                  // the adjoint of the node's output
-  std::span<const Tensor> saved_;   // the node's saved tensors
-  std::span<const std::int64_t> i_; // its integer parameters
+  std::uint32_t i; // the node
+  const Tensor& g; // the adjoint of the node's output
   bool create_graph = false;
-  bool needs(int k) const { return rec.args[node.args + static_cast<std::uint32_t>(k)] != Tensor::npos; }
-  const Tensor& saved(int k) const { return saved_[static_cast<std::size_t>(k)]; }
-  Shape in_shape(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].shape; }
-  DType in_dtype(int k) const { return rec.nodes[rec.args[node.args + static_cast<std::uint32_t>(k)]].dtype; }
-  std::span<const std::int64_t> ints() const { return i_; }
-  double c(int k) const { return node.c[k]; }
-  std::string_view name() const { return node.op->name; }
+  const Node& node() const { return rec.nodes[i]; } // valid only until the rule records
+  int nin() const { return node().nin; }
+  bool has_ints() const { return node().nints != 0; }
+  std::uint32_t input(int k) const { return rec.args[node().args + static_cast<std::uint32_t>(k)]; }
+  bool needs(int k) const { return input(k) != Tensor::npos; }
+  const Tensor& saved(int k) const { return node().saved[k]; }
+  Shape in_shape(int k) const { return rec.nodes[input(k)].shape; }
+  DType in_dtype(int k) const { return rec.nodes[input(k)].dtype; }
+  std::span<const std::int64_t> ints() const { return {node().ints, node().nints}; }
+  double c(int k) const { return node().c[k]; }
+  std::string_view name() const { return node().op->name; }
   // Adds gk to input k's adjoint. gk may have the broadcast (output) shape: the engine sums it back
   // to the input's shape, and reports a gradient of any other shape as an error naming the op. In a
   // create_graph sweep the reduction and the accumulation are recorded ops too.
@@ -250,6 +344,11 @@ inline Tensor scalar_like(const Tensor& a, double c) { return full({}, c, a.dtyp
 // with a zero adjoint: `contribution` (recorded, in g's shape or one g broadcasts to), but 0 where
 // g is 0 and it is not finite. The mask is a constant. An undefined contribution passes through.
 Tensor zero_adjoint(const Tensor& g, const Tensor& contribution);
+// Row-major strides (in elements) of a contiguous tensor of shape s.
+std::array<std::int64_t, Shape::max_rank> strides_of(const Shape& s);
+// Elements start, start + step, ... (len of them) along dim, as a contiguous tensor: slice, and the
+// fast backward of slice_scatter and concat (index.cpp).
+Tensor take_slice(const Tensor& a, int dim, std::int64_t start, std::int64_t len, std::int64_t step);
 // Shape with dimension `dim` set to 1 (keepdim) or removed.
 Shape reduced_shape(const Shape& s, int dim, bool keepdim);
 // outer x n x inner decomposition of a shape around `dim`.

@@ -130,93 +130,88 @@ bool any_requires_grad(std::span<const Tensor> ts) {
   return false;
 }
 
-namespace {
-// The record the last node went to: save() and save_ints() right after record() append there.
-thread_local Record* tl_last = nullptr;
-} // namespace
-
-Node& record(const OpInfo& op, Tensor& out, std::span<const Tensor* const> inputs) {
+std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec) {
   Record& rec = record_of(Tape::active());
-  tl_last = &rec;
   const std::uint64_t gen = rec.gen;
-  for (const Tensor* t : inputs) // check all before changing anything
+  const std::size_t nin = spec.inputs.size();
+  // Everything is checked before the node is appended: a failed call leaves no partial node.
+  for (const Tensor* t : spec.inputs)
     if (!t->is_leaf() && t->generation() != gen) foreign(op.name, *t, rec);
-  std::uint32_t in[16];
-  const std::size_t nin = inputs.size();
-  std::vector<std::uint32_t> many;
-  std::uint32_t* idx = in;
-  if (nin > 16) {
-    many.resize(nin);
-    idx = many.data();
-  }
-  for (std::size_t k = 0; k < nin; ++k)
-    idx[k] = inputs[k]->requires_grad() ? node_of(op.name, rec, *inputs[k]) : Tensor::npos;
-  if (nin > 255) fail("{}: at most 255 inputs can be recorded, got {}", op.name, nin);
-  if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
-  Node n{&op, out.shape(), out.dtype()};
-  n.nin = static_cast<std::uint8_t>(nin);
-  n.args = static_cast<std::uint32_t>(rec.args.size());
-  n.saved = static_cast<std::uint32_t>(rec.saved.size());
-  n.ints = static_cast<std::uint32_t>(rec.ints.size());
-  rec.args.insert(rec.args.end(), idx, idx + nin);
-  rec.nodes.push_back(n);
-  Access::set_node(out, static_cast<std::uint32_t>(rec.nodes.size() - 1), gen);
-  return rec.nodes.back();
-}
-
-void save(Node& n, const Tensor& t) {
-  // A plain copy: rules read only values and shapes, so the node and gradient slot it carries along
-  // are harmless, and skipping detach() keeps recording cheap.
   // The counts are narrow to keep nodes small; past them a count would wrap and the sweep would
   // read another node's tensors (a custom function of 255 inputs saves 256).
-  if (n.nsaved == std::numeric_limits<decltype(n.nsaved)>::max())
-    fail("{}: at most {} tensors can be saved for one node", n.op->name, n.nsaved);
-  tl_last->saved.push_back(t);
-  ++n.nsaved;
-}
-void save_ints(Node& n, std::span<const std::int64_t> v) {
-  if (v.size() > std::size_t{std::numeric_limits<decltype(n.nints)>::max()} - n.nints)
-    fail("{}: at most {} integer parameters can be saved for one node, got {}", n.op->name,
-         std::numeric_limits<decltype(n.nints)>::max(), std::size_t{n.nints} + v.size());
-  Record& rec = *tl_last;
-  rec.ints.insert(rec.ints.end(), v.begin(), v.end());
-  n.nints = static_cast<std::uint16_t>(n.nints + v.size());
+  if (nin > std::numeric_limits<decltype(Node::nin)>::max()) [[unlikely]]
+    fail("{}: at most {} inputs can be recorded, got {}", op.name, std::numeric_limits<decltype(Node::nin)>::max(),
+         nin);
+  if (spec.saved.size() > std::numeric_limits<decltype(Node::nsaved)>::max()) [[unlikely]]
+    fail("{}: at most {} tensors can be saved for one node, got {}", op.name,
+         std::numeric_limits<decltype(Node::nsaved)>::max(), spec.saved.size());
+  if (spec.ints.size() > std::numeric_limits<decltype(Node::nints)>::max()) [[unlikely]]
+    fail("{}: at most {} integer parameters can be saved for one node, got {}", op.name,
+         std::numeric_limits<decltype(Node::nints)>::max(), spec.ints.size());
+  if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
+  // Leaf nodes of the inputs are appended first (node_of), so the inputs precede this node.
+  const auto args = static_cast<std::uint32_t>(rec.args.size());
+  for (const Tensor* t : spec.inputs)
+    rec.args.push_back(t->requires_grad() ? node_of(op.name, rec, *t) : Tensor::npos);
+  Node n{&op, out.shape(), out.dtype()};
+  n.nin = static_cast<std::uint8_t>(nin);
+  n.nsaved = static_cast<std::uint8_t>(spec.saved.size());
+  n.nints = static_cast<std::uint16_t>(spec.ints.size());
+  n.args = args;
+  // `out` becomes the node's tensor before the saved tensors are copied, so that an op saving its
+  // output (tanh saves r) saves it as recorded, and a create_graph rule differentiates through it.
+  const auto k = static_cast<std::uint32_t>(rec.nodes.size());
+  Access::set_node(out, k, gen);
+  // Plain copies: rules read only values and shapes, so the node and gradient slot a saved tensor
+  // carries along are harmless, and skipping detach() keeps recording cheap.
+  n.saved = rec.saved.append(spec.saved.size(), [&](std::size_t j) -> const Tensor& { return spec.saved[j]; });
+  n.ints = rec.ints.append(spec.ints.size(), [&](std::size_t j) { return spec.ints[j]; });
+  n.c[0] = spec.c0;
+  n.c[1] = spec.c1;
+  rec.nodes.push_back(n);
+  return k;
 }
 
 namespace {
 // A custom function's backward gets the inputs as recorded and the output, and runs with recording
 // off (first order) or on (create_graph), so one user-written backward serves both sweeps.
 void custom_backward(BackwardCtx& x) {
-  const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.c(0))];
+  // A reference that stays valid while f.backward records, even another custom function's node:
+  // Record::customs is a deque, which never moves its elements on push_back.
+  const CustomFunction& f = x.rec.customs[static_cast<std::size_t>(x.ints()[0])];
   if (x.create_graph && !f.differentiable_backward)
     fail("{}: create_graph needs a backward that can be differentiated again; if this custom function's backward is "
          "written with tensor ops, set differentiable_backward = true",
          f.name);
+  const int nin = x.nin();
   std::vector<Tensor> inputs;
-  for (int k = 0; k < x.node.nin; ++k)
+  for (int k = 0; k < nin; ++k)
     inputs.push_back(x.saved(k));
-  std::vector<Tensor> grads = f.backward(x.g, inputs, x.saved(x.node.nin));
+  std::vector<Tensor> grads = f.backward(x.g, inputs, x.saved(nin));
   if (grads.size() != inputs.size())
     fail("{}: backward returned {} gradients for {} inputs", f.name, grads.size(), inputs.size());
-  for (int k = 0; k < x.node.nin; ++k)
+  for (int k = 0; k < nin; ++k)
     if (x.needs(k)) x.grad(k, std::move(grads[static_cast<std::size_t>(k)]));
 }
 const OpInfo custom_op{"custom", custom_backward, custom_backward};
 } // namespace
 
 void BackwardCtx::grad(int k, Tensor gk) {
-  const std::uint32_t j = rec.args[node.args + static_cast<std::uint32_t>(k)];
+  const std::uint32_t j = input(k);
   if (j == Tensor::npos || !gk.defined()) return;
-  const Node in = rec.nodes[j]; // a copy: a create_graph reduction below records, moving rec.nodes
-  const std::string_view op =
-      node.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(node.c[0])].name) : name();
-  if (gk.dtype() != in.dtype)
-    fail("{}: backward produced a {} gradient for input {}, which is {}", op, gk.dtype(), k, in.dtype);
-  if (!(gk.shape() == in.shape)) {
-    if (!broadcastable_to(in.shape, gk.shape()))
-      fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in.shape);
+  // By value: a create_graph reduction below records, which may move rec.nodes.
+  const Shape in_shape = rec.nodes[j].shape;
+  const DType in_dtype = rec.nodes[j].dtype;
+  if (gk.dtype() != in_dtype || !(gk.shape() == in_shape)) {
+    const Node& n = node();
+    const std::string_view op =
+        n.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(n.ints[0])].name) : n.op->name;
+    if (gk.dtype() != in_dtype)
+      fail("{}: backward produced a {} gradient for input {}, which is {}", op, gk.dtype(), k, in_dtype);
+    if (!broadcastable_to(in_shape, gk.shape()))
+      fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in_shape);
     // broadcasting is undone here, once, for every op
-    gk = create_graph ? sum_to_recorded(gk, in.shape) : sum_to(gk, in.shape);
+    gk = create_graph ? sum_to_recorded(gk, in_shape) : sum_to(gk, in_shape);
   }
   Tensor& a = rec.adj[j];
   if (!a.defined())
@@ -245,35 +240,6 @@ void accumulate_into(GradSlot& slot, Tensor& g, bool leaf) {
   } else {
     slot.grad = convert(g, g.dtype());
   }
-}
-
-// Runs the rule of node i in a create_graph sweep. The rule records nodes, which may move the
-// record's vectors, so it gets copies of the node, its saved tensors and its integers.
-void run_graph_rule(Record& rec, std::uint32_t i, const Tensor& gi) {
-  const Node nd = rec.nodes[i];
-  if (nd.op->backward_graph == nullptr)
-    fail("{}: this op has no create_graph rule, so its gradient cannot be differentiated again", nd.op->name);
-  Tensor saved[8];
-  std::vector<Tensor> many;
-  std::span<Tensor> sv(saved, nd.nsaved);
-  if (nd.nsaved > 8) {
-    many.assign(rec.saved.begin() + nd.saved, rec.saved.begin() + nd.saved + nd.nsaved);
-    sv = many;
-  } else {
-    std::copy_n(rec.saved.begin() + nd.saved, nd.nsaved, saved);
-  }
-  std::int64_t ints[8];
-  std::vector<std::int64_t> many_ints;
-  std::span<std::int64_t> iv(ints, nd.nints);
-  if (nd.nints > 8) {
-    many_ints.assign(rec.ints.begin() + nd.ints, rec.ints.begin() + nd.ints + nd.nints);
-    iv = many_ints;
-  } else {
-    std::copy_n(rec.ints.begin() + nd.ints, nd.nints, ints);
-  }
-  const Tensor g = gi; // rec.adj does not move during a sweep, but a rule may replace this entry
-  BackwardCtx ctx{rec, nd, g, sv, iv, true};
-  nd.op->backward_graph(ctx);
 }
 
 void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Tensor> seeds, Mode mode,
@@ -322,12 +288,20 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     Tensor& gi = rec.adj[i];
     if (!gi.defined()) continue; // the outputs do not depend on this node
     const Node& nd = rec.nodes[i];
-    if (mode == Mode::accumulate && nd.slot != nullptr) accumulate_into(*nd.slot, gi, nd.op == &leaf_op);
+    const OpInfo* op = nd.op;
+    if (mode == Mode::accumulate && nd.slot != nullptr) accumulate_into(*nd.slot, gi, op == &leaf_op);
+    // The rule gets the node's index and gi itself: rec.adj does not move during a sweep (it was
+    // sized above), and a rule writes only its inputs' entries, never node i's.
+    BackwardCtx ctx{rec, i, gi, create_graph};
     if (create_graph) {
-      if (nd.op != &leaf_op) run_graph_rule(rec, i, gi);
-    } else if (nd.op->backward != nullptr) {
-      BackwardCtx ctx{rec, nd, gi, {rec.saved.data() + nd.saved, nd.nsaved}, {rec.ints.data() + nd.ints, nd.nints}};
-      nd.op->backward(ctx);
+      if (op == &leaf_op) {
+      } else if (op->backward_graph == nullptr) {
+        fail("{}: this op has no create_graph rule, so its gradient cannot be differentiated again", op->name);
+      } else {
+        op->backward_graph(ctx);
+      }
+    } else if (op->backward != nullptr) {
+      op->backward(ctx);
     }
     if (!rec.keep[i]) rec.adj[i] = Tensor(); // frees memory as early as possible
   }
@@ -357,7 +331,10 @@ using detail::fail;
 std::vector<std::string> tensor_op_names() {
   detail::touch_elementwise();
   detail::touch_reduce();
-  detail::touch_linalg();
+  detail::touch_matmul();
+  detail::touch_shape();
+  detail::touch_index();
+  detail::touch_loss();
   std::vector<std::string> out(detail::op_registry().begin(), detail::op_registry().end());
   std::sort(out.begin(), out.end());
   return out;
@@ -510,13 +487,13 @@ Tensor apply(const CustomFunction& f, const std::vector<Tensor>& inputs) {
   for (const Tensor& t : inputs)
     ptrs.push_back(&t);
   detail::Record& rec = detail::record_of(Tape::active());
-  detail::Node& n = detail::record(detail::custom_op, out, ptrs);
-  n.c[0] = static_cast<double>(rec.customs.size());
-  rec.customs.push_back(f);
-  // The inputs as recorded, so that a create_graph sweep can differentiate the backward through them.
-  for (const Tensor& t : inputs)
-    detail::save(n, t);
-  detail::save(n, out);
+  // The inputs and the output as recorded, so that a create_graph sweep can differentiate the
+  // backward through them.
+  std::vector<const Tensor*> saved = ptrs;
+  saved.push_back(&out);
+  const std::int64_t index[1] = {static_cast<std::int64_t>(rec.customs.size())};
+  detail::record(detail::custom_op, out, {.inputs = ptrs, .saved = saved, .ints = index});
+  rec.customs.push_back(f); // after record(), which may throw
   return out;
 }
 

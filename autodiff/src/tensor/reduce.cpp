@@ -1,6 +1,6 @@
-// Reductions, softmax and the fused losses. Each op's forward function and its OpInfo (the rule)
-// sit side by side. A reduction over `dim` views its input as [outer, n, inner]: element (o, k, i)
-// is at (o n + k) inner + i, and the reduced element (o, i) at o inner + i.
+// Reductions and softmax. Each op is one block: its rules, then its forward function. A reduction
+// over `dim` views its input as [outer, n, inner]: element (o, k, i) is at (o n + k) inner + i, and
+// the reduced element (o, i) at o inner + i.
 
 #include "internal.hpp"
 
@@ -11,6 +11,26 @@ namespace autodiff {
 
 namespace detail {
 namespace {
+
+// What a reduction over `dim` (or over everything, dimp null) makes of its input: the normalized
+// dim, the result's shape and the [outer, n, inner] view. The dim is recorded as the node's one
+// integer parameter; a node without one reduced everything.
+struct Reduced {
+  std::int64_t dim; // 0 when reducing everything
+  bool all;
+  Shape shape;
+  Split p;
+  std::span<const std::int64_t> ints() const { return {&dim, all ? 0u : 1u}; }
+};
+Reduced reduced(std::string_view op, const Shape& a, const int* dimp, bool keepdim) {
+  if (dimp == nullptr) return {0, true, Shape{}, Split{1, a.numel(), 1}};
+  const int dim = normalize_dim(op, *dimp, a.rank());
+  return {dim, false, reduced_shape(a, dim, keepdim), split_at(a, dim)};
+}
+// The [outer, n, inner] view of the input of the reduction node x reads.
+Split reduced_split(const BackwardCtx& x, const Shape& in) {
+  return x.has_ints() ? split_at(in, static_cast<int>(x.ints()[0])) : Split{1, in.numel(), 1};
+}
 
 Tensor scaled(const Tensor& t, double c) {
   if (c == 1) return t;
@@ -28,7 +48,7 @@ Tensor scaled(const Tensor& t, double c) {
 // The adjoint of a reduced tensor spread back over the input's shape (times c).
 Tensor spread(const BackwardCtx& x, double c) {
   const Shape& in = x.in_shape(0);
-  if (x.node.nints == 0) return full(in, x.g.item() * c, x.g.dtype());
+  if (!x.has_ints()) return full(in, x.g.item() * c, x.g.dtype());
   const int dim = static_cast<int>(x.ints()[0]);
   return scaled(expand_copy(Access::view(x.g, reduced_shape(in, dim, true)), in), c);
 }
@@ -39,7 +59,7 @@ Tensor as_shape(const Tensor& t, const Shape& s) { return t.shape() == s ? t : r
 // The shape of the reduction's output with its reduced dim kept as 1 (a scalar shape for "all"),
 // so that g and r broadcast against the input.
 Shape keep_shape(const BackwardCtx& x) {
-  return x.node.nints == 0 ? Shape{} : reduced_shape(x.in_shape(0), static_cast<int>(x.ints()[0]), true);
+  return !x.has_ints() ? Shape{} : reduced_shape(x.in_shape(0), static_cast<int>(x.ints()[0]), true);
 }
 
 Tensor spread_graph(const BackwardCtx& x, double c) {
@@ -50,16 +70,17 @@ Tensor spread_graph(const BackwardCtx& x, double c) {
 // ---- sum and mean ---------------------------------------------------------------------------------
 const OpInfo sum_info{"sum", [](BackwardCtx& x) { x.grad(0, spread(x, 1.0)); },
                       [](BackwardCtx& x) { x.grad(0, spread_graph(x, 1.0)); }};
-const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, x.c(0))); },
-                       [](BackwardCtx& x) { x.grad(0, spread_graph(x, x.c(0))); }};
+// mean's 1/n comes from the input's shape: 1/0 = inf for an empty slice, as in the forward.
+double mean_scale(const BackwardCtx& x) { return 1.0 / static_cast<double>(reduced_split(x, x.in_shape(0)).n); }
+const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_scale(x))); },
+                       [](BackwardCtx& x) { x.grad(0, spread_graph(x, mean_scale(x))); }};
 
 Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
   check_float(op.name, a);
-  const int dim = dimp ? normalize_dim(op.name, *dimp, a.dim()) : 0;
-  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
-  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  const Reduced r = reduced(op.name, a.shape(), dimp, keepdim);
+  const Split p = r.p;
   const double scale = is_mean ? 1.0 / static_cast<double>(p.n) : 1.0;
-  Tensor out = Access::make(s, a.dtype());
+  Tensor out = Access::make(r.shape, a.dtype());
   dispatch_float(op.name, a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
@@ -86,14 +107,7 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
       }
     }
   });
-  if (any_requires_grad({&a})) {
-    Node& n = record(op, out, {&a});
-    n.c[0] = scale;
-    if (dimp) {
-      const std::int64_t v[2] = {dim, keepdim};
-      save_ints(n, v);
-    }
-  }
+  if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .ints = r.ints()});
   return out;
 }
 
@@ -102,11 +116,7 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
 // Calls f(e, j) for each slice j and the input element e that won it.
 template <class F> void for_extrema(const BackwardCtx& x, F&& f) {
   const std::int64_t* iv = ptr<std::int64_t>(x.saved(0));
-  if (x.node.nints == 0) {
-    f(iv[0], std::int64_t{0});
-    return;
-  }
-  const Split p = split_at(x.in_shape(0), static_cast<int>(x.ints()[0]));
+  const Split p = reduced_split(x, x.in_shape(0));
   for (std::int64_t q = 0; q < p.outer; ++q)
     for (std::int64_t i = 0; i < p.inner; ++i) {
       const std::int64_t j = q * p.inner + i;
@@ -141,12 +151,11 @@ const OpInfo min_info{"min", extremum_backward, extremum_backward_graph};
 template <bool IsMax>
 std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const int* dimp, bool keepdim) {
   check_defined(name, a);
-  const int dim = dimp ? normalize_dim(name, *dimp, a.dim()) : 0;
-  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
-  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
+  const Reduced r = reduced(name, a.shape(), dimp, keepdim);
+  const Split p = r.p;
   if (p.n == 0) fail("{}: cannot reduce over an empty dimension (shape {})", name, a.shape());
-  Tensor val = Access::make(s, a.dtype());
-  Tensor idx = Access::make(s, DType::int64);
+  Tensor val = Access::make(r.shape, a.dtype());
+  Tensor idx = Access::make(r.shape, DType::int64);
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
@@ -173,71 +182,64 @@ template <bool IsMax> Tensor extremum_op(const Tensor& a, const int* dimp, bool 
   auto [val, idx] = extremum<IsMax>(op.name, a, dimp, keepdim);
   if (any_requires_grad({&a})) {
     check_float(op.name, a);
-    Node& n = record(op, val, {&a});
-    save(n, idx);
-    if (dimp) {
-      const std::int64_t v[1] = {normalize_dim(op.name, *dimp, a.dim())};
-      save_ints(n, v);
-    }
+    record(op, val, {.inputs = {&a}, .saved = {&idx}, .ints = reduced(op.name, a.shape(), dimp, keepdim).ints()});
   }
   return val;
 }
 
 // ---- prod ------------------------------------------------------------------------------------
 // d prod / d a_k is the product of the others, from prefix and suffix products: exact with zeros.
-const OpInfo prod_info{
-    "prod",
-    [](BackwardCtx& x) {
-      const Tensor& a = x.saved(0);
-      const Split p = x.node.nints ? split_at(a.shape(), static_cast<int>(x.ints()[0])) : Split{1, a.numel(), 1};
-      Tensor ga = Access::make(a.shape(), a.dtype());
-      dispatch_float("prod", a.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        const T* av = ptr<T>(a);
-        const T* gv = ptr<T>(x.g);
-        T* o = ptr<T>(ga);
-        for (std::int64_t q = 0; q < p.outer; ++q)
-          for (std::int64_t i = 0; i < p.inner; ++i) {
-            const std::int64_t b = q * p.n * p.inner + i;
-            T pre = 1;
-            for (std::int64_t k = 0; k < p.n; ++k) { // o holds the prefix products
-              o[b + k * p.inner] = pre;
-              pre *= av[b + k * p.inner];
-            }
-            T suf = 1;
-            const T g = gv[q * p.inner + i];
-            for (std::int64_t k = p.n; k-- > 0;) {
-              o[b + k * p.inner] *= suf * g;
-              suf *= av[b + k * p.inner];
-            }
-          }
-      });
-      x.grad(0, std::move(ga));
-    },
-    // Prefix and suffix products cannot be written with recorded ops, and dividing r by a_k is wrong
-    // at zeros. So each element's "product of the others" is a prod over its own copy of the slice
-    // with that element replaced by 1: a [..., n, n] tensor, O(n^2) time and memory per slice of n
-    // (and O(n^3) at the next order, whose rule sees that n x n tensor). Exact with zeros at every
-    // order, since prod's rule is used again for the higher derivatives.
-    [](BackwardCtx& x) {
-      const Tensor& a = x.saved(0);
-      const Shape& in = a.shape();
-      const bool flat = x.node.nints == 0 || in.rank() == 0;
-      Tensor t = flat ? as_shape(a, Shape{in.numel()}) : a; // the reduced dim is moved last
-      const int d = flat ? 0 : static_cast<int>(x.ints()[0]), last = t.dim() - 1;
-      if (d != last) t = transpose(t, d, last);
-      const std::int64_t n = t.shape()[last];
-      Tensor others = prod(where(eye(n, a.dtype()), scalar_like(a, 1), unsqueeze(t, -2)), -1);
-      if (d != last) others = transpose(others, d, last);
-      x.grad(0, as_shape(others, in) * as_shape(x.g, keep_shape(x)));
-    }};
+const OpInfo prod_info{"prod",
+                       [](BackwardCtx& x) {
+                         const Tensor& a = x.saved(0);
+                         const Split p = reduced_split(x, a.shape());
+                         Tensor ga = Access::make(a.shape(), a.dtype());
+                         dispatch_float("prod", a.dtype(), [&](auto tag) {
+                           using T = decltype(tag);
+                           const T* av = ptr<T>(a);
+                           const T* gv = ptr<T>(x.g);
+                           T* o = ptr<T>(ga);
+                           for (std::int64_t q = 0; q < p.outer; ++q)
+                             for (std::int64_t i = 0; i < p.inner; ++i) {
+                               const std::int64_t b = q * p.n * p.inner + i;
+                               T pre = 1;
+                               for (std::int64_t k = 0; k < p.n; ++k) { // o holds the prefix products
+                                 o[b + k * p.inner] = pre;
+                                 pre *= av[b + k * p.inner];
+                               }
+                               T suf = 1;
+                               const T g = gv[q * p.inner + i];
+                               for (std::int64_t k = p.n; k-- > 0;) {
+                                 o[b + k * p.inner] *= suf * g;
+                                 suf *= av[b + k * p.inner];
+                               }
+                             }
+                         });
+                         x.grad(0, std::move(ga));
+                       },
+                       // Prefix and suffix products cannot be written with recorded ops, and dividing r by a_k is wrong
+                       // at zeros. So each element's "product of the others" is a prod over its own copy of the slice
+                       // with that element replaced by 1: a [..., n, n] tensor, O(n^2) time and memory per slice of n
+                       // (and O(n^3) at the next order, whose rule sees that n x n tensor). Exact with zeros at every
+                       // order, since prod's rule is used again for the higher derivatives.
+                       [](BackwardCtx& x) {
+                         const Tensor& a = x.saved(0);
+                         const Shape& in = a.shape();
+                         const bool flat = !x.has_ints() || in.rank() == 0;
+                         Tensor t = flat ? as_shape(a, Shape{in.numel()}) : a; // the reduced dim is moved last
+                         const int d = flat ? 0 : static_cast<int>(x.ints()[0]), last = t.dim() - 1;
+                         if (d != last) t = transpose(t, d, last);
+                         const std::int64_t n = t.shape()[last];
+                         Tensor others = prod(where(eye(n, a.dtype()), scalar_like(a, 1), unsqueeze(t, -2)), -1);
+                         if (d != last) others = transpose(others, d, last);
+                         x.grad(0, as_shape(others, in) * as_shape(x.g, keep_shape(x)));
+                       }};
 
 Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
   check_float("prod", a);
-  const int dim = dimp ? normalize_dim("prod", *dimp, a.dim()) : 0;
-  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
-  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
-  Tensor out = Access::make(s, a.dtype());
+  const Reduced r = reduced("prod", a.shape(), dimp, keepdim);
+  const Split p = r.p;
+  Tensor out = Access::make(r.shape, a.dtype());
   dispatch_float("prod", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
@@ -250,14 +252,7 @@ Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
         o[q * p.inner + i] = acc;
       }
   });
-  if (any_requires_grad({&a})) {
-    Node& n = record(prod_info, out, {&a});
-    save(n, a);
-    if (dimp) {
-      const std::int64_t v[1] = {dim};
-      save_ints(n, v);
-    }
-  }
+  if (any_requires_grad({&a})) record(prod_info, out, {.inputs = {&a}, .saved = {&a}, .ints = r.ints()});
   return out;
 }
 
@@ -268,8 +263,7 @@ Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
 template <class Local> void slice_backward(BackwardCtx& x, std::string_view name, Local local) {
   const Tensor& a = x.saved(0);
   const Tensor& r = x.saved(1);
-  const bool all = x.node.nints == 0;
-  const Split p = all ? Split{1, a.numel(), 1} : split_at(a.shape(), static_cast<int>(x.ints()[0]));
+  const Split p = reduced_split(x, a.shape());
   Tensor ga = Access::make(a.shape(), a.dtype());
   dispatch_float(name, a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -321,10 +315,9 @@ const OpInfo norm_info{"norm",
 template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool keepdim) {
   const OpInfo& op = IsLse ? logsumexp_info : norm_info;
   check_float(op.name, a);
-  const int dim = dimp ? normalize_dim(op.name, *dimp, a.dim()) : 0;
-  const Shape s = dimp ? reduced_shape(a.shape(), dim, keepdim) : Shape{};
-  const Split p = dimp ? split_at(a.shape(), dim) : Split{1, a.numel(), 1};
-  Tensor out = Access::make(s, a.dtype());
+  const Reduced r = reduced(op.name, a.shape(), dimp, keepdim);
+  const Split p = r.p;
+  Tensor out = Access::make(r.shape, a.dtype());
   dispatch_float(op.name, a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
@@ -349,15 +342,7 @@ template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool kee
         }
       }
   });
-  if (any_requires_grad({&a})) {
-    Node& n = record(op, out, {&a});
-    save(n, a);
-    save(n, out);
-    if (dimp) {
-      const std::int64_t v[1] = {dim};
-      save_ints(n, v);
-    }
-  }
+  if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .saved = {&a, &out}, .ints = r.ints()});
   return out;
 }
 
@@ -429,106 +414,10 @@ template <bool IsLog> Tensor softmax_impl(const Tensor& a, int dim_) {
       }
   });
   if (any_requires_grad({&a})) {
-    Node& n = record(op, out, {&a});
-    save(n, out);
     const std::int64_t v[1] = {dim};
-    save_ints(n, v);
+    record(op, out, {.inputs = {&a}, .saved = {&out}, .ints = v});
   }
   return out;
-}
-
-// ---- cross_entropy and nll_loss -------------------------------------------------------------------
-void check_targets(std::string_view op, const Tensor& x, const Tensor& t) {
-  check_float(op, x);
-  check_defined(op, t);
-  if (x.dim() != 2) fail("{}: input must be [N, C], got shape {}", op, x.shape());
-  if (t.dtype() != DType::int64) fail("{}: targets must be int64, got {}", op, t.dtype());
-  if (t.dim() != 1 || t.size(0) != x.size(0))
-    fail("{}: targets must have shape [{}] for input of shape {}, got {}", op, x.size(0), x.shape(), t.shape());
-  const std::int64_t* tv = ptr<std::int64_t>(t);
-  for (std::int64_t i = 0; i < t.numel(); ++i)
-    if (tv[i] < 0 || tv[i] >= x.size(1))
-      fail("{}: target {} at position {} is out of range for {} classes", op, tv[i], i, x.size(1));
-}
-// The adjoint of loss i, for the reductions mean (c = 1/N), sum (c = 1) and none (c = 0).
-template <class T> T row_grad(const T* gv, double c, std::int64_t i) { return c != 0 ? gv[0] * T(c) : gv[i]; }
-// The same with recorded ops: a scalar, or a column [N, 1] that broadcasts over the classes.
-Tensor row_grad_graph(const BackwardCtx& x, double sign) {
-  const double c = x.c(0);
-  if (c != 0) return c * sign == 1 ? x.g : x.g * (c * sign);
-  const Tensor g = as_shape(x.g, Shape{x.g.numel(), 1});
-  return sign == 1 ? g : -g;
-}
-// A constant [N, C] of dtype d: 1 at (i, t_i), 0 elsewhere.
-Tensor one_hot(const Tensor& targets, std::int64_t c, DType d) {
-  const std::int64_t n = targets.numel();
-  Tensor m = zeros({n, c}, d);
-  dispatch_float("one_hot", d, [&](auto tag) {
-    using T = decltype(tag);
-    const std::int64_t* tv = ptr<std::int64_t>(targets);
-    T* o = ptr<T>(m);
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i * c + tv[i]] = T(1);
-  });
-  return m;
-}
-
-// d/dx_ij = g_i (softmax_ij - [j == t_i]), the softmax recomputed from the saved logsumexp.
-const OpInfo cross_entropy_info{"cross_entropy",
-                                [](BackwardCtx& x) {
-                                  const Tensor& lg = x.saved(0);
-                                  const Tensor& t = x.saved(1);
-                                  const Tensor& lse = x.saved(2);
-                                  const std::int64_t n = lg.size(0), c = lg.size(1);
-                                  Tensor ga = Access::make(lg.shape(), lg.dtype());
-                                  dispatch_float("cross_entropy", lg.dtype(), [&](auto tag) {
-                                    using T = decltype(tag);
-                                    const T* xv = ptr<T>(lg);
-                                    const double* lv = ptr<double>(lse);
-                                    const T* gv = ptr<T>(x.g);
-                                    const std::int64_t* tv = ptr<std::int64_t>(t);
-                                    T* o = ptr<T>(ga);
-                                    for (std::int64_t i = 0; i < n; ++i) {
-                                      const T gi = row_grad(gv, x.c(0), i);
-                                      for (std::int64_t j = 0; j < c; ++j)
-                                        o[i * c + j] = gi * static_cast<T>(std::exp(xv[i * c + j] - lv[i]));
-                                      o[i * c + tv[i]] -= gi;
-                                    }
-                                  });
-                                  x.grad(0, std::move(ga));
-                                },
-                                // The softmax is recorded from the logits as recorded (saved(0)), not
-                                // taken from the detached float64 logsumexp, so the Hessian comes out:
-                                // c (diag(p) - p p^T) per row.
-                                [](BackwardCtx& x) {
-                                  const Tensor& lg = x.saved(0);
-                                  const Tensor p = softmax(lg, 1);
-                                  x.grad(0, row_grad_graph(x, 1) * (p - one_hot(x.saved(1), lg.size(1), lg.dtype())));
-                                }};
-
-const OpInfo nll_info{"nll_loss",
-                      [](BackwardCtx& x) {
-                        const Tensor& t = x.saved(0);
-                        const Shape& in = x.in_shape(0);
-                        Tensor ga = zeros(in, x.g.dtype());
-                        dispatch_float("nll_loss", ga.dtype(), [&](auto tag) {
-                          using T = decltype(tag);
-                          const T* gv = ptr<T>(x.g);
-                          const std::int64_t* tv = ptr<std::int64_t>(t);
-                          T* o = ptr<T>(ga);
-                          for (std::int64_t i = 0; i < in[0]; ++i)
-                            o[i * in[1] + tv[i]] = -row_grad(gv, x.c(0), i);
-                        });
-                        x.grad(0, std::move(ga));
-                      },
-                      [](BackwardCtx& x) {
-                        const Shape& in = x.in_shape(0);
-                        const Tensor mask = one_hot(x.saved(0), in[1], x.g.dtype());
-                        x.grad(0, where(mask, row_grad_graph(x, -1), scalar_like(x.g, 0)));
-                      }};
-
-double reduction_scale(Reduction r, std::int64_t n) {
-  return r == Reduction::mean ? 1.0 / static_cast<double>(n) : r == Reduction::sum ? 1.0 : 0.0;
 }
 
 } // namespace
@@ -603,78 +492,6 @@ Tensor stddev(const Tensor& a, Correction correction) { return sqrt(var(a, corre
 Tensor softmax(const Tensor& a, int dim) { return detail::softmax_impl<false>(a, dim); }
 Tensor log_softmax(const Tensor& a, int dim) { return detail::softmax_impl<true>(a, dim); }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red) {
-  detail::check_targets("cross_entropy", logits, targets);
-  const std::int64_t n = logits.size(0), c = logits.size(1);
-  const double scale = detail::reduction_scale(red, n);
-  // in float64 for every dtype: exp(x - lse) in the backward is then accurate even for float32
-  // logits of magnitude 1e4, where a float32 lse would be off by 1e-3.
-  Tensor lse = Access::make({n}, DType::float64);
-  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, logits.dtype());
-  detail::dispatch_float("cross_entropy", logits.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* xv = ptr<T>(logits);
-    const std::int64_t* tv = ptr<std::int64_t>(targets);
-    double* lv = ptr<double>(lse);
-    T* o = ptr<T>(out);
-    double total = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const T* row = xv + i * c;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::int64_t j = 0; j < c; ++j)
-        m = std::max(m, row[j]);
-      double s = 0;
-      for (std::int64_t j = 0; j < c; ++j)
-        s += std::exp(static_cast<double>(row[j] - m));
-      lv[i] = static_cast<double>(m) + std::log(s);
-      // lse - x_t computed as (m - x_t) + log s: no cancellation between two huge numbers.
-      const double li = static_cast<double>(m - row[tv[i]]) + std::log(s);
-      if (red == Reduction::none)
-        o[i] = static_cast<T>(li);
-      else
-        total += li;
-    }
-    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
-  });
-  if (detail::any_requires_grad({&logits})) {
-    detail::Node& nd = detail::record(detail::cross_entropy_info, out, {&logits});
-    nd.c[0] = scale;
-    detail::save(nd, logits);
-    detail::save(nd, targets);
-    detail::save(nd, lse);
-  }
-  return out;
-}
-
-Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction red) {
-  detail::check_targets("nll_loss", log_probs, targets);
-  const std::int64_t n = log_probs.size(0), c = log_probs.size(1);
-  const double scale = detail::reduction_scale(red, n);
-  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, log_probs.dtype());
-  detail::dispatch_float("nll_loss", log_probs.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* xv = ptr<T>(log_probs);
-    const std::int64_t* tv = ptr<std::int64_t>(targets);
-    T* o = ptr<T>(out);
-    double total = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const T li = -xv[i * c + tv[i]];
-      if (red == Reduction::none)
-        o[i] = li;
-      else
-        total += li;
-    }
-    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
-  });
-  if (detail::any_requires_grad({&log_probs})) {
-    detail::Node& nd = detail::record(detail::nll_info, out, {&log_probs});
-    nd.c[0] = scale;
-    detail::save(nd, targets);
-  }
-  return out;
-}
-
 } // namespace autodiff
 
-// Referenced by tensor_op_names() so that a static link keeps this file's rules registered.
 void autodiff::detail::touch_reduce() {}

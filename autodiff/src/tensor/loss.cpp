@@ -1,0 +1,340 @@
+// The fused losses, each one op with its own rules: cross_entropy and nll_loss on [N, C] logits
+// and int64 targets, mse_loss and binary_cross_entropy_with_logits elementwise. nn's losses are
+// thin wrappers of these (nn/src/loss.cpp). Each op is one block: its rules, then its forward.
+
+#include "internal.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace autodiff {
+
+using detail::Access;
+using detail::fail;
+using detail::ptr;
+
+namespace detail {
+namespace {
+void check_targets(std::string_view op, const Tensor& x, const Tensor& t) {
+  check_float(op, x);
+  check_defined(op, t);
+  if (x.dim() != 2) fail("{}: input must be [N, C], got shape {}", op, x.shape());
+  if (t.dtype() != DType::int64) fail("{}: targets must be int64, got {}", op, t.dtype());
+  if (t.dim() != 1 || t.size(0) != x.size(0))
+    fail("{}: targets must have shape [{}] for input of shape {}, got {}", op, x.size(0), x.shape(), t.shape());
+  const std::int64_t* tv = ptr<std::int64_t>(t);
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    if (tv[i] < 0 || tv[i] >= x.size(1))
+      fail("{}: target {} at position {} is out of range for {} classes", op, tv[i], i, x.size(1));
+}
+double reduction_scale(Reduction r, std::int64_t n) {
+  return r == Reduction::mean ? 1.0 / static_cast<double>(n) : r == Reduction::sum ? 1.0 : 0.0;
+}
+// The factor a reduced loss's adjoint gets for each row: 1/N (mean), 1 (sum), or 0 for none, whose
+// adjoint has a row per loss. From the node's integer parameter (the Reduction) and its input [N, C].
+double loss_scale(const BackwardCtx& x) {
+  return reduction_scale(static_cast<Reduction>(x.ints()[0]), x.in_shape(0)[0]);
+}
+// The adjoint of loss i, for the reductions mean (c = 1/N), sum (c = 1) and none (c = 0).
+template <class T> T row_grad(const T* gv, double c, std::int64_t i) { return c != 0 ? gv[0] * T(c) : gv[i]; }
+// The same with recorded ops: a scalar, or a column [N, 1] that broadcasts over the classes.
+Tensor row_grad_graph(const BackwardCtx& x, double sign) {
+  const double c = loss_scale(x);
+  if (c != 0) return c * sign == 1 ? x.g : x.g * (c * sign);
+  const Shape column{x.g.numel(), 1};
+  const Tensor g = x.g.shape() == column ? x.g : reshape(x.g, column);
+  return sign == 1 ? g : -g;
+}
+// A constant [N, C] of dtype d: 1 at (i, t_i), 0 elsewhere.
+Tensor one_hot(const Tensor& targets, std::int64_t c, DType d) {
+  const std::int64_t n = targets.numel();
+  Tensor m = zeros({n, c}, d);
+  dispatch_float("one_hot", d, [&](auto tag) {
+    using T = decltype(tag);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    T* o = ptr<T>(m);
+    for (std::int64_t i = 0; i < n; ++i)
+      o[i * c + tv[i]] = T(1);
+  });
+  return m;
+}
+
+// The loss of each element reduced as asked (the elementwise losses record mean or sum after it).
+Tensor reduce_loss(const Tensor& l, Reduction red) {
+  return red == Reduction::mean ? mean(l) : red == Reduction::sum ? sum(l) : l;
+}
+} // namespace
+} // namespace detail
+
+// ---- cross_entropy ---------------------------------------------------------------------------------
+namespace detail {
+namespace {
+// d/dx_ij = g_i (softmax_ij - [j == t_i]), the softmax recomputed from the saved logsumexp.
+const OpInfo cross_entropy_info{"cross_entropy",
+                                [](BackwardCtx& x) {
+                                  const Tensor& lg = x.saved(0);
+                                  const Tensor& t = x.saved(1);
+                                  const Tensor& lse = x.saved(2);
+                                  const std::int64_t n = lg.size(0), c = lg.size(1);
+                                  Tensor ga = Access::make(lg.shape(), lg.dtype());
+                                  dispatch_float("cross_entropy", lg.dtype(), [&](auto tag) {
+                                    using T = decltype(tag);
+                                    const T* xv = ptr<T>(lg);
+                                    const double* lv = ptr<double>(lse);
+                                    const T* gv = ptr<T>(x.g);
+                                    const std::int64_t* tv = ptr<std::int64_t>(t);
+                                    T* o = ptr<T>(ga);
+                                    const double scale = loss_scale(x);
+                                    for (std::int64_t i = 0; i < n; ++i) {
+                                      const T gi = row_grad(gv, scale, i);
+                                      for (std::int64_t j = 0; j < c; ++j)
+                                        o[i * c + j] = gi * static_cast<T>(std::exp(xv[i * c + j] - lv[i]));
+                                      o[i * c + tv[i]] -= gi;
+                                    }
+                                  });
+                                  x.grad(0, std::move(ga));
+                                },
+                                // The softmax is recorded from the logits as recorded (saved(0)), not
+                                // taken from the detached float64 logsumexp, so the Hessian comes out:
+                                // c (diag(p) - p p^T) per row.
+                                [](BackwardCtx& x) {
+                                  const Tensor& lg = x.saved(0);
+                                  const Tensor p = softmax(lg, 1);
+                                  x.grad(0, row_grad_graph(x, 1) * (p - one_hot(x.saved(1), lg.size(1), lg.dtype())));
+                                }};
+} // namespace
+} // namespace detail
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red) {
+  detail::check_targets("cross_entropy", logits, targets);
+  const std::int64_t n = logits.size(0), c = logits.size(1);
+  const double scale = detail::reduction_scale(red, n);
+  // in float64 for every dtype: exp(x - lse) in the backward is then accurate even for float32
+  // logits of magnitude 1e4, where a float32 lse would be off by 1e-3.
+  Tensor lse = Access::make({n}, DType::float64);
+  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, logits.dtype());
+  detail::dispatch_float("cross_entropy", logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xv = ptr<T>(logits);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    double* lv = ptr<double>(lse);
+    T* o = ptr<T>(out);
+    double total = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T* row = xv + i * c;
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::int64_t j = 0; j < c; ++j)
+        m = std::max(m, row[j]);
+      double s = 0;
+      for (std::int64_t j = 0; j < c; ++j)
+        s += std::exp(static_cast<double>(row[j] - m));
+      lv[i] = static_cast<double>(m) + std::log(s);
+      // lse - x_t computed as (m - x_t) + log s: no cancellation between two huge numbers.
+      const double li = static_cast<double>(m - row[tv[i]]) + std::log(s);
+      if (red == Reduction::none)
+        o[i] = static_cast<T>(li);
+      else
+        total += li;
+    }
+    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
+  });
+  if (detail::any_requires_grad({&logits})) {
+    const std::int64_t v[1] = {static_cast<std::int64_t>(red)};
+    detail::record(detail::cross_entropy_info, out,
+                   {.inputs = {&logits}, .saved = {&logits, &targets, &lse}, .ints = v});
+  }
+  return out;
+}
+
+// ---- nll_loss --------------------------------------------------------------------------------------
+namespace detail {
+namespace {
+const OpInfo nll_info{"nll_loss",
+                      [](BackwardCtx& x) {
+                        const Tensor& t = x.saved(0);
+                        const Shape& in = x.in_shape(0);
+                        Tensor ga = zeros(in, x.g.dtype());
+                        dispatch_float("nll_loss", ga.dtype(), [&](auto tag) {
+                          using T = decltype(tag);
+                          const T* gv = ptr<T>(x.g);
+                          const std::int64_t* tv = ptr<std::int64_t>(t);
+                          T* o = ptr<T>(ga);
+                          const double scale = loss_scale(x);
+                          for (std::int64_t i = 0; i < in[0]; ++i)
+                            o[i * in[1] + tv[i]] = -row_grad(gv, scale, i);
+                        });
+                        x.grad(0, std::move(ga));
+                      },
+                      [](BackwardCtx& x) {
+                        const Shape& in = x.in_shape(0);
+                        const Tensor mask = one_hot(x.saved(0), in[1], x.g.dtype());
+                        x.grad(0, where(mask, row_grad_graph(x, -1), scalar_like(x.g, 0)));
+                      }};
+} // namespace
+} // namespace detail
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction red) {
+  detail::check_targets("nll_loss", log_probs, targets);
+  const std::int64_t n = log_probs.size(0), c = log_probs.size(1);
+  const double scale = detail::reduction_scale(red, n);
+  Tensor out = Access::make(red == Reduction::none ? Shape{n} : Shape{}, log_probs.dtype());
+  detail::dispatch_float("nll_loss", log_probs.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xv = ptr<T>(log_probs);
+    const std::int64_t* tv = ptr<std::int64_t>(targets);
+    T* o = ptr<T>(out);
+    double total = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T li = -xv[i * c + tv[i]];
+      if (red == Reduction::none)
+        o[i] = li;
+      else
+        total += li;
+    }
+    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
+  });
+  if (detail::any_requires_grad({&log_probs})) {
+    const std::int64_t v[1] = {static_cast<std::int64_t>(red)};
+    detail::record(detail::nll_info, out, {.inputs = {&log_probs}, .saved = {&targets}, .ints = v});
+  }
+  return out;
+}
+
+// ---- mse_loss --------------------------------------------------------------------------------------
+// (a - b)^2 per element in one pass (a and b of one shape), then mean or sum as recorded ops.
+namespace detail {
+namespace {
+// d/da = 2 g (a - b) and d/db = -2 g (a - b); 0 where g is 0 (Note [Zero adjoints]).
+void mse_loss_backward(BackwardCtx& x) {
+  const Tensor& a = x.saved(0);
+  const Tensor& b = x.saved(1);
+  for (int k = 0; k < 2; ++k) {
+    if (!x.needs(k)) continue;
+    Tensor gk = Access::make(a.shape(), a.dtype());
+    dispatch_float("mse_loss", a.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* av = ptr<T>(a);
+      const T* bv = ptr<T>(b);
+      const T* gv = ptr<T>(x.g);
+      T* o = ptr<T>(gk);
+      const T two = k == 0 ? T(2) : T(-2);
+      for (std::int64_t i = 0; i < a.numel(); ++i)
+        o[i] = gv[i] == T(0) ? T(0) : two * gv[i] * (av[i] - bv[i]);
+    });
+    x.grad(k, std::move(gk));
+  }
+}
+void mse_loss_backward_graph(BackwardCtx& x) {
+  const Tensor& a = x.saved(0);
+  const Tensor& b = x.saved(1);
+  if (x.needs(0)) x.grad(0, zero_adjoint(x.g, x.g * (a - b) * 2.0));
+  if (x.needs(1)) x.grad(1, zero_adjoint(x.g, x.g * (a - b) * -2.0));
+}
+const OpInfo mse_loss_info{"mse_loss", mse_loss_backward, mse_loss_backward_graph};
+} // namespace
+} // namespace detail
+
+Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction red) {
+  detail::check_same_dtype("mse_loss", a, b);
+  if (!(a.shape() == b.shape())) fail("mse_loss: input shape {} and target shape {} differ", a.shape(), b.shape());
+  detail::check_float("mse_loss", a);
+  Tensor l = Access::make(a.shape(), a.dtype());
+  detail::dispatch_float("mse_loss", a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* av = ptr<T>(a);
+    const T* bv = ptr<T>(b);
+    T* o = ptr<T>(l);
+    for (std::int64_t i = 0; i < a.numel(); ++i)
+      o[i] = (av[i] - bv[i]) * (av[i] - bv[i]);
+  });
+  if (detail::any_requires_grad({&a, &b}))
+    detail::record(detail::mse_loss_info, l, {.inputs = {&a, &b}, .saved = {&a, &b}});
+  return detail::reduce_loss(l, red);
+}
+
+// ---- binary_cross_entropy_with_logits ------------------------------------------------------------
+// Per element, logit a against target b (they broadcast), in the form that never overflows:
+// softplus(a) - a b. d/da = g (sigmoid(a) - b), d/db = -g a. The stable softplus and sigmoid are the
+// elementwise ops', so each formula is written once.
+namespace detail {
+namespace {
+constexpr std::string_view bce_name = "binary_cross_entropy_with_logits";
+void bce_backward(BackwardCtx& x) {
+  const Shape& s = x.g.shape();
+  const Tensor a = x.saved(0).shape() == s ? x.saved(0) : expand_copy(x.saved(0), s);
+  const Tensor b = x.saved(1).shape() == s ? x.saved(1) : expand_copy(x.saved(1), s);
+  for (int k = 0; k < 2; ++k) {
+    if (!x.needs(k)) continue;
+    const Tensor p = k == 0 ? sigmoid(a) : Tensor(); // not recorded: a first-order sweep runs without grad
+    Tensor gk = Access::make(s, a.dtype());
+    dispatch_float(bce_name, a.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* av = ptr<T>(a);
+      const T* bv = ptr<T>(b);
+      const T* gv = ptr<T>(x.g);
+      T* o = ptr<T>(gk);
+      if (k == 0) {
+        const T* pv = ptr<T>(p);
+        for (std::int64_t i = 0; i < s.numel(); ++i)
+          o[i] = gv[i] == T(0) ? T(0) : gv[i] * (pv[i] - bv[i]);
+      } else {
+        for (std::int64_t i = 0; i < s.numel(); ++i)
+          o[i] = gv[i] == T(0) ? T(0) : -gv[i] * av[i];
+      }
+    });
+    x.grad(k, std::move(gk));
+  }
+}
+void bce_backward_graph(BackwardCtx& x) {
+  const Tensor& a = x.saved(0);
+  const Tensor& b = x.saved(1);
+  if (x.needs(0)) x.grad(0, zero_adjoint(x.g, x.g * (sigmoid(a) - b)));
+  if (x.needs(1)) x.grad(1, zero_adjoint(x.g, -(x.g * a)));
+}
+const OpInfo bce_info{bce_name, bce_backward, bce_backward_graph};
+} // namespace
+} // namespace detail
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction red) {
+  detail::check_float(detail::bce_name, logits);
+  detail::check_same_dtype(detail::bce_name, logits, targets);
+  detail::broadcast_shapes(detail::bce_name, logits.shape(), targets.shape());
+  Tensor l;
+  {
+    NoGradGuard values_only; // the elementwise ops' kernels, with one node for the whole loss below
+    l = softplus(logits) - logits * targets;
+  }
+  if (detail::any_requires_grad({&logits, &targets}))
+    detail::record(detail::bce_info, l, {.inputs = {&logits, &targets}, .saved = {&logits, &targets}});
+  return detail::reduce_loss(l, red);
+}
+
+// ---- compositions of recorded ops: their gradients need no rule of their own --------------------
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red, double eps) {
+  if (!(eps >= 0 && eps <= 1)) fail("cross_entropy: label_smoothing must be in [0, 1], got {}", eps);
+  if (eps == 0) return cross_entropy(logits, targets, red);
+  detail::check_targets("cross_entropy", logits, targets);
+  // (1 - e) nll + e (mean over the classes of -log p), per example, then reduced.
+  const Tensor logp = log_softmax(logits, 1);
+  const Tensor nll = nll_loss(logp, targets, Reduction::none);
+  return detail::reduce_loss((1.0 - eps) * nll + eps * -mean(logp, 1), red);
+}
+
+Tensor l1_loss(const Tensor& a, const Tensor& b, Reduction red) {
+  detail::check_same_dtype("l1_loss", a, b);
+  if (!(a.shape() == b.shape())) fail("l1_loss: input shape {} and target shape {} differ", a.shape(), b.shape());
+  return detail::reduce_loss(abs(a - b), red);
+}
+
+Tensor huber_loss(const Tensor& a, const Tensor& b, Reduction red, double delta) {
+  detail::check_same_dtype("huber_loss", a, b);
+  if (!(a.shape() == b.shape())) fail("huber_loss: input shape {} and target shape {} differ", a.shape(), b.shape());
+  if (!(delta > 0)) fail("huber_loss: delta must be positive, got {}", delta);
+  const Tensor d = a - b;
+  const Tensor m = abs(d);
+  return detail::reduce_loss(where(lt(m, delta), 0.5 * square(d), delta * (m - 0.5 * delta)), red);
+}
+
+} // namespace autodiff
+
+void autodiff::detail::touch_loss() {}
