@@ -705,29 +705,73 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
         out = {};
         return std::vector<double>{total / static_cast<double>(n)};
       });
+  row(
+      "mse_loss_none", {{Shape{3, 4}, Shape{3, 4}}, {Shape{0, 4}, Shape{0, 4}}},
+      [](T x) { return mse_loss(x[0], x[1], autodiff::Reduction::none); },
+      [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
+        std::vector<double> r;
+        for (std::size_t i = 0; i < x[0].size(); ++i)
+          r.push_back((x[0][i] - x[1][i]) * (x[0][i] - x[1][i]));
+        out = d[0];
+        return r;
+      });
+  // The view itself as the output (the rows above copy it with `* 1.0`).
+  row(
+      "reshape_view", {{Shape{3, 4}}},
+      [](T x) {
+        return reshape(x[0], {2, -1, 3});
+      },
+      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+        out = {2, 2, 3};
+        return x[0];
+      });
   return t;
 }
 
-// The ops of tensor_op_names() (but those in `elsewhere`) that no row of `table` records when run
-// on its first shapes. Recorded op names are compared exactly: a `maximum` row does not cover `max`.
-inline std::vector<std::string> ops_without_row(const std::vector<TensorOpInfo>& table,
-                                                const std::vector<std::string>& elsewhere) {
-  std::vector<std::string> seen;
+// The ops each row of `table` records when run on its first shapes, in recording order.
+inline std::vector<std::vector<std::string>> ops_recorded_by(const std::vector<TensorOpInfo>& table) {
+  std::vector<std::vector<std::string>> out;
   for (const TensorOpInfo& op : table) {
     autodiff::Tape tape;
     std::vector<Tensor> xs = inputs_for(op, op.shapes.at(0));
     for (Tensor& x : xs)
       if (x.dtype() != DType::int64) x.requires_grad(true);
     op.f(xs);
-    const std::vector<std::string> ops = autodiff::recorded_tensor_ops();
-    seen.insert(seen.end(), ops.begin(), ops.end());
+    out.push_back(autodiff::recorded_tensor_ops());
   }
+  return out;
+}
+
+// The ops of tensor_op_names() that are neither in `seen` nor in `elsewhere`.
+inline std::vector<std::string> ops_not_in(const std::vector<std::string>& seen,
+                                           const std::vector<std::string>& elsewhere) {
   std::vector<std::string> missing;
   for (const std::string& name : autodiff::tensor_op_names())
     if (std::find(elsewhere.begin(), elsewhere.end(), name) == elsewhere.end() &&
         std::find(seen.begin(), seen.end(), name) == seen.end())
       missing.push_back(name);
   return missing;
+}
+
+// The ops (but those in `elsewhere`) that no row of `table` records. Recorded op names are compared
+// exactly: a `maximum` row does not cover `max`.
+inline std::vector<std::string> ops_without_row(const std::vector<TensorOpInfo>& table,
+                                                const std::vector<std::string>& elsewhere) {
+  std::vector<std::string> seen;
+  for (const std::vector<std::string>& ops : ops_recorded_by(table))
+    seen.insert(seen.end(), ops.begin(), ops.end());
+  return ops_not_in(seen, elsewhere);
+}
+
+// The ops (but those in `elsewhere`) that are not the output of some row: a row whose last recorded
+// node is the op, so that its value, gradient, gradgrad and edge-value checks are the op's own and
+// not only those of a composite that uses it (`neg` inside `sub`).
+inline std::vector<std::string> ops_without_own_row(const std::vector<TensorOpInfo>& table,
+                                                    const std::vector<std::string>& elsewhere) {
+  std::vector<std::string> outputs;
+  for (const std::vector<std::string>& ops : ops_recorded_by(table))
+    if (!ops.empty()) outputs.push_back(ops.back());
+  return ops_not_in(outputs, elsewhere);
 }
 
 } // namespace tapegrad_test

@@ -1,7 +1,8 @@
 #pragma once
-// The scalar primitives: each op's forward value and its derivative rule, side by side.
+// The scalar primitives: each op's forward value and its derivative rule, side by side. The
+// elementwise tensor ops run the same rules (docs/design.md, "Adding a scalar op" and "Adding a
+// tensor op" say what else an op needs).
 //
-// This is the one file to touch when adding a scalar op (see docs/design.md, "Adding an op").
 // A rule is a vector-Jacobian product written once as a template over a context `x`:
 //   x.g()            the adjoint of the result
 //   x.a(), x.b()     the operands, x.r() the result, x.c() the recorded constant
@@ -22,8 +23,18 @@
 //
 // Inside rules, math functions are called unqualified after `using std::f;` so that doubles get
 // the standard function and Var finds autodiff::f by argument-dependent lookup.
+//
+// The tensor engine runs the rules too (elementwise.cpp): per element with float or double (its fast
+// rule), with recorded tensors (its create_graph rule), and once at compile time with a probe that
+// finds which saved values (a, b, r) a rule reads. Hence three conventions:
+// - A branch on operand values is written `when(x, cond, [&] { ... })` (or `when_else`), never
+//   `if`: with numbers it is that `if`, with tensors cond is a mask applied to what the body adds.
+//   Branches on the constant x.c() may stay `if`s, but each branch must read the same values.
+// - `vjp` and `f` are templates (f over float and double), and `vjp` is constexpr.
+// - Without a branch the per-element loop stays free of branches, so it can be vectorised.
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <numbers>
 #include <string_view>
@@ -35,32 +46,54 @@ enum class Form : std::uint8_t { leaf, unary, binary, unary_const };
 
 inline constexpr double two_over_sqrt_pi = 2.0 / 1.7724538509055160273; // 2/sqrt(pi)
 
-// Numerically stable forms shared by the double overloads and the rules.
-inline double sigmoid_value(double a) {
-  if (a >= 0) return 1.0 / (1.0 + std::exp(-a));
-  const double e = std::exp(a);
-  return e / (1.0 + e);
+// Numerically stable forms shared by the double overloads, the rules and the tensor ops. The
+// sigmoid has no branch (e^-|a| is in (0, 1], so neither form overflows), so loops vectorise.
+template <std::floating_point T> T sigmoid_value(T a) {
+  const T e = std::exp(-std::abs(a));
+  return (a >= 0 ? T(1) : e) / (T(1) + e);
 }
-inline double softplus_value(double a) { return std::fmax(a, 0.0) + std::log1p(std::exp(-std::fabs(a))); }
+template <std::floating_point T> T softplus_value(T a) {
+  return (a > 0 ? a : T(0)) + std::log1p(std::exp(-std::abs(a)));
+}
+// For the rules: sigmoid(v) of a number; Var and Tensor find their own by argument-dependent lookup.
+template <std::floating_point T> T sigmoid(T a) { return sigmoid_value(a); }
 // max and min propagate NaN, as PyTorch's maximum/minimum (std::fmax drops it, `a >= b ? a : b`
 // depends on the operand order); at a tie, +0 and -0 included, they return the first operand.
-// Every form (double, Var, Var and a constant on either side) computes its value here.
-inline double max_value(double a, double b) { return a >= b || std::isnan(a) ? a : b; }
-inline double min_value(double a, double b) { return a <= b || std::isnan(a) ? a : b; }
+// Every form (double, Var, Var and a constant on either side, tensors) computes its value here.
+template <std::floating_point T> T max_value(T a, T b) { return a >= b || std::isnan(a) ? a : b; }
+template <std::floating_point T> T min_value(T a, T b) { return a <= b || std::isnan(a) ? a : b; }
+
+// `if (cond) then();` for rules, in a form the tensor contexts can run elementwise: a context with a
+// `when` member (cond is then a mask) applies cond to every contribution then() makes.
+template <class X, class C, class F> constexpr void when(X& x, const C& cond, F&& then) {
+  if constexpr (requires { x.when(cond, then); })
+    x.when(cond, then);
+  else if (cond)
+    then();
+}
+// `if (cond) then(); else otherwise();`, likewise (NaN compares false: otherwise() runs).
+template <class X, class C, class F, class G> constexpr void when_else(X& x, const C& cond, F&& then, G&& otherwise) {
+  if constexpr (requires { x.when_else(cond, then, otherwise); })
+    x.when_else(cond, then, otherwise);
+  else if (cond)
+    then();
+  else
+    otherwise();
+}
 
 struct Leaf {
   static constexpr std::string_view name = "leaf";
   static constexpr Form form = Form::leaf;
-  template <class X> static void vjp(X&) {}
+  template <class X> static constexpr void vjp(X&) {}
 };
 
 // ---- binary: both operands on the tape -------------------------------------------------------
 struct Add {
   static constexpr std::string_view name = "add";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a + b; }
+  template <class T> static T f(T a, T b) { return a + b; }
   template <class A, class B> static auto call(const A& a, const B& b) { return a + b; }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     x.da(x.g());
     x.db(x.g());
   }
@@ -68,9 +101,9 @@ struct Add {
 struct Sub {
   static constexpr std::string_view name = "sub";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a - b; }
+  template <class T> static T f(T a, T b) { return a - b; }
   template <class A, class B> static auto call(const A& a, const B& b) { return a - b; }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     x.da(x.g());
     x.db_neg(x.g());
   }
@@ -78,9 +111,9 @@ struct Sub {
 struct Mul {
   static constexpr std::string_view name = "mul";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a * b; }
+  template <class T> static T f(T a, T b) { return a * b; }
   template <class A, class B> static auto call(const A& a, const B& b) { return a * b; }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     x.da(x.g() * x.b());
     x.db(x.g() * x.a());
   }
@@ -88,9 +121,9 @@ struct Mul {
 struct Div {
   static constexpr std::string_view name = "div";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return a / b; }
+  template <class T> static T f(T a, T b) { return a / b; }
   template <class A, class B> static auto call(const A& a, const B& b) { return a / b; }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     const auto ga = x.g() / x.b();
     x.da(ga);
     x.db_neg(ga * x.r());
@@ -99,16 +132,16 @@ struct Div {
 struct Pow {
   static constexpr std::string_view name = "pow";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return std::pow(a, b); }
+  template <class T> static T f(T a, T b) { return std::pow(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return pow(a, b); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::log;
     using std::pow;
     // d/da is 0 for b == 0 (pow(a, 0) == 1 everywhere), not 0 * inf at a == 0.
-    if (x.b() != 0) x.da(x.g() * x.b() * pow(x.a(), x.b() - 1.0));
+    when(x, x.b() != 0, [&] { x.da(x.g() * x.b() * pow(x.a(), x.b() - 1.0)); });
     // d/db = r log a; where a <= 0 the real power is only defined on integers (or is 0), so the
     // derivative in b is taken as 0 there, as PyTorch does, instead of NaN from log.
-    if (x.a() > 0) x.db(x.g() * x.r() * log(x.a()));
+    when(x, x.a() > 0, [&] { x.db(x.g() * x.r() * log(x.a())); });
   }
 };
 struct Atan2 { // atan2(a, b): the angle of the point (b, a)
@@ -116,7 +149,7 @@ struct Atan2 { // atan2(a, b): the angle of the point (b, a)
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return std::atan2(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return atan2(a, b); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     const auto s = x.g() / (x.a() * x.a() + x.b() * x.b());
     x.da(s * x.b());
     x.db_neg(s * x.a());
@@ -127,11 +160,12 @@ struct Hypot {
   static constexpr Form form = Form::binary;
   static double f(double a, double b) { return std::hypot(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return hypot(a, b); }
-  template <class X> static void vjp(X& x) {
-    if (x.r() == 0) return; // subgradient 0 at the origin
-    const auto s = x.g() / x.r();
-    x.da(s * x.a());
-    x.db(s * x.b());
+  template <class X> static constexpr void vjp(X& x) {
+    when(x, x.r() != 0, [&] { // subgradient 0 at the origin
+      const auto s = x.g() / x.r();
+      x.da(s * x.a());
+      x.db(s * x.b());
+    });
   }
 };
 // At a tie the gradient is split evenly, as PyTorch's maximum/minimum do; with a NaN operand
@@ -139,33 +173,41 @@ struct Hypot {
 struct Max {
   static constexpr std::string_view name = "max";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return max_value(a, b); }
+  template <class T> static T f(T a, T b) { return max_value(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return max(a, b); }
-  template <class X> static void vjp(X& x) {
-    if (x.a() > x.b())
-      x.da(x.g());
-    else if (x.b() > x.a())
-      x.db(x.g());
-    else if (x.a() == x.b()) {
-      x.da(0.5 * x.g());
-      x.db(0.5 * x.g());
-    }
+  template <class X> static constexpr void vjp(X& x) {
+    when_else(
+        x, x.a() > x.b(), [&] { x.da(x.g()); },
+        [&] {
+          when_else(
+              x, x.b() > x.a(), [&] { x.db(x.g()); },
+              [&] {
+                when(x, x.a() == x.b(), [&] {
+                  x.da(0.5 * x.g());
+                  x.db(0.5 * x.g());
+                });
+              });
+        });
   }
 };
 struct Min {
   static constexpr std::string_view name = "min";
   static constexpr Form form = Form::binary;
-  static double f(double a, double b) { return min_value(a, b); }
+  template <class T> static T f(T a, T b) { return min_value(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return min(a, b); }
-  template <class X> static void vjp(X& x) {
-    if (x.a() < x.b())
-      x.da(x.g());
-    else if (x.b() < x.a())
-      x.db(x.g());
-    else if (x.a() == x.b()) {
-      x.da(0.5 * x.g());
-      x.db(0.5 * x.g());
-    }
+  template <class X> static constexpr void vjp(X& x) {
+    when_else(
+        x, x.a() < x.b(), [&] { x.da(x.g()); },
+        [&] {
+          when_else(
+              x, x.b() < x.a(), [&] { x.db(x.g()); },
+              [&] {
+                when(x, x.a() == x.b(), [&] {
+                  x.da(0.5 * x.g());
+                  x.db(0.5 * x.g());
+                });
+              });
+        });
   }
 };
 
@@ -174,32 +216,38 @@ struct Min {
 struct AddC {
   static constexpr std::string_view name = "add_const";
   static constexpr Form form = Form::unary;
-  template <class X> static void vjp(X& x) { x.da(x.g()); }
+  template <class T> static T f(T a, T c) { return a + c; }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g()); }
 };
 struct RSubC { // c - a
   static constexpr std::string_view name = "rsub_const";
   static constexpr Form form = Form::unary;
-  template <class X> static void vjp(X& x) { x.da_neg(x.g()); }
+  template <class T> static T f(T a, T c) { return c - a; }
+  template <class X> static constexpr void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct MulC {
   static constexpr std::string_view name = "mul_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) { x.da(x.g() * x.c()); }
+  template <class T> static T f(T a, T c) { return a * c; }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() * x.c()); }
 };
 struct DivC { // a / c
   static constexpr std::string_view name = "div_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) { x.da(x.g() / x.c()); }
+  template <class T> static T f(T a, T c) { return a / c; }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / x.c()); }
 };
 struct RDivC { // c / a: d/da = -c/a^2 = -r/a, so c need not be stored
   static constexpr std::string_view name = "rdiv_const";
   static constexpr Form form = Form::unary;
-  template <class X> static void vjp(X& x) { x.da_neg(x.g() * x.r() / x.a()); }
+  template <class T> static T f(T a, T c) { return c / a; }
+  template <class X> static constexpr void vjp(X& x) { x.da_neg(x.g() * x.r() / x.a()); }
 };
 struct PowC { // a^c
   static constexpr std::string_view name = "pow_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) {
+  template <class T> static T f(T a, T c) { return std::pow(a, c); }
+  template <class X> static constexpr void vjp(X& x) {
     using std::pow;
     if (x.c() == 0) return;
     if (x.c() == 2)
@@ -211,28 +259,26 @@ struct PowC { // a^c
 struct RPowC { // c^a
   static constexpr std::string_view name = "rpow_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     if (x.c() > 0) x.da(x.g() * x.r() * std::log(x.c()));
   }
 };
 struct MaxC {
   static constexpr std::string_view name = "max_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) {
-    if (x.a() > x.c())
-      x.da(x.g());
-    else if (x.a() == x.c())
-      x.da(0.5 * x.g());
+  template <class T> static T f(T a, T c) { return max_value(a, c); }
+  template <class X> static constexpr void vjp(X& x) {
+    when_else(
+        x, x.a() > x.c(), [&] { x.da(x.g()); }, [&] { when(x, x.a() == x.c(), [&] { x.da(0.5 * x.g()); }); });
   }
 };
 struct MinC {
   static constexpr std::string_view name = "min_const";
   static constexpr Form form = Form::unary_const;
-  template <class X> static void vjp(X& x) {
-    if (x.a() < x.c())
-      x.da(x.g());
-    else if (x.a() == x.c())
-      x.da(0.5 * x.g());
+  template <class T> static T f(T a, T c) { return min_value(a, c); }
+  template <class X> static constexpr void vjp(X& x) {
+    when_else(
+        x, x.a() < x.c(), [&] { x.da(x.g()); }, [&] { when(x, x.a() == x.c(), [&] { x.da(0.5 * x.g()); }); });
   }
 };
 
@@ -240,65 +286,65 @@ struct MinC {
 struct Neg {
   static constexpr std::string_view name = "neg";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return -a; }
+  template <class T> static T f(T a) { return -a; }
   template <class A> static auto call(const A& a) { return -a; }
-  template <class X> static void vjp(X& x) { x.da_neg(x.g()); }
+  template <class X> static constexpr void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct Exp {
   static constexpr std::string_view name = "exp";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::exp(a); }
+  template <class T> static T f(T a) { return std::exp(a); }
   template <class A> static auto call(const A& a) { return exp(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() * x.r()); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() * x.r()); }
 };
 struct Log {
   static constexpr std::string_view name = "log";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::log(a); }
+  template <class T> static T f(T a) { return std::log(a); }
   template <class A> static auto call(const A& a) { return log(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() / x.a()); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / x.a()); }
 };
 struct Log1p {
   static constexpr std::string_view name = "log1p";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::log1p(a); }
+  template <class T> static T f(T a) { return std::log1p(a); }
   template <class A> static auto call(const A& a) { return log1p(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() + 1.0)); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / (x.a() + 1.0)); }
 };
 struct Expm1 {
   static constexpr std::string_view name = "expm1";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::expm1(a); }
+  template <class T> static T f(T a) { return std::expm1(a); }
   template <class A> static auto call(const A& a) { return expm1(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() + 1.0)); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() * (x.r() + 1.0)); }
 };
 struct Sqrt {
   static constexpr std::string_view name = "sqrt";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::sqrt(a); }
+  template <class T> static T f(T a) { return std::sqrt(a); }
   template <class A> static auto call(const A& a) { return sqrt(a); }
-  template <class X> static void vjp(X& x) { x.da(0.5 * x.g() / x.r()); }
+  template <class X> static constexpr void vjp(X& x) { x.da(0.5 * x.g() / x.r()); }
 };
 struct Cbrt {
   static constexpr std::string_view name = "cbrt";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::cbrt(a); }
   template <class A> static auto call(const A& a) { return cbrt(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() / (3.0 * x.r() * x.r())); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / (3.0 * x.r() * x.r())); }
 };
 struct Square {
   static constexpr std::string_view name = "square";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return a * a; }
+  template <class T> static T f(T a) { return a * a; }
   template <class A> static auto call(const A& a) { return square(a); }
-  template <class X> static void vjp(X& x) { x.da(2.0 * x.g() * x.a()); }
+  template <class X> static constexpr void vjp(X& x) { x.da(2.0 * x.g() * x.a()); }
 };
 struct Sin {
   static constexpr std::string_view name = "sin";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::sin(a); }
+  template <class T> static T f(T a) { return std::sin(a); }
   template <class A> static auto call(const A& a) { return sin(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::cos;
     x.da(x.g() * cos(x.a()));
   }
@@ -306,9 +352,9 @@ struct Sin {
 struct Cos {
   static constexpr std::string_view name = "cos";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::cos(a); }
+  template <class T> static T f(T a) { return std::cos(a); }
   template <class A> static auto call(const A& a) { return cos(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::sin;
     x.da_neg(x.g() * sin(x.a()));
   }
@@ -316,16 +362,16 @@ struct Cos {
 struct Tan {
   static constexpr std::string_view name = "tan";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::tan(a); }
+  template <class T> static T f(T a) { return std::tan(a); }
   template <class A> static auto call(const A& a) { return tan(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() * (x.r() * x.r() + 1.0)); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() * (x.r() * x.r() + 1.0)); }
 };
 struct Asin {
   static constexpr std::string_view name = "asin";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::asin(a); }
   template <class A> static auto call(const A& a) { return asin(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::sqrt;
     x.da(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0))); // (1-a)(1+a) is exact near |a| = 1
   }
@@ -335,7 +381,7 @@ struct Acos {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::acos(a); }
   template <class A> static auto call(const A& a) { return acos(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::sqrt;
     x.da_neg(x.g() / sqrt((1.0 - x.a()) * (x.a() + 1.0)));
   }
@@ -345,14 +391,14 @@ struct Atan {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::atan(a); }
   template <class A> static auto call(const A& a) { return atan(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() / (x.a() * x.a() + 1.0)); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / (x.a() * x.a() + 1.0)); }
 };
 struct Sinh {
   static constexpr std::string_view name = "sinh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::sinh(a); }
   template <class A> static auto call(const A& a) { return sinh(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::cosh;
     x.da(x.g() * cosh(x.a()));
   }
@@ -362,7 +408,7 @@ struct Cosh {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::cosh(a); }
   template <class A> static auto call(const A& a) { return cosh(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::sinh;
     x.da(x.g() * sinh(x.a()));
   }
@@ -370,16 +416,16 @@ struct Cosh {
 struct Tanh {
   static constexpr std::string_view name = "tanh";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::tanh(a); }
+  template <class T> static T f(T a) { return std::tanh(a); }
   template <class A> static auto call(const A& a) { return tanh(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() * (1.0 - x.r() * x.r())); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() * (1.0 - x.r() * x.r())); }
 };
 struct Asinh {
   static constexpr std::string_view name = "asinh";
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::asinh(a); }
   template <class A> static auto call(const A& a) { return asinh(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::hypot;
     x.da(x.g() / hypot(x.a(), 1.0)); // sqrt(a^2 + 1) without overflow for |a| > 1e154
   }
@@ -389,7 +435,7 @@ struct Acosh {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::acosh(a); }
   template <class A> static auto call(const A& a) { return acosh(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::sqrt;
     x.da(x.g() / sqrt((x.a() - 1.0) * (x.a() + 1.0)));
   }
@@ -399,60 +445,55 @@ struct Atanh {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::atanh(a); }
   template <class A> static auto call(const A& a) { return atanh(a); }
-  template <class X> static void vjp(X& x) { x.da(x.g() / ((1.0 - x.a()) * (x.a() + 1.0))); }
+  template <class X> static constexpr void vjp(X& x) { x.da(x.g() / ((1.0 - x.a()) * (x.a() + 1.0))); }
 };
 struct Sigmoid {
   static constexpr std::string_view name = "sigmoid";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return sigmoid_value(a); }
+  template <class T> static T f(T a) { return sigmoid_value(a); }
   template <class A> static auto call(const A& a) { return sigmoid(a); }
-  template <class X> static void vjp(X& x) {
-    using std::exp;
-    // s' = s (1 - s). For a > 0, 1 - s cancels catastrophically; 1 - s = s e^-a there is exact.
-    if (x.a() <= 0)
-      x.da(x.g() * x.r() * (1.0 - x.r()));
-    else
-      x.da(x.g() * x.r() * x.r() * exp(-x.a()));
+  template <class X> static constexpr void vjp(X& x) {
+    // s' = s (1 - s), and 1 - s = s(-a) exactly: 1 - s itself cancels catastrophically for a > 0.
+    // No branch (sigmoid_value has none), and differentiable again.
+    x.da(x.g() * x.r() * sigmoid(-x.a()));
   }
 };
 struct Relu {
   static constexpr std::string_view name = "relu";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return a > 0 ? a : 0.0; }
+  template <class T> static T f(T a) { return a > 0 ? a : T(0); }
   template <class A> static auto call(const A& a) { return relu(a); }
-  template <class X> static void vjp(X& x) {
-    if (x.a() > 0) x.da(x.g()); // 0 at the kink, as PyTorch
+  template <class X> static constexpr void vjp(X& x) {
+    when(x, x.a() > 0, [&] { x.da(x.g()); }); // 0 at the kink, as PyTorch
   }
 };
 struct Softplus {
   static constexpr std::string_view name = "softplus";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return softplus_value(a); }
+  template <class T> static T f(T a) { return softplus_value(a); }
   template <class A> static auto call(const A& a) { return softplus(a); }
-  template <class X> static void vjp(X& x) {
-    using std::exp;
-    // softplus' = sigmoid(a) = exp(a - softplus(a)): reuses the result, stable for any |a|.
-    x.da(x.g() * exp(x.a() - x.r()));
+  template <class X> static constexpr void vjp(X& x) {
+    // softplus' = sigmoid(a), in its stable form: exp(a - r) would be exp(inf - inf), NaN, at +inf.
+    x.da(x.g() * sigmoid(x.a()));
   }
 };
 struct Abs {
   static constexpr std::string_view name = "abs";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::fabs(a); }
+  template <class T> static T f(T a) { return std::abs(a); }
   template <class A> static auto call(const A& a) { return abs(a); }
-  template <class X> static void vjp(X& x) {
-    if (x.a() > 0)
-      x.da(x.g());
-    else if (x.a() < 0)
-      x.da_neg(x.g()); // 0 at the kink, as PyTorch's sign(0) = 0
+  template <class X> static constexpr void vjp(X& x) {
+    // 0 at the kink, as PyTorch's sign(0) = 0
+    when_else(
+        x, x.a() > 0, [&] { x.da(x.g()); }, [&] { when(x, x.a() < 0, [&] { x.da_neg(x.g()); }); });
   }
 };
 struct Erf {
   static constexpr std::string_view name = "erf";
   static constexpr Form form = Form::unary;
-  static double f(double a) { return std::erf(a); }
+  template <class T> static T f(T a) { return std::erf(a); }
   template <class A> static auto call(const A& a) { return erf(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::exp;
     x.da(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
   }
@@ -462,7 +503,7 @@ struct Erfc {
   static constexpr Form form = Form::unary;
   static double f(double a) { return std::erfc(a); }
   template <class A> static auto call(const A& a) { return erfc(a); }
-  template <class X> static void vjp(X& x) {
+  template <class X> static constexpr void vjp(X& x) {
     using std::exp;
     x.da_neg(two_over_sqrt_pi * x.g() * exp(-(x.a() * x.a())));
   }

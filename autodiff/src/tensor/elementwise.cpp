@@ -1,11 +1,14 @@
-// Elementwise ops. Each op is one struct of the rules table below: its value `f` and its partial
-// derivatives times the adjoint (`df`, or `da`/`db` for two operands), written once and used by the
-// forward kernel and by the reverse sweep. Broadcasting is not the rules' business: the binary
-// kernels produce gradients in the broadcast shape and the engine sums them back (record.cpp).
-//
-// A zero adjoint never reaches `df`: the kernels write 0 there (Note [Zero adjoints], docs/design.md).
+// Elementwise ops. Each op is one block below (after the machinery): the line that defines its
+// public function names its rule, and the rule gives the forward value (`f`), the fast first-order
+// rule and the create_graph rule at once. For an op with a scalar twin the rule is rules.hpp's, so
+// the scalar and the tensor engine share one formula per derivative; an op without one has its
+// rule (f and vjp, as in rules.hpp) right above its function. Broadcasting is not the rules'
+// business: the binary kernels produce gradients in the broadcast shape and the engine sums them
+// back (record.cpp). A zero adjoint never reaches a rule: Note [Zero adjoints] (docs/design.md).
 
 #include "internal.hpp"
+
+#include <autodiff/rules.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -24,270 +27,262 @@ Tensor zero_adjoint(const Tensor& g, const Tensor& contribution) {
 
 namespace {
 
-struct P { // the constants of an op (x + c, pow(x, c), clamp(x, lo, hi), ...)
-  double c0, c1;
+
+// ---- running a rule ----------------------------------------------------------------------------
+// A rule's vjp is a template over a context (rules.hpp). Three contexts run it here:
+// - Elem<T>: one element in float or double. The fast rule is a loop of it over raw storage; with a
+//   rule free of `when` the loop has no branch but the zero-adjoint select, and can be vectorised.
+// - Graph: whole recorded tensors, for the create_graph rule: its arithmetic is recorded.
+// - Probe: at compile time, what the rule reads (which values the forward saves) and whether a
+//   contribution is the adjoint itself, which needs no kernel (add) or no zero-adjoint mask (-g).
+enum class Ctx : std::uint8_t { elem, graph, probe };
+
+template <class T, bool WantA = true, bool WantB = true> struct Elem {
+  static constexpr Ctx kind = Ctx::elem;
+  using value_type = T;
+  T g_, a_, b_, r_, c_, c2_;
+  T ga_ = 0, gb_ = 0;
+  bool has_a = false, has_b = false; // constant-folded: a rule that contributes once just assigns
+  T g() const { return g_; }
+  T a() const { return a_; }
+  T b() const { return b_; }
+  T r() const { return r_; }
+  T c() const { return c_; } // in T, so `a == c` and the forward's tie agree in float32
+  T c2() const { return c2_; }
+  static void put(T& acc, bool& has, T v, bool negate) {
+    acc = has ? (negate ? acc - v : acc + v) : negate ? -v : v;
+    has = true;
+  }
+  template <class V> void da(V v) {
+    if constexpr (WantA) put(ga_, has_a, static_cast<T>(v), false);
+  }
+  template <class V> void da_neg(V v) {
+    if constexpr (WantA) put(ga_, has_a, static_cast<T>(v), true);
+  }
+  template <class V> void db(V v) {
+    if constexpr (WantB) put(gb_, has_b, static_cast<T>(v), false);
+  }
+  template <class V> void db_neg(V v) {
+    if constexpr (WantB) put(gb_, has_b, static_cast<T>(v), true);
+  }
+  T ga() const { return has_a ? ga_ : T(0); } // a rule that does not call da contributes 0
+  T gb() const { return has_b ? gb_ : T(0); }
 };
 
-template <class T> T sigmoid_of(T a) {
-  if (a >= 0) return T(1) / (T(1) + std::exp(-a));
-  const T e = std::exp(a);
-  return e / (T(1) + e);
-}
-// NaN propagates and a tie returns the first operand, as the scalar max/min (docs/design.md, Rules).
-template <class T> T max_of(T a, T b) { return a >= b || std::isnan(a) ? a : b; }
-template <class T> T min_of(T a, T b) { return a <= b || std::isnan(a) ? a : b; }
-template <class T> T softplus_of(T a) { return std::max(a, T(0)) + std::log1p(std::exp(-std::abs(a))); }
+// A saved tensor in the Graph context: a Tensor, plus the equality tests rules make (`a == b`,
+// `b != 0`), which Tensor itself does not define as masks.
+struct TV : Tensor {
+  TV() = default;
+  explicit TV(const Tensor& t) : Tensor(t) {}
+};
+Tensor operator==(const TV& a, const TV& b) { return eq(a, b); }
+Tensor operator==(const TV& a, double c) { return eq(a, c); }
+Tensor operator!=(const TV& a, double c) { return ne(a, c); }
 
-// ---- the unary rules table ---------------------------------------------------------------------
-// f(a, p) is the value; df(a, r, g, p) is g * f'(a) (r is the result, reused where that is exact);
-// dg is the same product with recorded tensor ops, for create_graph sweeps (an undefined Tensor
-// means zero). dg reads only what df reads (the uses_a / uses_r lists below say what is saved).
-// unary_backward_graph applies Note [Zero adjoints] to what dg returns, as the kernels skip a zero
-// g. At kinks (relu, abs, clamp, maximum) the masks are constants, so the second derivative there
-// is 0, as in PyTorch.
-#define TAPEGRAD_UNARY_RULE(Name, str, F, DF, DG)                                                                      \
-  struct Name {                                                                                                        \
-    static constexpr std::string_view name = str;                                                                      \
-    template <class T> static T f([[maybe_unused]] T a, [[maybe_unused]] const P& p) { return F; }                     \
-    template <class T>                                                                                                 \
-    static T df([[maybe_unused]] T a, [[maybe_unused]] T r, [[maybe_unused]] T g, [[maybe_unused]] const P& p) {       \
-      return DF;                                                                                                       \
-    }                                                                                                                  \
-    static Tensor dg([[maybe_unused]] const Tensor& a, [[maybe_unused]] const Tensor& r,                               \
-                     [[maybe_unused]] const Tensor& g, [[maybe_unused]] const P& p) {                                  \
-      return DG;                                                                                                       \
-    }                                                                                                                  \
-  };
-inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
-inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
-inline constexpr double two_inv_sqrtpi = 2 * std::numbers::inv_sqrtpi;
-// log a where a > 0, else 0 (not NaN): for rules whose untaken branch would take log of a <= 0.
-Tensor log_positive(const Tensor& a) {
-  const Tensor pos = gt(a, 0.0);
-  return where(pos, log(where(pos, a, scalar_like(a, 1))), scalar_like(a, 0));
-}
-// Masks select with where(), never multiply: the kernels give 0 outside the mask whatever g is,
-// and g * 0 would be NaN where g is NaN (an all-NaN input reaching abs through a norm, say).
-// 1 where a wins, 1/2 at a tie, 0 where it loses: a constant.
-Tensor win_mask(const Tensor& wins, const Tensor& ties) { return wins + ties * 0.5; }
-// g * m where the constant mask m is not 0, else 0 (not NaN * 0).
-Tensor masked(const Tensor& g, const Tensor& m) { return where(m, g * m, scalar_like(g, 0)); }
-// clang-format off
-TAPEGRAD_UNARY_RULE(Neg,       "neg",        -a,                                   -g,                  -g)
-TAPEGRAD_UNARY_RULE(Exp,       "exp",        std::exp(a),                          g * r,               g * r)
-TAPEGRAD_UNARY_RULE(Log,       "log",        std::log(a),                          g / a,               g * (1.0 / a))
-TAPEGRAD_UNARY_RULE(Log1p,     "log1p",      std::log1p(a),                        g / (a + T(1)),      g * (1.0 / (a + 1.0)))
-TAPEGRAD_UNARY_RULE(Expm1,     "expm1",      std::expm1(a),                        g * (r + T(1)),      g * (r + 1.0))
-TAPEGRAD_UNARY_RULE(Sqrt,      "sqrt",       std::sqrt(a),                         T(0.5) * g / r,      g * (0.5 / r))
-TAPEGRAD_UNARY_RULE(Rsqrt,     "rsqrt",      T(1) / std::sqrt(a),                  T(-0.5) * g * r * r * r, g * (r * square(r) * -0.5))
-TAPEGRAD_UNARY_RULE(Square,    "square",     a * a,                                T(2) * g * a,        g * a * 2.0)
-TAPEGRAD_UNARY_RULE(Abs,       "abs",        std::abs(a),                          a > 0 ? g : a < 0 ? -g : T(0), where(gt(a, 0.0), g, where(lt(a, 0.0), -g, scalar_like(g, 0))))
-TAPEGRAD_UNARY_RULE(Sign,      "sign",       T(a > 0) - T(a < 0),                  T(0),                Tensor())
-TAPEGRAD_UNARY_RULE(Sin,       "sin",        std::sin(a),                          g * std::cos(a),     g * cos(a))
-TAPEGRAD_UNARY_RULE(Cos,       "cos",        std::cos(a),                          -g * std::sin(a),    -(g * sin(a)))
-TAPEGRAD_UNARY_RULE(Tan,       "tan",        std::tan(a),                          g * (T(1) + r * r),  g * (square(r) + 1.0))
-TAPEGRAD_UNARY_RULE(Tanh,      "tanh",       std::tanh(a),                         g * (T(1) - r * r),  g * (1.0 - square(r)))
-// s' = s (1 - s); for a > 0, 1 - s cancels, and s e^-a is the exact form. 1 - s = s(-a) is exact
-// everywhere, and differentiable again.
-TAPEGRAD_UNARY_RULE(Sigmoid,   "sigmoid",    sigmoid_of(a),                        a <= 0 ? g * r * (T(1) - r) : g * r * r * std::exp(-a), g * r * sigmoid(-a))
-TAPEGRAD_UNARY_RULE(Relu,      "relu",       a > 0 ? a : T(0),                     a > 0 ? g : T(0),    where(gt(a, 0.0), g, scalar_like(g, 0)))
-TAPEGRAD_UNARY_RULE(LeakyRelu, "leaky_relu", a > 0 ? a : T(p.c0) * a,              a > 0 ? g : g * T(p.c0), g * (gt(a, 0.0) * (1.0 - p.c0) + p.c0))
-TAPEGRAD_UNARY_RULE(Elu,       "elu",        a > 0 ? a : T(p.c0) * std::expm1(a), a > 0 ? g : g * (r + T(p.c0)), where(gt(a, 0.0), g, g * (r + p.c0)))
-TAPEGRAD_UNARY_RULE(Erf,       "erf",        std::erf(a),                          g * T(two_inv_sqrtpi) * std::exp(-a * a), g * exp(-square(a)) * two_inv_sqrtpi)
-TAPEGRAD_UNARY_RULE(Gelu,      "gelu",       T(0.5) * a * (T(1) + std::erf(a * T(sqrt1_2))),
-                    g * (T(0.5) * (T(1) + std::erf(a * T(sqrt1_2))) + a * std::exp(T(-0.5) * a * a) * T(inv_sqrt2pi)),
-                    g * ((erf(a * sqrt1_2) + 1.0) * 0.5 + a * exp(square(a) * -0.5) * inv_sqrt2pi))
-// softplus' = sigmoid(a) in its stable form, right at +inf too (exp(a - r) is exp(inf - inf) there).
-TAPEGRAD_UNARY_RULE(Softplus,  "softplus",   softplus_of(a),                       g * sigmoid_of(a),   g * sigmoid(a))
-TAPEGRAD_UNARY_RULE(Clamp,     "clamp",      std::min(std::max(a, T(p.c0)), T(p.c1)), a >= T(p.c0) && a <= T(p.c1) ? g : T(0), where(ge(a, p.c0) * le(a, p.c1), g, scalar_like(g, 0)))
-TAPEGRAD_UNARY_RULE(AddC,      "add_scalar", a + T(p.c0),                          g,                   g)
-TAPEGRAD_UNARY_RULE(RSubC,     "rsub_scalar", T(p.c0) - a,                         -g,                  -g)
-TAPEGRAD_UNARY_RULE(MulC,      "mul_scalar", a * T(p.c0),                          g * T(p.c0),         g * p.c0)
-TAPEGRAD_UNARY_RULE(DivC,      "div_scalar", a / T(p.c0),                          g / T(p.c0),         g / p.c0)
-TAPEGRAD_UNARY_RULE(RDivC,     "rdiv_scalar", T(p.c0) / a,                         -g * r / a,          g * -(r / a))
-// d/da a^c is 0 for c == 0 (a^0 == 1 everywhere), not 0 * inf at a == 0.
-TAPEGRAD_UNARY_RULE(PowC,      "pow_scalar", std::pow(a, T(p.c0)),                 p.c0 == 0 ? T(0) : p.c0 == 2 ? T(2) * g * a : g * T(p.c0) * std::pow(a, T(p.c0 - 1)),
-                    p.c0 == 0 ? Tensor() : p.c0 == 2 ? g * a * 2.0 : g * (pow(a, p.c0 - 1) * p.c0))
-// Ties send half the gradient each way, as the scalar rules and PyTorch's maximum/minimum do.
-TAPEGRAD_UNARY_RULE(MaxC,      "maximum_scalar", max_of(a, T(p.c0)),               a > T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), masked(g, win_mask(gt(a, p.c0), eq(a, p.c0))))
-TAPEGRAD_UNARY_RULE(MinC,      "minimum_scalar", min_of(a, T(p.c0)),               a < T(p.c0) ? g : a == T(p.c0) ? T(0.5) * g : T(0), masked(g, win_mask(lt(a, p.c0), eq(a, p.c0))))
-// clang-format on
-#undef TAPEGRAD_UNARY_RULE
+struct Graph {
+  static constexpr Ctx kind = Ctx::graph;
+  TV g_, a_, b_, r_;
+  double c_ = 0, c2_ = 0;
+  Tensor mask{}; // where the enclosing when()s hold (a constant 0/1 tensor); undefined: everywhere
+  Tensor ga{}, gb{};
+  const TV& g() const { return g_; }
+  const TV& a() const { return a_; }
+  const TV& b() const { return b_; }
+  const TV& r() const { return r_; }
+  double c() const { return c_; }
+  double c2() const { return c2_; }
+  void put(Tensor& acc, Tensor v, bool negate) const {
+    if (!v.defined()) return;
+    // Masks select, never multiply: Elem gives 0 outside the mask whatever g is, and g * 0 would be
+    // NaN where g is NaN (an all-NaN input reaching abs through a norm, say). At kinks the mask is a
+    // constant, so the second derivative there is 0, as in PyTorch.
+    if (mask.defined()) v = where(mask, v, scalar_like(v, 0));
+    acc = acc.defined() ? (negate ? acc - v : acc + v) : negate ? -v : std::move(v);
+  }
+  void da(const Tensor& v) { put(ga, v, false); }
+  void da_neg(const Tensor& v) { put(ga, v, true); }
+  void db(const Tensor& v) { put(gb, v, false); }
+  void db_neg(const Tensor& v) { put(gb, v, true); }
+  template <class F> void when(const Tensor& cond, F&& then) {
+    const Tensor outer = mask;
+    mask = outer.defined() ? outer * cond : cond;
+    then();
+    mask = outer;
+  }
+  template <class F, class G> void when_else(const Tensor& cond, F&& then, G&& otherwise) {
+    when(cond, then);
+    when(1.0 - cond, otherwise); // cond is 0 at NaN, as `if` takes the else branch there
+  }
+};
 
-// Which saved values a rule reads (default both): rules that need neither record no tensors.
-template <class F> inline constexpr bool uses_a = true;
-template <class F> inline constexpr bool uses_r = true;
-#define TAPEGRAD_NO_A(F) template <> inline constexpr bool uses_a<F> = false;
-#define TAPEGRAD_NO_R(F) template <> inline constexpr bool uses_r<F> = false;
-TAPEGRAD_NO_A(Neg)
-TAPEGRAD_NO_R(Neg)
-TAPEGRAD_NO_A(AddC)
-TAPEGRAD_NO_R(AddC)
-TAPEGRAD_NO_A(RSubC)
-// clang-format off
-TAPEGRAD_NO_R(RSubC)
-TAPEGRAD_NO_A(MulC)
-TAPEGRAD_NO_R(MulC)
-TAPEGRAD_NO_A(DivC)
-TAPEGRAD_NO_R(DivC)
-TAPEGRAD_NO_A(Sign)
-TAPEGRAD_NO_R(Sign)
-TAPEGRAD_NO_A(Exp)
-TAPEGRAD_NO_A(Expm1)
-TAPEGRAD_NO_A(Sqrt)
-TAPEGRAD_NO_A(Rsqrt)
-TAPEGRAD_NO_A(Tan)
-TAPEGRAD_NO_A(Tanh)
-TAPEGRAD_NO_R(Log)
-TAPEGRAD_NO_R(Log1p)
-TAPEGRAD_NO_R(Square)
-TAPEGRAD_NO_R(Abs)
-TAPEGRAD_NO_R(Sin)
-TAPEGRAD_NO_R(Cos)
-TAPEGRAD_NO_R(Relu)
-TAPEGRAD_NO_R(LeakyRelu)
-TAPEGRAD_NO_R(Gelu)
-TAPEGRAD_NO_R(Erf)
-TAPEGRAD_NO_R(Softplus)
-TAPEGRAD_NO_R(Clamp)
-TAPEGRAD_NO_R(PowC)
-TAPEGRAD_NO_R(MaxC)
-TAPEGRAD_NO_R(MinC)
-// clang-format on
-#undef TAPEGRAD_NO_A
-#undef TAPEGRAD_NO_R
+// What a contribution is, as far as the probe can tell.
+enum class Flow : std::uint8_t { none, g, neg_g, other };
+constexpr bool passes(Flow f) { return f == Flow::g || f == Flow::neg_g; } // finite wherever g is
+struct Uses {
+  bool a = false, b = false, r = false; // which values the rule reads: the forward saves those
+  Flow da = Flow::none, db = Flow::none;
+};
+struct Sym { // a value in the probe: only whether it is g, -g or anything else
+  Flow f = Flow::other;
+};
+template <class L, class R>
+concept SymOperands = (std::same_as<L, Sym> && (std::same_as<R, Sym> || std::is_arithmetic_v<R>)) ||
+                      (std::is_arithmetic_v<L> && std::same_as<R, Sym>);
+constexpr Sym operator-(Sym s) { return {s.f == Flow::g ? Flow::neg_g : s.f == Flow::neg_g ? Flow::g : Flow::other}; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr Sym operator+(L, R) { return {}; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr Sym operator-(L, R) { return {}; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr Sym operator*(L, R) { return {}; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr Sym operator/(L, R) { return {}; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator<(L, R) { return false; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator>(L, R) { return false; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator<=(L, R) { return false; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator>=(L, R) { return false; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator==(L, R) { return false; }
+template <class L, class R>
+requires SymOperands<L, R>
+constexpr bool operator!=(L, R) { return false; }
+constexpr Sym exp(Sym) { return {}; }
+constexpr Sym log(Sym) { return {}; }
+constexpr Sym sin(Sym) { return {}; }
+constexpr Sym cos(Sym) { return {}; }
+constexpr Sym erf(Sym) { return {}; }
+constexpr Sym sigmoid(Sym) { return {}; }
+template <class R>
+requires SymOperands<Sym, R>
+constexpr Sym pow(Sym, R) { return {}; }
 
-template <class F> void unary_backward(BackwardCtx& x) {
-  const Tensor* a = uses_a<F> ? &x.saved(0) : nullptr;
-  const Tensor* r = uses_r<F> ? &x.saved(uses_a<F> ? 1 : 0) : nullptr;
-  Tensor ga = Access::make(x.g.shape(), x.g.dtype());
-  dispatch_float(F::name, x.g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* av = a ? ptr<T>(*a) : nullptr;
-    const T* rv = r ? ptr<T>(*r) : nullptr;
-    const T* gv = ptr<T>(x.g);
-    T* o = ptr<T>(ga);
-    const P p{x.c(0), x.c(1)};
-    const std::int64_t n = x.g.numel();
-    for (std::int64_t i = 0; i < n; ++i) {
-      T ai = 0, ri = 0;
-      if constexpr (uses_a<F>) ai = av[i];
-      if constexpr (uses_r<F>) ri = rv[i];
-      o[i] = gv[i] == T(0) ? T(0) : F::template df<T>(ai, ri, gv[i], p);
-    }
-  });
-  x.grad(0, std::move(ga));
+struct Probe {
+  static constexpr Ctx kind = Ctx::probe;
+  Uses u;
+  int masked = 0; // inside a when(): a contribution there is never g itself
+  static constexpr Sym g() { return {Flow::g}; }
+  constexpr Sym a() { return u.a = true, Sym{}; }
+  constexpr Sym b() { return u.b = true, Sym{}; }
+  constexpr Sym r() { return u.r = true, Sym{}; }
+  // A comparison of a constant is false: a rule's `if (x.c() == 0)` takes its general branch.
+  static constexpr Sym c() { return {}; }
+  static constexpr Sym c2() { return {}; }
+  constexpr void put(Flow& to, Flow f) { to = to == Flow::none && masked == 0 ? f : Flow::other; }
+  constexpr void da(Sym v) { put(u.da, v.f); }
+  constexpr void da_neg(Sym v) { put(u.da, (-v).f); }
+  constexpr void db(Sym v) { put(u.db, v.f); }
+  constexpr void db_neg(Sym v) { put(u.db, (-v).f); }
+  template <class C, class F> constexpr void when(const C&, F&& then) {
+    ++masked;
+    then();
+    --masked;
+  }
+  template <class C, class F, class G> constexpr void when_else(const C& c, F&& then, G&& otherwise) {
+    when(c, then);
+    when(c, otherwise);
+  }
+};
+template <class R> constexpr Uses probe() {
+  Probe p;
+  R::vjp(p);
+  return p.u;
 }
-template <class F> void unary_backward_graph(BackwardCtx& x) {
-  const Tensor none;
-  const Tensor& a = uses_a<F> ? x.saved(0) : none;
-  const Tensor& r = uses_r<F> ? x.saved(uses_a<F> ? 1 : 0) : none;
-  x.grad(0, zero_adjoint(x.g, F::dg(a, r, x.g, P{x.c(0), x.c(1)})));
-}
-template <class F> const OpInfo unary_info{F::name, &unary_backward<F>, &unary_backward_graph<F>};
+template <class R> inline constexpr Uses uses = probe<R>();
 
-template <class F> Tensor unary(const Tensor& a, double c0 = 0, double c1 = 0) {
-  check_float(F::name, a);
+// An op of the table: a rule and the name its node, its errors and the op table use.
+template <std::size_t N> struct OpName {
+  char s[N];
+  constexpr OpName(const char (&v)[N]) { std::copy_n(v, N, s); } // NOLINT: implicit, for "name"
+};
+template <class R, OpName N> struct Named {
+  using rule = R;
+  static constexpr std::string_view name{N.s, sizeof(N.s) - 1};
+};
+
+// The value of a unary rule, with the op's constants (none, c, or lo and hi) in T.
+template <class R, class T> T value(T a, T c0, T c1) {
+  if constexpr (requires { R::f(a); })
+    return R::f(a);
+  else if constexpr (requires { R::f(a, c0); })
+    return R::f(a, c0);
+  else
+    return R::f(a, c0, c1);
+}
+
+// ---- unary ops -------------------------------------------------------------------------------------
+template <class Op> void unary_backward(BackwardCtx& x) {
+  using R = typename Op::rule;
+  constexpr Uses u = uses<R>;
+  if constexpr (u.da == Flow::g) { // a + c: the adjoint as it is
+    x.grad(0, x.g);
+  } else {
+    Tensor ga = Access::make(x.g.shape(), x.g.dtype());
+    dispatch_float(Op::name, x.g.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* av = u.a ? ptr<T>(x.saved(0)) : nullptr;
+      const T* rv = u.r ? ptr<T>(x.saved(u.a ? 1 : 0)) : nullptr;
+      const T* gv = ptr<T>(x.g);
+      T* o = ptr<T>(ga);
+      const T c0 = static_cast<T>(x.c(0)), c1 = static_cast<T>(x.c(1));
+      const std::int64_t n = x.g.numel();
+      for (std::int64_t i = 0; i < n; ++i) {
+        Elem<T> e{gv[i], u.a ? av[i] : T(0), T(0), u.r ? rv[i] : T(0), c0, c1};
+        R::vjp(e);
+        o[i] = gv[i] == T(0) ? T(0) : e.ga(); // Note [Zero adjoints]
+      }
+    });
+    x.grad(0, std::move(ga));
+  }
+}
+template <class Op> void unary_backward_graph(BackwardCtx& x) {
+  using R = typename Op::rule;
+  constexpr Uses u = uses<R>;
+  Graph e{TV(x.g), TV(u.a ? x.saved(0) : Tensor()), TV(), TV(u.r ? x.saved(u.a ? 1 : 0) : Tensor()), x.c(0), x.c(1)};
+  R::vjp(e);
+  x.grad(0, passes(u.da) ? e.ga : zero_adjoint(x.g, e.ga)); // Note [Zero adjoints], as unary_backward
+}
+template <class Op> const OpInfo unary_info{Op::name, &unary_backward<Op>, &unary_backward_graph<Op>};
+
+template <class Op> Tensor unary_op(const Tensor& a, double c0, double c1) {
+  using R = typename Op::rule;
+  check_float(Op::name, a);
   Tensor out = Access::make(a.shape(), a.dtype());
-  dispatch_float(F::name, a.dtype(), [&](auto tag) {
+  dispatch_float(Op::name, a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
-    const P p{c0, c1};
+    const T k0 = static_cast<T>(c0), k1 = static_cast<T>(c1);
     const std::int64_t n = a.numel();
     for (std::int64_t i = 0; i < n; ++i)
-      o[i] = F::template f<T>(av[i], p);
+      o[i] = value<R>(av[i], k0, k1);
   });
   if (any_requires_grad({&a})) {
     const Tensor* saved[2];
     std::size_t ns = 0;
-    if constexpr (uses_a<F>) saved[ns++] = &a;
-    if constexpr (uses_r<F>) saved[ns++] = &out;
-    record(unary_info<F>, out, {.inputs = {&a}, .saved = TensorRefs(saved, ns), .c0 = c0, .c1 = c1});
+    if constexpr (uses<R>.a) saved[ns++] = &a;
+    if constexpr (uses<R>.r) saved[ns++] = &out;
+    record(unary_info<Op>, out, {.inputs = {&a}, .saved = TensorRefs(saved, ns), .c0 = c0, .c1 = c1});
   }
   return out;
 }
+template <class R, OpName N> Tensor unary(const Tensor& a, double c0 = 0, double c1 = 0) {
+  return unary_op<Named<R, N>>(a, c0, c1);
+}
 
-// ---- the binary rules table --------------------------------------------------------------------
-// da/db are g * the partial derivative in a/b; `g_passes` marks rules whose da is g itself, whose
-// gradient then needs no kernel at all.
-struct Add {
-  static constexpr std::string_view name = "add";
-  static constexpr bool g_passes = true;
-  template <class T> static T f(T a, T b) { return a + b; }
-  template <class T> static T da(T, T, T, T g) { return g; }
-  template <class T> static T db(T, T, T, T g) { return g; }
-  static Tensor dga(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
-  static Tensor dgb(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
-};
-struct Sub {
-  static constexpr std::string_view name = "sub";
-  static constexpr bool g_passes = true;
-  template <class T> static T f(T a, T b) { return a - b; }
-  template <class T> static T da(T, T, T, T g) { return g; }
-  template <class T> static T db(T, T, T, T g) { return -g; }
-  static Tensor dga(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return g; }
-  static Tensor dgb(const Tensor&, const Tensor&, const Tensor&, const Tensor& g) { return -g; }
-};
-struct Mul {
-  static constexpr std::string_view name = "mul";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a * b; }
-  template <class T> static T da(T, T b, T, T g) { return g * b; }
-  template <class T> static T db(T a, T, T, T g) { return g * a; }
-  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return g * b; }
-  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor&, const Tensor& g) { return g * a; }
-};
-struct Div {
-  static constexpr std::string_view name = "div";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return a / b; }
-  template <class T> static T da(T, T b, T, T g) { return g / b; }
-  template <class T> static T db(T, T b, T r, T g) { return -g * r / b; }
-  static Tensor dga(const Tensor&, const Tensor& b, const Tensor&, const Tensor& g) { return g * (1.0 / b); }
-  static Tensor dgb(const Tensor&, const Tensor& b, const Tensor& r, const Tensor& g) { return g * -(r / b); }
-};
-struct Pow {
-  static constexpr std::string_view name = "pow";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return std::pow(a, b); }
-  template <class T> static T da(T a, T b, T, T g) { return b == 0 ? T(0) : g * b * std::pow(a, b - T(1)); }
-  // r log a; for a <= 0 the real power is only defined at integers, where PyTorch also uses 0.
-  template <class T> static T db(T a, T, T r, T g) { return a > 0 ? g * r * std::log(a) : T(0); }
-  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return g * where(ne(b, 0.0), b * pow(a, b - 1.0), scalar_like(g, 0));
-  }
-  static Tensor dgb(const Tensor& a, const Tensor&, const Tensor& r, const Tensor& g) {
-    // r log a only where a > 0, as db: r is infinite at a == 0 for b < 0, and inf * 0 is NaN.
-    return g * where(gt(a, 0.0), r * log_positive(a), scalar_like(g, 0));
-  }
-};
-struct Maximum {
-  static constexpr std::string_view name = "maximum";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return max_of(a, b); }
-  template <class T> static T da(T a, T b, T, T g) { return a > b ? g : a == b ? T(0.5) * g : T(0); }
-  template <class T> static T db(T a, T b, T, T g) { return b > a ? g : a == b ? T(0.5) * g : T(0); }
-  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return masked(g, win_mask(gt(a, b), eq(a, b)));
-  }
-  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return masked(g, win_mask(gt(b, a), eq(a, b)));
-  }
-};
-struct Minimum {
-  static constexpr std::string_view name = "minimum";
-  static constexpr bool g_passes = false;
-  template <class T> static T f(T a, T b) { return min_of(a, b); }
-  template <class T> static T da(T a, T b, T, T g) { return a < b ? g : a == b ? T(0.5) * g : T(0); }
-  template <class T> static T db(T a, T b, T, T g) { return b < a ? g : a == b ? T(0.5) * g : T(0); }
-  static Tensor dga(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return g * win_mask(lt(a, b), eq(a, b));
-  }
-  static Tensor dgb(const Tensor& a, const Tensor& b, const Tensor&, const Tensor& g) {
-    return g * win_mask(lt(b, a), eq(a, b));
-  }
-};
+// ---- binary ops -------------------------------------------------------------------------------------
 // out[i] = fn(a at i, b at i, i) over the broadcast shape of out.
 template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b, U* o, const Shape& s, Fn fn) {
   const T* x = ptr<T>(a);
@@ -327,81 +322,81 @@ template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b
   }
 }
 
-template <class F> void binary_backward(BackwardCtx& x) {
-  if constexpr (F::g_passes) { // add and sub: no values needed; the engine reduces broadcasting
-    if (x.needs(0)) x.grad(0, x.g);
-    if (x.needs(1)) {
-      if (std::is_same_v<F, Add>) {
-        x.grad(1, x.g);
-      } else {
-        Tensor gb = Access::make(x.g.shape(), x.g.dtype());
-        dispatch_float(F::name, x.g.dtype(), [&](auto tag) {
-          using T = decltype(tag);
-          const T* gv = ptr<T>(x.g);
-          T* o = ptr<T>(gb);
-          for (std::int64_t i = 0; i < x.g.numel(); ++i)
-            o[i] = F::template db<T>(T(0), T(0), T(0), gv[i]);
-        });
-        x.grad(1, std::move(gb));
-      }
-    }
-    return;
-  }
-  const Tensor& a = x.saved(0);
-  const Tensor& b = x.saved(1);
-  const Tensor& r = x.saved(2);
-  const Shape& s = r.shape();
-  for (int k = 0; k < 2; ++k) {
-    if (!x.needs(k)) continue;
-    Tensor gk = Access::make(s, r.dtype());
-    dispatch_float(F::name, r.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* gv = ptr<T>(x.g);
-      const T* rv = ptr<T>(r);
-      if (k == 0)
-        bmap<T>(a, b, ptr<T>(gk), s, [&](T av, T bv, std::int64_t i) {
-          return gv[i] == T(0) ? T(0) : F::template da<T>(av, bv, rv[i], gv[i]);
-        });
-      else
-        bmap<T>(a, b, ptr<T>(gk), s, [&](T av, T bv, std::int64_t i) {
-          return gv[i] == T(0) ? T(0) : F::template db<T>(av, bv, rv[i], gv[i]);
-        });
-    });
-    x.grad(k, std::move(gk));
-  }
-}
-// dga/dgb: the same products with recorded ops, for create_graph sweeps (add and sub save nothing,
-// and read only g), under Note [Zero adjoints] as the kernels above skip a zero g.
-template <class F> void binary_backward_graph(BackwardCtx& x) {
-  const Tensor none;
-  const bool saved = !F::g_passes;
-  const Tensor& a = saved ? x.saved(0) : none;
-  const Tensor& b = saved ? x.saved(1) : none;
-  const Tensor& r = saved ? x.saved(2) : none;
-  // add and sub pass g on: nothing to drop
-  auto policy = [&](Tensor v) { return F::g_passes ? v : zero_adjoint(x.g, v); };
-  if (x.needs(0)) x.grad(0, policy(F::dga(a, b, r, x.g)));
-  if (x.needs(1)) x.grad(1, policy(F::dgb(a, b, r, x.g)));
-}
-template <class F> const OpInfo binary_info{F::name, &binary_backward<F>, &binary_backward_graph<F>};
-
-template <class F> Tensor binary(const Tensor& a, const Tensor& b) {
-  check_float(F::name, a);
-  check_same_dtype(F::name, a, b);
-  const Shape s = broadcast_shapes(F::name, a.shape(), b.shape());
-  Tensor out = Access::make(s, a.dtype());
-  dispatch_float(F::name, a.dtype(), [&](auto tag) {
+template <class Op> void binary_backward(BackwardCtx& x) {
+  using R = typename Op::rule;
+  constexpr Uses u = uses<R>;
+  const bool need_a = x.needs(0), need_b = x.needs(1);
+  // add (and sub's a): the adjoint as it is; the engine reduces broadcasting
+  if (need_a && u.da == Flow::g) x.grad(0, x.g);
+  if (need_b && u.db == Flow::g) x.grad(1, x.g);
+  const bool ka = need_a && u.da != Flow::g, kb = need_b && u.db != Flow::g; // those need a kernel
+  if (!ka && !kb) return;
+  // A value the rule does not read was not saved: g (of the output's shape) stands in for it.
+  const Tensor& a = u.a ? x.saved(0) : x.g;
+  const Tensor& b = u.b ? x.saved(u.a ? 1 : 0) : x.g;
+  const Tensor& r = u.r ? x.saved(int(u.a) + int(u.b)) : x.g;
+  const Shape& s = x.g.shape();
+  Tensor ga = ka ? Access::make(s, x.g.dtype()) : Tensor();
+  Tensor gb = kb ? Access::make(s, x.g.dtype()) : Tensor();
+  dispatch_float(Op::name, x.g.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    bmap<T>(a, b, ptr<T>(out), s, [](T x, T y, std::int64_t) { return F::template f<T>(x, y); });
+    const T* gv = ptr<T>(x.g);
+    const T* rv = ptr<T>(r);
+    T* ob = kb ? ptr<T>(gb) : nullptr;
+    // One pass for both gradients; a single one gets a kernel without the other's arithmetic.
+    auto run = [&]<bool WA, bool WB>() {
+      bmap<T>(a, b, WA ? ptr<T>(ga) : ob, s, [&](T av, T bv, std::int64_t i) {
+        Elem<T, WA, WB> e{gv[i], av, bv, rv[i], T(0), T(0)};
+        R::vjp(e);
+        const bool zero = gv[i] == T(0); // Note [Zero adjoints]
+        if constexpr (WA && WB) ob[i] = zero ? T(0) : e.gb();
+        return zero ? T(0) : WA ? e.ga() : e.gb();
+      });
+    };
+    if (ka && kb)
+      run.template operator()<true, true>();
+    else if (ka)
+      run.template operator()<true, false>();
+    else
+      run.template operator()<false, true>();
+  });
+  if (ka) x.grad(0, std::move(ga));
+  if (kb) x.grad(1, std::move(gb));
+}
+template <class Op> void binary_backward_graph(BackwardCtx& x) {
+  using R = typename Op::rule;
+  constexpr Uses u = uses<R>;
+  const Tensor none;
+  Graph e{TV(x.g), TV(u.a ? x.saved(0) : none), TV(u.b ? x.saved(u.a ? 1 : 0) : none),
+          TV(u.r ? x.saved(int(u.a) + int(u.b)) : none)};
+  R::vjp(e);
+  // Note [Zero adjoints], as binary_backward; g and -g are finite wherever g is
+  if (x.needs(0)) x.grad(0, passes(u.da) ? e.ga : zero_adjoint(x.g, e.ga));
+  if (x.needs(1)) x.grad(1, passes(u.db) ? e.gb : zero_adjoint(x.g, e.gb));
+}
+template <class Op> const OpInfo binary_info{Op::name, &binary_backward<Op>, &binary_backward_graph<Op>};
+
+template <class Op> Tensor binary_op(const Tensor& a, const Tensor& b) {
+  using R = typename Op::rule;
+  check_float(Op::name, a);
+  check_same_dtype(Op::name, a, b);
+  const Shape s = broadcast_shapes(Op::name, a.shape(), b.shape());
+  Tensor out = Access::make(s, a.dtype());
+  dispatch_float(Op::name, a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    bmap<T>(a, b, ptr<T>(out), s, [](T x, T y, std::int64_t) { return R::f(x, y); });
   });
   if (any_requires_grad({&a, &b})) {
-    if constexpr (F::g_passes)
-      record(binary_info<F>, out, {.inputs = {&a, &b}});
-    else
-      record(binary_info<F>, out, {.inputs = {&a, &b}, .saved = {&a, &b, &out}});
+    const Tensor* saved[3];
+    std::size_t ns = 0;
+    if constexpr (uses<R>.a) saved[ns++] = &a;
+    if constexpr (uses<R>.b) saved[ns++] = &b;
+    if constexpr (uses<R>.r) saved[ns++] = &out;
+    record(binary_info<Op>, out, {.inputs = {&a, &b}, .saved = TensorRefs(saved, ns)});
   }
   return out;
 }
+template <class R, OpName N> Tensor binary(const Tensor& a, const Tensor& b) { return binary_op<Named<R, N>>(a, b); }
 
 template <class Cmp> Tensor compare(std::string_view name, const Tensor& a, const Tensor& b, Cmp cmp) {
   check_same_dtype(name, a, b);
@@ -451,48 +446,113 @@ using detail::binary;
 using detail::unary;
 namespace r = detail;
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary<r::Add>(a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary<r::Sub>(a, b); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary<r::Mul>(a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary<r::Div>(a, b); }
-Tensor pow(const Tensor& a, const Tensor& b) { return binary<r::Pow>(a, b); }
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary<r::Maximum>(a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary<r::Minimum>(a, b); }
-Tensor add(const Tensor& a, double c) { return unary<r::AddC>(a, c); }
-Tensor sub(const Tensor& a, double c) { return unary<r::AddC>(a, -c); }
-Tensor rsub(const Tensor& a, double c) { return unary<r::RSubC>(a, c); }
-Tensor mul(const Tensor& a, double c) { return unary<r::MulC>(a, c); }
-Tensor div(const Tensor& a, double c) { return unary<r::DivC>(a, c); }
-Tensor rdiv(const Tensor& a, double c) { return unary<r::RDivC>(a, c); }
-Tensor pow(const Tensor& a, double c) { return unary<r::PowC>(a, c); }
-Tensor maximum(const Tensor& a, double c) { return unary<r::MaxC>(a, c); }
-Tensor minimum(const Tensor& a, double c) { return unary<r::MinC>(a, c); }
+// ---- the ops ------------------------------------------------------------------------------------
+// One block per op (docs/design.md, "Adding a tensor op"): its function, naming its rule; the rule
+// itself right above it when the scalar engine has no twin. A tensor op's name is its own (the
+// scalar `add_const` is the tensor `add_scalar`), but the formula is the scalar rule's.
 
-Tensor neg(const Tensor& a) { return unary<r::Neg>(a); }
-Tensor exp(const Tensor& a) { return unary<r::Exp>(a); }
-Tensor log(const Tensor& a) { return unary<r::Log>(a); }
-Tensor log1p(const Tensor& a) { return unary<r::Log1p>(a); }
-Tensor expm1(const Tensor& a) { return unary<r::Expm1>(a); }
-Tensor sqrt(const Tensor& a) { return unary<r::Sqrt>(a); }
-Tensor rsqrt(const Tensor& a) { return unary<r::Rsqrt>(a); }
-Tensor square(const Tensor& a) { return unary<r::Square>(a); }
-Tensor abs(const Tensor& a) { return unary<r::Abs>(a); }
-Tensor sign(const Tensor& a) { return unary<r::Sign>(a); }
-Tensor sin(const Tensor& a) { return unary<r::Sin>(a); }
-Tensor cos(const Tensor& a) { return unary<r::Cos>(a); }
-Tensor tan(const Tensor& a) { return unary<r::Tan>(a); }
-Tensor tanh(const Tensor& a) { return unary<r::Tanh>(a); }
-Tensor sigmoid(const Tensor& a) { return unary<r::Sigmoid>(a); }
-Tensor relu(const Tensor& a) { return unary<r::Relu>(a); }
-Tensor leaky_relu(const Tensor& a, double slope) { return unary<r::LeakyRelu>(a, slope); }
-Tensor elu(const Tensor& a, double alpha) { return unary<r::Elu>(a, alpha); }
-Tensor erf(const Tensor& a) { return unary<r::Erf>(a); }
-Tensor gelu(const Tensor& a) { return unary<r::Gelu>(a); }
-Tensor softplus(const Tensor& a) { return unary<r::Softplus>(a); }
+// clang-format off
+Tensor add(const Tensor& a, const Tensor& b)      { return binary<rules::Add, "add">(a, b); }
+Tensor sub(const Tensor& a, const Tensor& b)      { return binary<rules::Sub, "sub">(a, b); }
+Tensor mul(const Tensor& a, const Tensor& b)      { return binary<rules::Mul, "mul">(a, b); }
+Tensor div(const Tensor& a, const Tensor& b)      { return binary<rules::Div, "div">(a, b); }
+Tensor pow(const Tensor& a, const Tensor& b)      { return binary<rules::Pow, "pow">(a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b)  { return binary<rules::Max, "maximum">(a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b)  { return binary<rules::Min, "minimum">(a, b); }
+Tensor add(const Tensor& a, double c)             { return unary<rules::AddC, "add_scalar">(a, c); }
+Tensor sub(const Tensor& a, double c)             { return unary<rules::AddC, "add_scalar">(a, -c); }
+Tensor rsub(const Tensor& a, double c)            { return unary<rules::RSubC, "rsub_scalar">(a, c); }
+Tensor mul(const Tensor& a, double c)             { return unary<rules::MulC, "mul_scalar">(a, c); }
+Tensor div(const Tensor& a, double c)             { return unary<rules::DivC, "div_scalar">(a, c); }
+Tensor rdiv(const Tensor& a, double c)            { return unary<rules::RDivC, "rdiv_scalar">(a, c); }
+Tensor pow(const Tensor& a, double c)             { return unary<rules::PowC, "pow_scalar">(a, c); }
+Tensor maximum(const Tensor& a, double c)         { return unary<rules::MaxC, "maximum_scalar">(a, c); }
+Tensor minimum(const Tensor& a, double c)         { return unary<rules::MinC, "minimum_scalar">(a, c); }
+Tensor neg(const Tensor& a)                       { return unary<rules::Neg, "neg">(a); }
+Tensor exp(const Tensor& a)                       { return unary<rules::Exp, "exp">(a); }
+Tensor log(const Tensor& a)                       { return unary<rules::Log, "log">(a); }
+Tensor log1p(const Tensor& a)                     { return unary<rules::Log1p, "log1p">(a); }
+Tensor expm1(const Tensor& a)                     { return unary<rules::Expm1, "expm1">(a); }
+Tensor sqrt(const Tensor& a)                      { return unary<rules::Sqrt, "sqrt">(a); }
+Tensor square(const Tensor& a)                    { return unary<rules::Square, "square">(a); }
+Tensor abs(const Tensor& a)                       { return unary<rules::Abs, "abs">(a); }
+Tensor sin(const Tensor& a)                       { return unary<rules::Sin, "sin">(a); }
+Tensor cos(const Tensor& a)                       { return unary<rules::Cos, "cos">(a); }
+Tensor tan(const Tensor& a)                       { return unary<rules::Tan, "tan">(a); }
+Tensor tanh(const Tensor& a)                      { return unary<rules::Tanh, "tanh">(a); }
+Tensor sigmoid(const Tensor& a)                   { return unary<rules::Sigmoid, "sigmoid">(a); }
+Tensor relu(const Tensor& a)                      { return unary<rules::Relu, "relu">(a); }
+Tensor erf(const Tensor& a)                       { return unary<rules::Erf, "erf">(a); }
+Tensor softplus(const Tensor& a)                  { return unary<rules::Softplus, "softplus">(a); }
+// clang-format on
+
+// Ops without a scalar twin: the rule, then the function.
+namespace detail {
+struct Rsqrt {
+  template <class T> static T f(T a) { return T(1) / std::sqrt(a); }
+  template <class X> static constexpr void vjp(X& x) { x.da_neg(0.5 * x.g() * x.r() * x.r() * x.r()); }
+};
+} // namespace detail
+Tensor rsqrt(const Tensor& a) { return unary<r::Rsqrt, "rsqrt">(a); }
+
+namespace detail {
+struct Sign {
+  template <class T> static T f(T a) { return T(a > 0) - T(a < 0); }
+  template <class X> static constexpr void vjp(X&) {} // gradient 0
+};
+} // namespace detail
+Tensor sign(const Tensor& a) { return unary<r::Sign, "sign">(a); }
+
+namespace detail {
+struct LeakyRelu { // c: the negative slope
+  template <class T> static T f(T a, T c) { return a > 0 ? a : c * a; }
+  template <class X> static constexpr void vjp(X& x) {
+    rules::when_else(
+        x, x.a() > 0, [&] { x.da(x.g()); }, [&] { x.da(x.g() * x.c()); });
+  }
+};
+} // namespace detail
+Tensor leaky_relu(const Tensor& a, double slope) { return unary<r::LeakyRelu, "leaky_relu">(a, slope); }
+
+namespace detail {
+struct Elu { // c: alpha
+  template <class T> static T f(T a, T c) { return a > 0 ? a : c * std::expm1(a); }
+  template <class X> static constexpr void vjp(X& x) {
+    rules::when_else(
+        x, x.a() > 0, [&] { x.da(x.g()); }, [&] { x.da(x.g() * (x.r() + x.c())); });
+  }
+};
+} // namespace detail
+Tensor elu(const Tensor& a, double alpha) { return unary<r::Elu, "elu">(a, alpha); }
+
+namespace detail {
+inline constexpr double sqrt1_2 = std::numbers::sqrt2 / 2;
+inline constexpr double inv_sqrt2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
+struct Gelu { // the exact (erf) form: a Phi(a)
+  template <class T> static T f(T a) { return T(0.5) * a * (T(1) + std::erf(a * T(sqrt1_2))); }
+  template <class X> static constexpr void vjp(X& x) {
+    using std::erf;
+    using std::exp;
+    x.da(x.g() * (0.5 * (1.0 + erf(x.a() * sqrt1_2)) + x.a() * exp(-0.5 * x.a() * x.a()) * inv_sqrt2pi));
+  }
+};
+} // namespace detail
+Tensor gelu(const Tensor& a) { return unary<r::Gelu, "gelu">(a); }
+
+namespace detail {
+struct Clamp { // c, c2: lo, hi
+  template <class T> static T f(T a, T lo, T hi) { return std::min(std::max(a, lo), hi); }
+  template <class X> static constexpr void vjp(X& x) {
+    rules::when(x, x.a() >= x.c(), [&] { rules::when(x, x.a() <= x.c2(), [&] { x.da(x.g()); }); });
+  }
+};
+} // namespace detail
 Tensor clamp(const Tensor& a, double lo, double hi) {
   if (!(lo <= hi)) detail::fail("clamp: lo {} must not exceed hi {}", lo, hi);
-  return unary<r::Clamp>(a, lo, hi);
+  return unary<r::Clamp, "clamp">(a, lo, hi);
 }
+
+// ---- comparisons, where, conversions: no rule table -----------------------------------------------------
 
 Tensor gt(const Tensor& a, const Tensor& b) {
   return r::compare("gt", a, b, [](auto x, auto y) { return x > y; });
