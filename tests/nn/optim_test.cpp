@@ -201,7 +201,7 @@ struct Case {
   std::function<void(ScalarRef<double>&, const std::vector<double>&)> ref64;
 };
 
-template <class O, class Opt> Case sgd_like(std::string name, Opt o, bool decoupled = false) {
+template <class O, class Opt> Case config_of(std::string name, Opt o, bool decoupled = false) {
   Case c;
   c.name = std::move(name);
   c.make = [o](std::vector<Tensor> p) -> std::unique_ptr<nn::Optimizer> {
@@ -210,7 +210,7 @@ template <class O, class Opt> Case sgd_like(std::string name, Opt o, bool decoup
     else
       return std::make_unique<O>(std::move(p), o);
   };
-  auto ref = [o, decoupled](auto& r, const auto& d) {
+  auto ref = [=](auto& r, const auto& d) {
     if constexpr (std::is_same_v<Opt, nn::SGDOptions>)
       ref_sgd(r, d, o);
     else if constexpr (std::is_same_v<Opt, nn::AdamOptions>)
@@ -228,28 +228,28 @@ template <class O, class Opt> Case sgd_like(std::string name, Opt o, bool decoup
 std::vector<Case> every_configuration() {
   using nn::AdagradOptions, nn::AdamOptions, nn::RMSpropOptions, nn::SGDOptions;
   return {
-      sgd_like<nn::SGD>("sgd", SGDOptions{.lr = 0.1}),
-      sgd_like<nn::SGD>("sgd wd", SGDOptions{.lr = 0.1, .weight_decay = 0.01}),
-      sgd_like<nn::SGD>("sgd momentum", SGDOptions{.lr = 0.1, .momentum = 0.9}),
-      sgd_like<nn::SGD>("sgd momentum dampening wd",
-                        SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
-      sgd_like<nn::SGD>("sgd nesterov", SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true}),
-      sgd_like<nn::SGD>("sgd nesterov wd",
-                        SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.001, .nesterov = true}),
-      sgd_like<nn::Adam>("adam", AdamOptions{.lr = 0.01}),
-      sgd_like<nn::Adam>("adam wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01}),
-      sgd_like<nn::Adam>("adam amsgrad", AdamOptions{.lr = 0.01, .amsgrad = true}),
-      sgd_like<nn::Adam>("adam amsgrad wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01, .amsgrad = true}),
-      sgd_like<nn::AdamW>("adamw", AdamOptions{.lr = 0.01, .weight_decay = 0.1}, true),
-      sgd_like<nn::AdamW>("adamw no decay", AdamOptions{.lr = 0.01}, true),
-      sgd_like<nn::AdamW>("adamw amsgrad", AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, true),
-      sgd_like<nn::RMSprop>("rmsprop", RMSpropOptions{.lr = 0.01}),
-      sgd_like<nn::RMSprop>("rmsprop wd momentum", RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5}),
-      sgd_like<nn::RMSprop>("rmsprop centered", RMSpropOptions{.lr = 0.01, .centered = true}),
-      sgd_like<nn::RMSprop>("rmsprop centered momentum wd",
-                            RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5, .centered = true}),
-      sgd_like<nn::Adagrad>("adagrad", AdagradOptions{.lr = 0.1}),
-      sgd_like<nn::Adagrad>(
+      config_of<nn::SGD>("sgd", SGDOptions{.lr = 0.1}),
+      config_of<nn::SGD>("sgd wd", SGDOptions{.lr = 0.1, .weight_decay = 0.01}),
+      config_of<nn::SGD>("sgd momentum", SGDOptions{.lr = 0.1, .momentum = 0.9}),
+      config_of<nn::SGD>("sgd momentum dampening wd",
+                         SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
+      config_of<nn::SGD>("sgd nesterov", SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true}),
+      config_of<nn::SGD>("sgd nesterov wd",
+                         SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.001, .nesterov = true}),
+      config_of<nn::Adam>("adam", AdamOptions{.lr = 0.01}),
+      config_of<nn::Adam>("adam wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01}),
+      config_of<nn::Adam>("adam amsgrad", AdamOptions{.lr = 0.01, .amsgrad = true}),
+      config_of<nn::Adam>("adam amsgrad wd", AdamOptions{.lr = 0.01, .weight_decay = 0.01, .amsgrad = true}),
+      config_of<nn::AdamW>("adamw", AdamOptions{.lr = 0.01, .weight_decay = 0.1}, true),
+      config_of<nn::AdamW>("adamw no decay", AdamOptions{.lr = 0.01}, true),
+      config_of<nn::AdamW>("adamw amsgrad", AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, true),
+      config_of<nn::RMSprop>("rmsprop", RMSpropOptions{.lr = 0.01}),
+      config_of<nn::RMSprop>("rmsprop wd momentum", RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5}),
+      config_of<nn::RMSprop>("rmsprop centered", RMSpropOptions{.lr = 0.01, .centered = true}),
+      config_of<nn::RMSprop>("rmsprop centered momentum wd",
+                             RMSpropOptions{.lr = 0.01, .weight_decay = 0.01, .momentum = 0.5, .centered = true}),
+      config_of<nn::Adagrad>("adagrad", AdagradOptions{.lr = 0.1}),
+      config_of<nn::Adagrad>(
           "adagrad decays",
           AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.01, .initial_accumulator_value = 0.1}),
   };

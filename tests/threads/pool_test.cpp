@@ -9,12 +9,16 @@
 #include <nn/optim.hpp>
 
 #include <boost/test/unit_test.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -192,6 +196,34 @@ BOOST_AUTO_TEST_CASE(optimizer_steps_split_across_threads_keep_their_bits) {
   for (const int t : {2, 3}) {
     const auto many = run(t);
     BOOST_TEST(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0, "threads " << t);
+  }
+}
+
+// TAPEGRAD_NUM_THREADS is read once per process, so each value is tried in a fresh copy of this
+// program that runs only env_child below. TAPEGRAD_POOL_CHILD_EXPECT is the count that copy must
+// report, or 0 for "get_num_threads throws, naming the variable".
+BOOST_AUTO_TEST_CASE(env_child) {
+  const char* expect = std::getenv("TAPEGRAD_POOL_CHILD_EXPECT");
+  if (expect == nullptr) return; // a helper for the next case, meaningful only in its child
+  const int want = std::atoi(expect);
+  if (want > 0) {
+    BOOST_TEST(autodiff::get_num_threads() == want);
+  } else {
+    BOOST_CHECK_EXCEPTION(autodiff::get_num_threads(), autodiff::Error, [](const autodiff::Error& e) {
+      return std::string(e.what()).find("TAPEGRAD_NUM_THREADS") != std::string::npos;
+    });
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_environment_sets_the_default_count) {
+  if (std::getenv("TAPEGRAD_POOL_CHILD_EXPECT") != nullptr) return; // in a child: no grandchildren
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  for (const auto& [value, expect] :
+       {std::pair{"3", 3}, {"1", 1}, {"0", 0}, {"-2", 0}, {"2x", 0}, {"", 0}, {" 2", 0}}) {
+    const std::string cmd = fmt::format("TAPEGRAD_NUM_THREADS='{}' TAPEGRAD_POOL_CHILD_EXPECT={} '{}' "
+                                        "--run_test=thread_pool/env_child >/dev/null 2>&1",
+                                        value, expect, self);
+    BOOST_TEST(std::system(cmd.c_str()) == 0, "TAPEGRAD_NUM_THREADS='" << value << "'");
   }
 }
 
