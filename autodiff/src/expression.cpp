@@ -41,9 +41,11 @@ namespace {
 // too; every other one is a function under its name. Nothing below names a particular op except
 // the grammar's operators, so a new op in the list is a new function of the language.
 
-// Whether R has a value f of one or of two doubles (and so a C++ spelling, `call`).
-template <class R> constexpr bool has_one = requires(double a) { R::f(a); };
-template <class R> constexpr bool has_two = requires(double a) { R::f(a, a); };
+// Whether R has a C++ spelling `call` of one or of two operands (and so a value f of as many). The
+// constant forms have an f of the operand and the constant, but no call: C++ reaches them through
+// the operators (x * 2 records mul_const), and so does the parser.
+template <class R> constexpr bool has_one = requires(const Var& a) { R::call(a); };
+template <class R> constexpr bool has_two = requires(const Var& a) { R::call(a, a); };
 template <class R>
 concept callable = has_one<R> || has_two<R>;
 
