@@ -117,8 +117,10 @@ private:
   static Tape& default_tape();
   // The thread's stack of active tapes: tl_active_ is its top; below_/above_ link it. On a thread
   // with no tape yet it points to none_, an empty tape of generation 0 that no Var carries, so that
-  // a recording operation needs no null test: its generation compare fails and the slow path
-  // activates the default tape (docs/design.md, "Note [Recording fast path]").
+  // a recording operation needs no null test: its generation test fails, as it must (no Var of
+  // this thread exists before its default tape is active), and the error path names the default
+  // tape. Leaves go through active(), which activates it (docs/design.md, "Note [Recording fast
+  // path]").
   static thread_local constinit Tape* tl_active_;
   static Tape none_;
   void push();
@@ -127,9 +129,8 @@ private:
   // Recording: one node (op code + value) with its operand indices and constant, if any. grow_nodes
   // keeps room for two operands per node, so one capacity check covers node and operands. Fields are
   // read once into locals: after the stores the compiler could not reuse them.
-  // The full-tape path grows the arrays and records the node itself (push_node_grown), so nothing
-  // rejoins the fast path after a call, and the compiler can keep the tape's fields in registers
-  // from one operation to the next.
+  // The full-tape path grows the arrays and records the node itself (push_node_grown), so the
+  // straight line of the fast path holds no call and does not wait on one's results.
   std::uint32_t push_node(OpCode op, double value) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
