@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <new>
@@ -75,6 +76,7 @@ inline void check_close(std::string_view what, std::span<const double> got, std:
                         double tolerance = 1e-12) {
   const double d = relative_difference(got, want);
   if (!(d <= tolerance)) {
+    std::fflush(stdout); // the checks that passed, before abort() drops the buffer
     fmt::print(stderr, "check failed: {}: relative difference {:.3g} exceeds {:.1g} ({} components)\n", what, d,
                tolerance, want.size());
     std::abort();

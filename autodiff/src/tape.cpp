@@ -38,7 +38,9 @@ template <class T> void detail::Stream<T>::grow(std::size_t at_least) {
 template struct detail::Stream<std::uint32_t>;
 template struct detail::Stream<double>;
 
-thread_local constinit Tape* Tape::tl_active_ = nullptr;
+constexpr Tape::Tape(NoneTag) noexcept : gen_(0) {}
+constinit Tape Tape::none_{Tape::NoneTag{}};
+thread_local constinit Tape* Tape::tl_active_ = &Tape::none_;
 
 namespace {
 // One per thread; its address names the thread that owns a tape stack.
@@ -49,7 +51,7 @@ thread_local constinit char tl_thread_tag = 0;
 // so one destroyed out of order (a vector of tapes cleared front to back, say) unlinks itself and
 // the rest stay valid: no dangling "previous" pointer is ever followed.
 void Tape::push() {
-  below_ = tl_active_;
+  below_ = tl_active_ == &none_ ? nullptr : tl_active_;
   above_ = nullptr;
   if (below_ != nullptr) below_->above_ = this;
   tl_active_ = this;
@@ -69,7 +71,7 @@ void Tape::unlink() {
   if (above_ != nullptr)
     above_->below_ = below_;
   else
-    tl_active_ = below_;
+    tl_active_ = below_ != nullptr ? below_ : &none_;
   if (below_ != nullptr) below_->above_ = above_;
   below_ = above_ = nullptr;
   owner_ = nullptr;
@@ -84,7 +86,7 @@ Tape::~Tape() { unlink(); }
 Tape& Tape::default_tape() {
   thread_local Tape tape{DefaultTag{}};
   // The bottom of the stack, so that later lookups skip this function.
-  if (tape.owner_ == nullptr && tl_active_ == nullptr) tape.push();
+  if (tape.owner_ == nullptr && tl_active_ == &none_) tape.push();
   return tape;
 }
 
@@ -117,6 +119,7 @@ void Tape::reset() {
   consts_.size = 0;
   adj_.clear();
   swept_ = false;
+  readable_adjoints_ = 0;
   gen_ = detail::new_generation();
   if (extension_) extension_->reset();
 }
@@ -130,6 +133,24 @@ void Tape::grow_nodes() {
   grow_array(ops_, n_, new_cap);
   cap_ = new_cap;
   if (args_.capacity < 2 * std::size_t{new_cap}) args_.grow(2 * std::size_t{new_cap});
+}
+
+std::uint32_t Tape::push_node_grown(OpCode op, double value) {
+  grow_nodes();
+  return push_node(op, value);
+}
+std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a) {
+  grow_nodes();
+  return push_node(op, value, a);
+}
+std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a, std::uint32_t b) {
+  grow_nodes();
+  return push_node(op, value, a, b);
+}
+std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a, double c) {
+  if (n_ == cap_) grow_nodes();
+  if (consts_.size == consts_.capacity) consts_.grow(consts_.size + 1);
+  return push_node(op, value, a, c);
 }
 
 std::size_t Tape::operation_count() const {
@@ -202,7 +223,16 @@ void TapeAccess::foreign(std::string_view op, const Var& v, const Tape& t) {
   foreign(op, v.index(), v.generation(), t);
 }
 
-void TapeAccess::foreign(std::string_view op, std::uint32_t index, std::uint64_t generation, const Tape& t) {
+void TapeAccess::foreign(std::string_view op, std::uint32_t a_index, std::uint64_t a_generation, std::uint32_t b_index,
+                         std::uint64_t b_generation, const Tape& t) {
+  if (a_generation != t.generation()) foreign(op, a_index, a_generation, t);
+  foreign(op, b_index, b_generation, t);
+}
+
+void TapeAccess::foreign(std::string_view op, std::uint32_t index, std::uint64_t generation, const Tape& tape) {
+  // On a thread with no tape yet the fast path saw Tape::none_; the message names the tape that
+  // Tape::active() gives, as it always has.
+  const Tape& t = &tape == &Tape::none_ ? Tape::active() : tape;
   throw Error(
       fmt::format("autodiff: {}: operand (node {}, tape generation {}) is not on the active tape (generation {}): "
                   "it was recorded before the tape was reset, or on another tape or thread",

@@ -100,8 +100,9 @@ public:
 
   // The tape that records on this thread now.
   static Tape& active() {
-    if (tl_active_ != nullptr) [[likely]]
-      return *tl_active_;
+    Tape* t = tl_active_;
+    if (t != &none_) [[likely]]
+      return *t;
     return default_tape();
   }
 
@@ -111,19 +112,29 @@ private:
   friend class ScratchTape;
   struct DefaultTag {};
   explicit Tape(DefaultTag);
+  struct NoneTag {};
+  constexpr explicit Tape(NoneTag) noexcept; // tape.cpp, where Var is complete
   static Tape& default_tape();
+  // The thread's stack of active tapes: tl_active_ is its top; below_/above_ link it. On a thread
+  // with no tape yet it points to none_, an empty tape of generation 0 that no Var carries, so that
+  // a recording operation needs no null test: its generation test fails, as it must (no Var of
+  // this thread exists before its default tape is active), and the error path names the default
+  // tape. Leaves go through active(), which activates it (docs/design.md, "Note [Recording fast
+  // path]").
   static thread_local constinit Tape* tl_active_;
-  // The thread's stack of active tapes: tl_active_ is its top; below_/above_ link it.
+  static Tape none_;
   void push();
   void unlink();
 
   // Recording: one node (op code + value) with its operand indices and constant, if any. grow_nodes
   // keeps room for two operands per node, so one capacity check covers node and operands. Fields are
   // read once into locals: after the stores the compiler could not reuse them.
+  // The full-tape path grows the arrays and records the node itself (push_node_grown), so the
+  // straight line of the fast path holds no call and does not wait on one's results.
   std::uint32_t push_node(OpCode op, double value) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
-      grow_nodes();
+      return push_node_grown(op, value);
     double* values = values_.get();
     OpCode* ops = ops_.get();
     n_ = i + 1;
@@ -134,7 +145,7 @@ private:
   std::uint32_t push_node(OpCode op, double value, std::uint32_t a) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
-      grow_nodes();
+      return push_node_grown(op, value, a);
     const std::size_t ap = args_.size;
     double* values = values_.get();
     OpCode* ops = ops_.get();
@@ -149,7 +160,7 @@ private:
   std::uint32_t push_node(OpCode op, double value, std::uint32_t a, std::uint32_t b) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
-      grow_nodes();
+      return push_node_grown(op, value, a, b);
     const std::size_t ap = args_.size;
     double* values = values_.get();
     OpCode* ops = ops_.get();
@@ -164,11 +175,9 @@ private:
   }
   std::uint32_t push_node(OpCode op, double value, std::uint32_t a, double c) {
     const std::size_t i = n_;
-    if (i == cap_) [[unlikely]]
-      grow_nodes();
     const std::size_t cp = consts_.size;
-    if (cp == consts_.capacity) [[unlikely]]
-      consts_.grow(cp + 1);
+    if (i == cap_ || cp == consts_.capacity) [[unlikely]]
+      return push_node_grown(op, value, a, c);
     const std::size_t ap = args_.size;
     double* values = values_.get();
     OpCode* ops = ops_.get();
@@ -184,6 +193,11 @@ private:
     return static_cast<std::uint32_t>(i);
   }
   void grow_nodes();
+  // Out of line (tape.cpp): grow, then push_node.
+  std::uint32_t push_node_grown(OpCode op, double value);
+  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a);
+  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a, std::uint32_t b);
+  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a, double c);
 
   // Reverse sweeps (backward.cpp).
   void sweep(std::uint32_t output) {
@@ -205,6 +219,8 @@ private:
   std::uint64_t gen_;
   std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then
   bool swept_ = false;
+  // adj_.size() after a sweep, 0 before the first one: Var::grad() tests this one field inline.
+  std::size_t readable_adjoints_ = 0;
   std::vector<Var> recording_adj_; // scratch of sweep_recording, reused
   std::vector<char> recording_has_;
   std::unique_ptr<TapeExtension> extension_;
