@@ -323,7 +323,8 @@ BOOST_AUTO_TEST_CASE(scheduler_state_dicts_are_checked) {
       s.erase(key);
     nn::StepLR other(opt, 2);
     BOOST_TEST_CONTEXT(key) {
-      BOOST_CHECK_EXCEPTION(other.load_state_dict(s), autodiff::Error, [&](const autodiff::Error& e) {
+      // &key = key: clang 14 cannot capture a structured binding.
+      BOOST_CHECK_EXCEPTION(other.load_state_dict(s), autodiff::Error, [&key = key](const autodiff::Error& e) {
         return std::string(e.what()).find("'" + key + "'") != std::string::npos;
       });
       BOOST_TEST(other.last_epoch() == 0);

@@ -24,7 +24,14 @@ namespace {
 // Peak-memory bounds hold for the plain allocator only: AddressSanitizer keeps freed memory in a
 // quarantine (256 MB by default) and adds shadow memory, so under it the paths run but the bounds
 // are not checked.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// GCC defines __SANITIZE_ADDRESS__/__SANITIZE_THREAD__; clang 14 only answers __has_feature.
+#if defined(__has_feature)
+#define TAPEGRAD_HAS_FEATURE(x) __has_feature(x)
+#else
+#define TAPEGRAD_HAS_FEATURE(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || TAPEGRAD_HAS_FEATURE(address_sanitizer) ||        \
+    TAPEGRAD_HAS_FEATURE(thread_sanitizer)
 constexpr bool check_peaks = false;
 #else
 constexpr bool check_peaks = true;
