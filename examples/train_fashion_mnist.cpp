@@ -247,8 +247,8 @@ void load_checkpoint(const fs::path& path, const Training& t, int& epoch, std::i
 int run(const Config& c) {
   // One count for tapegrad's kernels and OpenBLAS (docs/design.md, Note [One thread pool]).
   if (c.threads > 0) autodiff::set_num_threads(c.threads);
-  fmt::print("threads: {} for tapegrad, {} for OpenBLAS\n{}\n", autodiff::get_num_threads(),
-             openblas_get_num_threads(), examples::describe_blas_kernel());
+  fmt::print("threads: {} for tapegrad, {} for OpenBLAS\n{}\n", autodiff::get_num_threads(), openblas_get_num_threads(),
+             examples::describe_blas_kernel());
   autodiff::manual_seed(c.seed);
   fs::create_directories(c.out);
   const fs::path checkpoint = c.out / "checkpoint.safetensors";

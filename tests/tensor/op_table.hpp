@@ -688,9 +688,7 @@ inline std::vector<TensorOpInfo> tensor_op_table() {
       });
   row(
       "cross_entropy_label_smoothing", {{Shape{5, 3}}, {Shape{1, 4}}},
-      [=](T x) {
-        return cross_entropy(x[0], targets(x[0].size(0), x[0].size(1)), autodiff::Reduction::mean, 0.2);
-      },
+      [=](T x) { return cross_entropy(x[0], targets(x[0].size(0), x[0].size(1)), autodiff::Reduction::mean, 0.2); },
       [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
         const std::int64_t n = d[0][0], c = d[0][1];
         double total = 0;

@@ -27,7 +27,6 @@ Tensor zero_adjoint(const Tensor& g, const Tensor& contribution) {
 
 namespace {
 
-
 // ---- running a rule ----------------------------------------------------------------------------
 // A rule's vjp is a template over a context (rules.hpp). Three contexts run it here:
 // - Elem<T>: one element in float or double. The fast rule is a loop of it over raw storage; with a
@@ -130,34 +129,34 @@ concept SymOperands = (std::same_as<L, Sym> && (std::same_as<R, Sym> || std::is_
                       (std::is_arithmetic_v<L> && std::same_as<R, Sym>);
 constexpr Sym operator-(Sym s) { return {s.f == Flow::g ? Flow::neg_g : s.f == Flow::neg_g ? Flow::g : Flow::other}; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr Sym operator+(L, R) { return {}; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr Sym operator-(L, R) { return {}; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr Sym operator*(L, R) { return {}; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr Sym operator/(L, R) { return {}; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator<(L, R) { return false; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator>(L, R) { return false; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator<=(L, R) { return false; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator>=(L, R) { return false; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator==(L, R) { return false; }
 template <class L, class R>
-requires SymOperands<L, R>
+  requires SymOperands<L, R>
 constexpr bool operator!=(L, R) { return false; }
 constexpr Sym exp(Sym) { return {}; }
 constexpr Sym log(Sym) { return {}; }
@@ -166,7 +165,7 @@ constexpr Sym cos(Sym) { return {}; }
 constexpr Sym erf(Sym) { return {}; }
 constexpr Sym sigmoid(Sym) { return {}; }
 template <class R>
-requires SymOperands<Sym, R>
+  requires SymOperands<Sym, R>
 constexpr Sym pow(Sym, R) { return {}; }
 
 struct Probe {
