@@ -96,33 +96,36 @@ inline std::partial_ordering operator<=>(const Var& a, double b) { return a.valu
 template <class V>
 concept IsVar = std::same_as<V, Var>;
 
+// The unary functions of a Var and their rules (rules.hpp): declared here, defined below.
+#define TAPEGRAD_VAR_UNARY_FUNCTIONS(X)                                                                                \
+  X(exp, Exp)                                                                                                          \
+  X(log, Log)                                                                                                          \
+  X(log1p, Log1p)                                                                                                      \
+  X(expm1, Expm1)                                                                                                      \
+  X(sqrt, Sqrt)                                                                                                        \
+  X(cbrt, Cbrt)                                                                                                        \
+  X(square, Square)                                                                                                    \
+  X(sin, Sin)                                                                                                          \
+  X(cos, Cos)                                                                                                          \
+  X(tan, Tan)                                                                                                          \
+  X(asin, Asin)                                                                                                        \
+  X(acos, Acos)                                                                                                        \
+  X(atan, Atan)                                                                                                        \
+  X(sinh, Sinh)                                                                                                        \
+  X(cosh, Cosh)                                                                                                        \
+  X(tanh, Tanh)                                                                                                        \
+  X(asinh, Asinh)                                                                                                      \
+  X(acosh, Acosh)                                                                                                      \
+  X(atanh, Atanh)                                                                                                      \
+  X(sigmoid, Sigmoid)                                                                                                  \
+  X(relu, Relu)                                                                                                        \
+  X(softplus, Softplus)                                                                                                \
+  X(abs, Abs)                                                                                                          \
+  X(fabs, Abs)                                                                                                         \
+  X(erf, Erf)                                                                                                          \
+  X(erfc, Erfc)
 #define TAPEGRAD_UNARY(fn, Rule) template <IsVar V> [[gnu::always_inline]] inline Var fn(const V& a);
-TAPEGRAD_UNARY(exp, Exp)
-TAPEGRAD_UNARY(log, Log)
-TAPEGRAD_UNARY(log1p, Log1p)
-TAPEGRAD_UNARY(expm1, Expm1)
-TAPEGRAD_UNARY(sqrt, Sqrt)
-TAPEGRAD_UNARY(cbrt, Cbrt)
-TAPEGRAD_UNARY(square, Square)
-TAPEGRAD_UNARY(sin, Sin)
-TAPEGRAD_UNARY(cos, Cos)
-TAPEGRAD_UNARY(tan, Tan)
-TAPEGRAD_UNARY(asin, Asin)
-TAPEGRAD_UNARY(acos, Acos)
-TAPEGRAD_UNARY(atan, Atan)
-TAPEGRAD_UNARY(sinh, Sinh)
-TAPEGRAD_UNARY(cosh, Cosh)
-TAPEGRAD_UNARY(tanh, Tanh)
-TAPEGRAD_UNARY(asinh, Asinh)
-TAPEGRAD_UNARY(acosh, Acosh)
-TAPEGRAD_UNARY(atanh, Atanh)
-TAPEGRAD_UNARY(sigmoid, Sigmoid)
-TAPEGRAD_UNARY(relu, Relu)
-TAPEGRAD_UNARY(softplus, Softplus)
-TAPEGRAD_UNARY(abs, Abs)
-TAPEGRAD_UNARY(fabs, Abs)
-TAPEGRAD_UNARY(erf, Erf)
-TAPEGRAD_UNARY(erfc, Erfc)
+TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_UNARY
 
 template <IsVar V> [[gnu::always_inline]] inline Var pow(const V& a, const V& b);
@@ -250,33 +253,9 @@ inline Var& Var::operator/=(double c) { return *this = *this / c; }
 
 #define TAPEGRAD_UNARY(fn, Rule)                                                                                       \
   template <IsVar V> Var fn(const V& a) { return TapeAccess::unary<rules::Rule>(a, rules::Rule::f(a.value())); }
-TAPEGRAD_UNARY(exp, Exp)
-TAPEGRAD_UNARY(log, Log)
-TAPEGRAD_UNARY(log1p, Log1p)
-TAPEGRAD_UNARY(expm1, Expm1)
-TAPEGRAD_UNARY(sqrt, Sqrt)
-TAPEGRAD_UNARY(cbrt, Cbrt)
-TAPEGRAD_UNARY(square, Square)
-TAPEGRAD_UNARY(sin, Sin)
-TAPEGRAD_UNARY(cos, Cos)
-TAPEGRAD_UNARY(tan, Tan)
-TAPEGRAD_UNARY(asin, Asin)
-TAPEGRAD_UNARY(acos, Acos)
-TAPEGRAD_UNARY(atan, Atan)
-TAPEGRAD_UNARY(sinh, Sinh)
-TAPEGRAD_UNARY(cosh, Cosh)
-TAPEGRAD_UNARY(tanh, Tanh)
-TAPEGRAD_UNARY(asinh, Asinh)
-TAPEGRAD_UNARY(acosh, Acosh)
-TAPEGRAD_UNARY(atanh, Atanh)
-TAPEGRAD_UNARY(sigmoid, Sigmoid)
-TAPEGRAD_UNARY(relu, Relu)
-TAPEGRAD_UNARY(softplus, Softplus)
-TAPEGRAD_UNARY(abs, Abs)
-TAPEGRAD_UNARY(fabs, Abs)
-TAPEGRAD_UNARY(erf, Erf)
-TAPEGRAD_UNARY(erfc, Erfc)
+TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_UNARY
+#undef TAPEGRAD_VAR_UNARY_FUNCTIONS
 
 template <IsVar V> Var pow(const V& a, const V& b) {
   return TapeAccess::binary<rules::Pow>(a, b, rules::Pow::f(a.value(), b.value()));
