@@ -43,7 +43,7 @@ namespace {
 
 // Whether R has a C++ spelling `call` of one or of two operands (and so a value f of as many). The
 // constant forms have an f of the operand and the constant, but no call: C++ reaches them through
-// the operators (x * 2 records mul_const), and so does the parser.
+// the operators (x * 2 records mul_scalar), and so does the parser.
 template <class R> constexpr bool has_one = requires(const Var& a) { R::call(a); };
 template <class R> constexpr bool has_two = requires(const Var& a) { R::call(a, a); };
 template <class R>

@@ -293,7 +293,7 @@ BOOST_AUTO_TEST_CASE(graph_writes_valid_dot) {
   BOOST_TEST_REQUIRE(r.status == 0, r.err);
   const std::string dot = slurp(dir / "g.dot");
   BOOST_TEST(dot.starts_with("digraph"));
-  BOOST_TEST(contains(dot, "mul_const \u00d72.5"), dot);
+  BOOST_TEST(contains(dot, "mul_scalar \u00d72.5"), dot);
   BOOST_TEST(contains(dot, "x (#0 leaf)\\nvalue 1.5\\ngrad -1.82316"), dot); // y + 2.5 cos(x)
   BOOST_TEST(contains(r.out, "dot -Tsvg g.dot -o g.svg"), r.out);
   for (const auto& e : fs::directory_iterator(dir)) // no temporary file left behind

@@ -36,7 +36,7 @@ BOOST_AUTO_TEST_CASE(constant_operand_is_not_a_leaf) {
   Tape tape;
   const Var x = 1.5;
   const Var y = e.evaluate<Var>(std::vector{x});
-  BOOST_TEST(tape.size() == 2u); // the leaf x and one mul_const
+  BOOST_TEST(tape.size() == 2u); // the leaf x and one mul_scalar
   const auto nodes = tape.nodes();
   BOOST_TEST((nodes[1].op == OpCode::MulC));
   BOOST_TEST(nodes[1].constant.value() == 2.0);
@@ -205,7 +205,7 @@ BOOST_AUTO_TEST_CASE(to_dot_draws_the_recorded_nodes) {
   BOOST_TEST(dot.starts_with("digraph \"tape\" {"));
   BOOST_TEST(dot.find("x (#0 leaf)\\nvalue 1.5\\ngrad 0.5") != std::string::npos, dot); // y + 2.5
   BOOST_TEST(dot.find("y\\\"quoted\\\\ (#1 leaf)") != std::string::npos, dot);
-  BOOST_TEST(dot.find("mul_const \u00d72.5") != std::string::npos, dot);
+  BOOST_TEST(dot.find("mul_scalar \u00d72.5") != std::string::npos, dot);
   BOOST_TEST(dot.find("n0 -> n3 [label=\"a\"]") != std::string::npos, dot);
   BOOST_TEST(dot.find(fmt::format("n{} ", unused.index())) == std::string::npos, dot); // not a dependency
   // The whole-tape overload draws it.

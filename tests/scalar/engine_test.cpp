@@ -41,7 +41,7 @@ BOOST_AUTO_TEST_CASE(constants_cost_nothing_on_the_tape) {
   Var x = 2.0;
   const std::size_t before = tape.size();
   Var y = 3.0 * x + 1.0 - x / 4.0;
-  BOOST_TEST(tape.size() - before == 4u); // mul_const, add_const, div_const, sub: no leaves
+  BOOST_TEST(tape.size() - before == 4u); // mul_scalar, add_scalar, div_scalar, sub: no leaves
   BOOST_TEST(tape.operation_count() == 4u);
   y.backward();
   BOOST_TEST(x.grad() == 2.75);

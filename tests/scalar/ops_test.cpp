@@ -66,7 +66,7 @@ BOOST_AUTO_TEST_CASE(every_op_code_is_in_the_table) {
 }
 
 BOOST_AUTO_TEST_CASE(the_completeness_check_reports_a_missing_op) {
-  // Without its rows the check names the op: the last op code (erfc), and max, whose max_const
+  // Without its rows the check names the op: the last op code (erfc), and max, whose max_scalar
   // row records a different op code.
   auto table = op_table();
   std::erase_if(table, [](const auto& op) { return op.name == "erfc" || op.name == "max"; });

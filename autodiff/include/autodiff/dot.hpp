@@ -19,7 +19,7 @@ struct DotOptions {
   std::size_t max_nodes = 20000; // refuse larger drawings: Graphviz would not lay them out usefully
 };
 
-// One DOT node per recorded node: its index, op name, constant (`mul_const ×2.5`), value and
+// One DOT node per recorded node: its index, op name, constant (`mul_scalar ×2.5`), value and
 // gradient; one edge from each operand to its result. Throws Error beyond options.max_nodes.
 std::string to_dot(const Tape& tape, const DotOptions& options = {});
 // Only the nodes `output` depends on, drawn from the tape it was recorded on (which must be the

@@ -4,8 +4,8 @@
 // The text is parsed once into a flat postfix program; evaluation is a loop over it with an
 // explicit stack, so neither parsing (depth-limited) nor evaluation can overflow the C++ stack.
 // Sub-expressions without variables are folded to one double while parsing, and an operator with
-// one constant operand records the engine's constant form: `x * 2` is one mul_const node and
-// `x ^ 3` one pow_const node, exactly what the same C++ code with Var records. The grammar is
+// one constant operand records the engine's constant form: `x * 2` is one mul_scalar node and
+// `x ^ 3` one pow_scalar node, exactly what the same C++ code with Var records. The grammar is
 // described in docs/cli.md.
 
 #include <autodiff/error.hpp>

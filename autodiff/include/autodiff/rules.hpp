@@ -17,7 +17,7 @@
 //   f(a[, b])        its value with doubles
 //   call(a[, b])     the call as C++ code writes it, for Var operands or a Var and a double:
 //                    unqualified, so autodiff's public function is found by argument-dependent
-//                    lookup; `x * 2` then records mul_const, as in C++. Parsed expressions
+//                    lookup; `x * 2` then records mul_scalar, as in C++. Parsed expressions
 //                    (expression.cpp) evaluate through f and call, so an op with both is a function
 //                    of the expression language under its `name` (operators aside).
 //
@@ -214,37 +214,37 @@ struct Min {
 // ---- one tape operand and a plain double constant ---------------------------------------------
 // Constants whose value the rule does not need (a + c, c - a) are not stored: the tape stays small.
 struct AddC {
-  static constexpr std::string_view name = "add_const";
+  static constexpr std::string_view name = "add_scalar";
   static constexpr Form form = Form::unary;
   template <class T> static T f(T a, T c) { return a + c; }
   template <class X> static constexpr void vjp(X& x) { x.da(x.g()); }
 };
 struct RSubC { // c - a
-  static constexpr std::string_view name = "rsub_const";
+  static constexpr std::string_view name = "rsub_scalar";
   static constexpr Form form = Form::unary;
   template <class T> static T f(T a, T c) { return c - a; }
   template <class X> static constexpr void vjp(X& x) { x.da_neg(x.g()); }
 };
 struct MulC {
-  static constexpr std::string_view name = "mul_const";
+  static constexpr std::string_view name = "mul_scalar";
   static constexpr Form form = Form::unary_const;
   template <class T> static T f(T a, T c) { return a * c; }
   template <class X> static constexpr void vjp(X& x) { x.da(x.g() * x.c()); }
 };
 struct DivC { // a / c
-  static constexpr std::string_view name = "div_const";
+  static constexpr std::string_view name = "div_scalar";
   static constexpr Form form = Form::unary_const;
   template <class T> static T f(T a, T c) { return a / c; }
   template <class X> static constexpr void vjp(X& x) { x.da(x.g() / x.c()); }
 };
 struct RDivC { // c / a: d/da = -c/a^2 = -r/a, so c need not be stored
-  static constexpr std::string_view name = "rdiv_const";
+  static constexpr std::string_view name = "rdiv_scalar";
   static constexpr Form form = Form::unary;
   template <class T> static T f(T a, T c) { return c / a; }
   template <class X> static constexpr void vjp(X& x) { x.da_neg(x.g() * x.r() / x.a()); }
 };
 struct PowC { // a^c
-  static constexpr std::string_view name = "pow_const";
+  static constexpr std::string_view name = "pow_scalar";
   static constexpr Form form = Form::unary_const;
   template <class T> static T f(T a, T c) { return std::pow(a, c); }
   template <class X> static constexpr void vjp(X& x) {
@@ -257,14 +257,14 @@ struct PowC { // a^c
   }
 };
 struct RPowC { // c^a
-  static constexpr std::string_view name = "rpow_const";
+  static constexpr std::string_view name = "rpow_scalar";
   static constexpr Form form = Form::unary_const;
   template <class X> static constexpr void vjp(X& x) {
     if (x.c() > 0) x.da(x.g() * x.r() * std::log(x.c()));
   }
 };
 struct MaxC {
-  static constexpr std::string_view name = "max_const";
+  static constexpr std::string_view name = "max_scalar";
   static constexpr Form form = Form::unary_const;
   template <class T> static T f(T a, T c) { return max_value(a, c); }
   template <class X> static constexpr void vjp(X& x) {
@@ -273,7 +273,7 @@ struct MaxC {
   }
 };
 struct MinC {
-  static constexpr std::string_view name = "min_const";
+  static constexpr std::string_view name = "min_scalar";
   static constexpr Form form = Form::unary_const;
   template <class T> static T f(T a, T c) { return min_value(a, c); }
   template <class X> static constexpr void vjp(X& x) {

@@ -47,7 +47,7 @@ struct GradOptions {
   std::optional<bool> retain_graph = std::nullopt;
 };
 
-// The name of an op code ("exp", "mul_const", ...).
+// The name of an op code ("exp", "mul_scalar", ...).
 std::string_view op_name(OpCode op);
 
 // One recorded node, for inspection and drawing (see autodiff::to_dot); not used on hot paths.

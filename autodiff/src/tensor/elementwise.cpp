@@ -448,7 +448,7 @@ namespace r = detail;
 // ---- the ops ------------------------------------------------------------------------------------
 // One block per op (docs/design.md, "Adding a tensor op"): its function, naming its rule; the rule
 // itself right above it when the scalar engine has no twin. A tensor op's name is its own (the
-// scalar `add_const` is the tensor `add_scalar`), but the formula is the scalar rule's.
+// scalar `max` is the tensor `maximum`, as in PyTorch), but the formula is the scalar rule's.
 
 // clang-format off
 Tensor add(const Tensor& a, const Tensor& b)      { return binary<rules::Add, "add">(a, b); }
