@@ -34,10 +34,7 @@ namespace {
 // - Graph: whole recorded tensors, for the create_graph rule: its arithmetic is recorded.
 // - Probe: at compile time, what the rule reads (which values the forward saves) and whether a
 //   contribution is the adjoint itself, which needs no kernel (add) or no zero-adjoint mask (-g).
-enum class Ctx : std::uint8_t { elem, graph, probe };
-
 template <class T, bool WantA = true, bool WantB = true> struct Elem {
-  static constexpr Ctx kind = Ctx::elem;
   using value_type = T;
   T g_, a_, b_, r_, c_, c2_;
   T ga_ = 0, gb_ = 0;
@@ -79,7 +76,6 @@ Tensor operator==(const TV& a, double c) { return eq(a, c); }
 Tensor operator!=(const TV& a, double c) { return ne(a, c); }
 
 struct Graph {
-  static constexpr Ctx kind = Ctx::graph;
   TV g_, a_, b_, r_;
   double c_ = 0, c2_ = 0;
   Tensor mask{}; // where the enclosing when()s hold (a constant 0/1 tensor); undefined: everywhere
@@ -169,7 +165,6 @@ template <class R>
 constexpr Sym pow(Sym, R) { return {}; }
 
 struct Probe {
-  static constexpr Ctx kind = Ctx::probe;
   Uses u;
   int masked = 0; // inside a when(): a contribution there is never g itself
   static constexpr Sym g() { return {Flow::g}; }
