@@ -546,6 +546,32 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
   return unary<r::Clamp, "clamp">(a, lo, hi);
 }
 
+// The elementwise part of two fused losses (loss.cpp reduces it): one pass and one node each,
+// where the composition would record two or three ops and their intermediate tensors.
+namespace detail {
+struct SquaredError { // mse_loss: (a - b)^2
+  template <class T> static T f(T a, T b) { return (a - b) * (a - b); }
+  template <class X> static constexpr void vjp(X& x) {
+    const auto d = 2.0 * x.g() * (x.a() - x.b());
+    x.da(d);
+    x.db_neg(d);
+  }
+};
+Tensor squared_error(const Tensor& a, const Tensor& b) { return binary<SquaredError, "mse_loss">(a, b); }
+
+struct LogitBce { // binary_cross_entropy_with_logits: softplus(a) - a b, logit a, target b
+  template <class T> static T f(T a, T b) { return rules::softplus_value(a) - a * b; }
+  template <class X> static constexpr void vjp(X& x) {
+    using rules::sigmoid; // numbers; recorded tensors find autodiff::sigmoid by argument-dependent lookup
+    x.da(x.g() * (sigmoid(x.a()) - x.b()));
+    x.db_neg(x.g() * x.a());
+  }
+};
+Tensor logit_bce(const Tensor& a, const Tensor& b) {
+  return binary<LogitBce, "binary_cross_entropy_with_logits">(a, b);
+}
+} // namespace detail
+
 // ---- comparisons, where, conversions: no rule table -----------------------------------------------------
 
 Tensor gt(const Tensor& a, const Tensor& b) {

@@ -63,6 +63,10 @@ struct OpInfo {
   OpInfo(std::string_view n, void (*b)(BackwardCtx&), void (*bg)(BackwardCtx&));
 };
 extern const OpInfo leaf_op;
+// The elementwise parts of mse_loss and binary_cross_entropy_with_logits (elementwise.cpp): recorded
+// under the losses' names, before loss.cpp reduces them.
+Tensor squared_error(const Tensor& a, const Tensor& b);
+Tensor logit_bce(const Tensor& logits, const Tensor& targets);
 // Referenced by tensor_op_names() so that a static link keeps each file's rules registered.
 void touch_elementwise();
 void touch_reduce();

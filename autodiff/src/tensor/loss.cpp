@@ -1,6 +1,7 @@
-// The fused losses, each one op with its own rules: cross_entropy and nll_loss on [N, C] logits
-// and int64 targets, mse_loss and binary_cross_entropy_with_logits elementwise. nn's losses are
-// thin wrappers of these (nn/src/loss.cpp). Each op is one block: its rules, then its forward.
+// The losses: cross_entropy and nll_loss on [N, C] logits and int64 targets, fused, each one op with
+// its own rules (one block: rules, then forward); mse_loss and binary_cross_entropy_with_logits, an
+// elementwise op of elementwise.cpp then a reduction; the rest compositions of recorded ops. nn's
+// losses are thin wrappers of these (nn/src/loss.cpp).
 
 #include "internal.hpp"
 
@@ -200,113 +201,18 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction red) {
   return out;
 }
 
-// ---- mse_loss --------------------------------------------------------------------------------------
-// (a - b)^2 per element in one pass (a and b of one shape), then mean or sum as recorded ops.
-namespace detail {
-namespace {
-// d/da = 2 g (a - b) and d/db = -2 g (a - b); 0 where g is 0 (Note [Zero adjoints]).
-void mse_loss_backward(BackwardCtx& x) {
-  const Tensor& a = x.saved(0);
-  const Tensor& b = x.saved(1);
-  for (int k = 0; k < 2; ++k) {
-    if (!x.needs(k)) continue;
-    Tensor gk = Access::make(a.shape(), a.dtype());
-    dispatch_float("mse_loss", a.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* av = ptr<T>(a);
-      const T* bv = ptr<T>(b);
-      const T* gv = ptr<T>(x.g);
-      T* o = ptr<T>(gk);
-      const T two = k == 0 ? T(2) : T(-2);
-      for (std::int64_t i = 0; i < a.numel(); ++i)
-        o[i] = gv[i] == T(0) ? T(0) : two * gv[i] * (av[i] - bv[i]);
-    });
-    x.grad(k, std::move(gk));
-  }
-}
-void mse_loss_backward_graph(BackwardCtx& x) {
-  const Tensor& a = x.saved(0);
-  const Tensor& b = x.saved(1);
-  if (x.needs(0)) x.grad(0, zero_adjoint(x.g, x.g * (a - b) * 2.0));
-  if (x.needs(1)) x.grad(1, zero_adjoint(x.g, x.g * (a - b) * -2.0));
-}
-const OpInfo mse_loss_info{"mse_loss", mse_loss_backward, mse_loss_backward_graph};
-} // namespace
-} // namespace detail
-
+// ---- mse_loss and binary_cross_entropy_with_logits ----------------------------------------------
+// Elementwise, then mean or sum as recorded ops. The per-element op and its rules are in
+// elementwise.cpp (SquaredError, LogitBce), run by the elementwise ops' drivers: one formula each.
 Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction red) {
   detail::check_same_dtype("mse_loss", a, b);
   if (!(a.shape() == b.shape())) fail("mse_loss: input shape {} and target shape {} differ", a.shape(), b.shape());
-  detail::check_float("mse_loss", a);
-  Tensor l = Access::make(a.shape(), a.dtype());
-  detail::dispatch_float("mse_loss", a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* av = ptr<T>(a);
-    const T* bv = ptr<T>(b);
-    T* o = ptr<T>(l);
-    for (std::int64_t i = 0; i < a.numel(); ++i)
-      o[i] = (av[i] - bv[i]) * (av[i] - bv[i]);
-  });
-  if (detail::any_requires_grad({&a, &b}))
-    detail::record(detail::mse_loss_info, l, {.inputs = {&a, &b}, .saved = {&a, &b}});
-  return detail::reduce_loss(l, red);
+  return detail::reduce_loss(detail::squared_error(a, b), red);
 }
 
-// ---- binary_cross_entropy_with_logits ------------------------------------------------------------
-// Per element, logit a against target b (they broadcast), in the form that never overflows:
-// softplus(a) - a b. d/da = g (sigmoid(a) - b), d/db = -g a. The stable softplus and sigmoid are the
-// elementwise ops', so each formula is written once.
-namespace detail {
-namespace {
-constexpr std::string_view bce_name = "binary_cross_entropy_with_logits";
-void bce_backward(BackwardCtx& x) {
-  const Shape& s = x.g.shape();
-  const Tensor a = x.saved(0).shape() == s ? x.saved(0) : expand_copy(x.saved(0), s);
-  const Tensor b = x.saved(1).shape() == s ? x.saved(1) : expand_copy(x.saved(1), s);
-  for (int k = 0; k < 2; ++k) {
-    if (!x.needs(k)) continue;
-    const Tensor p = k == 0 ? sigmoid(a) : Tensor(); // not recorded: a first-order sweep runs without grad
-    Tensor gk = Access::make(s, a.dtype());
-    dispatch_float(bce_name, a.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* av = ptr<T>(a);
-      const T* bv = ptr<T>(b);
-      const T* gv = ptr<T>(x.g);
-      T* o = ptr<T>(gk);
-      if (k == 0) {
-        const T* pv = ptr<T>(p);
-        for (std::int64_t i = 0; i < s.numel(); ++i)
-          o[i] = gv[i] == T(0) ? T(0) : gv[i] * (pv[i] - bv[i]);
-      } else {
-        for (std::int64_t i = 0; i < s.numel(); ++i)
-          o[i] = gv[i] == T(0) ? T(0) : -gv[i] * av[i];
-      }
-    });
-    x.grad(k, std::move(gk));
-  }
-}
-void bce_backward_graph(BackwardCtx& x) {
-  const Tensor& a = x.saved(0);
-  const Tensor& b = x.saved(1);
-  if (x.needs(0)) x.grad(0, zero_adjoint(x.g, x.g * (sigmoid(a) - b)));
-  if (x.needs(1)) x.grad(1, zero_adjoint(x.g, -(x.g * a)));
-}
-const OpInfo bce_info{bce_name, bce_backward, bce_backward_graph};
-} // namespace
-} // namespace detail
-
+// Logit a against target b (they broadcast), in the form that never overflows: softplus(a) - a b.
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction red) {
-  detail::check_float(detail::bce_name, logits);
-  detail::check_same_dtype(detail::bce_name, logits, targets);
-  detail::broadcast_shapes(detail::bce_name, logits.shape(), targets.shape());
-  Tensor l;
-  {
-    NoGradGuard values_only; // the elementwise ops' kernels, with one node for the whole loss below
-    l = softplus(logits) - logits * targets;
-  }
-  if (detail::any_requires_grad({&logits, &targets}))
-    detail::record(detail::bce_info, l, {.inputs = {&logits, &targets}, .saved = {&logits, &targets}});
-  return detail::reduce_loss(l, red);
+  return detail::reduce_loss(detail::logit_bce(logits, targets), red);
 }
 
 // ---- compositions of recorded ops: their gradients need no rule of their own --------------------
