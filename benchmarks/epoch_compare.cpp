@@ -21,6 +21,7 @@
 #include <nn/layers.hpp>
 #include <nn/loss.hpp>
 #include <nn/optim.hpp>
+#include <nn/parallel.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -93,9 +94,12 @@ struct Tapegrad {
       }
       gather(d, b, x.mutable_data<float>().data(), y.mutable_data<std::int64_t>().data());
       tape.reset();
-      const autodiff::Tensor loss = nn::cross_entropy((*model)(x), y);
       opt->zero_grad();
-      loss.backward();
+      // As the demo: the rows split across the threads (one shard at 1 thread).
+      const autodiff::Tensor loss =
+          nn::parallel_backward(x, y, [&](const autodiff::Tensor& xs, const autodiff::Tensor& ys) {
+            return nn::ShardResult{nn::cross_entropy((*model)(xs), ys), {}};
+          }).loss;
       opt->step();
       if (b + 1 == batches) last_loss = loss.item();
     }

@@ -186,7 +186,7 @@ void bench_round_trip(benchmark::State& state) {
   autodiff::set_num_threads(2);
   std::atomic<std::int64_t> sink{0};
   for (auto _ : state)
-    autodiff::detail::parallel_for(2, 1, [&](std::int64_t b, std::int64_t e) { sink.fetch_add(e - b); });
+    autodiff::parallel_for(2, 1, [&](std::int64_t b, std::int64_t e) { sink.fetch_add(e - b); });
   benchmark::DoNotOptimize(sink.load());
 }
 

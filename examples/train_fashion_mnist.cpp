@@ -13,6 +13,7 @@
 #include <nn/layers.hpp>
 #include <nn/loss.hpp>
 #include <nn/optim.hpp>
+#include <nn/parallel.hpp>
 #include <nn/scheduler.hpp>
 
 #include <CLI/CLI.hpp>
@@ -299,12 +300,17 @@ int run(const Config& c) {
         ++step;
         continue;
       }
-      const Tensor logits = (*model)(b.inputs);
-      const Tensor loss = nn::cross_entropy(logits, b.targets);
+      // The batch's rows split across the threads, one shard and tape each (one shard at 1 thread:
+      // then exactly forward, loss, backward); docs/design.md, Note [Data-parallel steps].
       opt->zero_grad();
-      loss.backward();
+      const nn::ShardResult r =
+          nn::parallel_backward(b.inputs, b.targets, [&](const Tensor& x, const Tensor& t) -> nn::ShardResult {
+            const Tensor logits = (*model)(x);
+            return {nn::cross_entropy(logits, t), logits};
+          });
       opt->step();
-      const auto pred = predictions(logits.detach());
+      const Tensor& loss = r.loss;
+      const auto pred = predictions(r.output);
       const auto truth = b.targets.data<std::int64_t>();
       for (std::size_t i = 0; i < pred.size(); ++i)
         correct += pred[i] == truth[i];

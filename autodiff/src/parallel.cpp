@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -89,12 +90,20 @@ public:
       pending_ = static_cast<int>(workers_.size());
       ++generation_;
     }
+    // BLAS calls inside the ranges (a shard's forward and backward: nn::parallel_backward) run on
+    // one thread each: the ranges already occupy the cores, and OpenBLAS called from two threads at
+    // once with a pool of two queues the calls behind each other. Restored before returning; no
+    // BLAS call is in flight on this thread, and the pool is ours (use_).
+    const int blas = openblas_get_num_threads();
+    if (blas > 1) openblas_set_num_threads(1);
     wake_.notify_all();
     in_parallel = true;
     work();
     in_parallel = false;
+    spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
     std::unique_lock lock(m_);
     done_.wait(lock, [this] { return pending_ == 0; });
+    if (blas > 1) openblas_set_num_threads(blas);
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
@@ -130,6 +139,7 @@ private:
     {
       const std::lock_guard lock(m_);
       stop_ = false;
+      stop_requested_.store(false);
       first = generation_;
     }
     for (int i = 0; i < k; ++i)
@@ -137,6 +147,7 @@ private:
         in_parallel = true;
         std::uint64_t seen = first;
         for (;;) {
+          spin_until([&] { return generation_.load(std::memory_order_acquire) != seen || stop_requested_.load(); });
           {
             std::unique_lock lock(m_);
             wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -150,10 +161,24 @@ private:
       });
   }
 
+  // Polls `done` for a while, yielding the core at each turn, before the caller goes on to sleep
+  // on a condition variable. Why: on the 2-vCPU VM a sleeping thread's wake-up costs some 60-130 us
+  // (the idle vCPU is halted and must be woken by the hypervisor), more than a whole Adam update of
+  // the demo's largest weight; a demo step runs two parallel regions some microseconds apart. The
+  // yield gives the core to any runnable thread (OpenBLAS's, another process's), so a poller costs
+  // only cycles nobody else wants, and it stops after spin_time (measured: Note [One thread pool]).
+  template <class Done> static void spin_until(Done done) {
+    constexpr auto spin_time = std::chrono::microseconds(500);
+    const auto until = std::chrono::steady_clock::now() + spin_time;
+    while (!done() && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+  }
+
   void stop_workers() {
     {
       const std::lock_guard lock(m_);
       stop_ = true;
+      stop_requested_.store(true);
     }
     wake_.notify_all();
     for (auto& w : workers_)
@@ -168,9 +193,11 @@ private:
   std::mutex m_; // guards the job description and the counters below
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
-  std::uint64_t generation_ = 0;
-  int pending_ = 0;
+  // Atomic, so that a polling thread (spin_until) may read them without the mutex; written under it.
+  std::atomic<std::uint64_t> generation_ = 0;
+  std::atomic<int> pending_ = 0;
   bool stop_ = false;
+  std::atomic<bool> stop_requested_ = false;
 
   void* ctx_ = nullptr;
   detail::RangeFn fn_ = nullptr;

@@ -124,7 +124,7 @@ constexpr std::int64_t update_grain = 32768;
 // Runs f(begin, end) over [0, n), split across the pool's threads for large parameters. The
 // updates are elementwise, so the split changes no bits.
 template <class F> void run_split(std::int64_t n, F&& f) {
-  autodiff::detail::parallel_for(n, update_grain, [&](std::int64_t b, std::int64_t e) {
+  autodiff::parallel_for(n, update_grain, [&](std::int64_t b, std::int64_t e) {
     const FlushDenormals flush;
     f(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
   });

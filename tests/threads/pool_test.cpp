@@ -48,7 +48,7 @@ struct Range {
 std::vector<Range> ranges_of(std::int64_t n, std::int64_t grain) {
   std::mutex m;
   std::vector<Range> out;
-  autodiff::detail::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
+  autodiff::parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
     const std::lock_guard lock(m);
     out.push_back({b, e, std::this_thread::get_id()});
   });
@@ -113,7 +113,7 @@ BOOST_AUTO_TEST_CASE(work_reaches_the_workers) {
   // Each range waits (bounded) for the other to start: with two ranges, two threads must run them.
   std::atomic<int> started{0};
   std::vector<std::thread::id> who(2);
-  autodiff::detail::parallel_for(2, 1, [&](std::int64_t b, std::int64_t) {
+  autodiff::parallel_for(2, 1, [&](std::int64_t b, std::int64_t) {
     who[static_cast<std::size_t>(b)] = std::this_thread::get_id();
     started.fetch_add(1);
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -128,18 +128,17 @@ BOOST_AUTO_TEST_CASE(exceptions_reach_the_caller_and_the_pool_survives) {
   const RestoreThreads restore;
   autodiff::set_num_threads(3);
   for (int rep = 0; rep < 20; ++rep) {
-    BOOST_CHECK_THROW(autodiff::detail::parallel_for(3000, 1000,
-                                                     [&](std::int64_t b, std::int64_t) {
-                                                       if (b > 0) throw std::runtime_error("range failed");
-                                                     }),
+    BOOST_CHECK_THROW(autodiff::parallel_for(3000, 1000,
+                                             [&](std::int64_t b, std::int64_t) {
+                                               if (b > 0) throw std::runtime_error("range failed");
+                                             }),
                       std::runtime_error);
     const auto r = ranges_of(3000, 1000);
     BOOST_TEST(r.size() == 3U);
   }
   // set_num_threads from inside a range is refused, not a deadlock.
-  BOOST_CHECK_THROW(
-      autodiff::detail::parallel_for(2, 1, [](std::int64_t, std::int64_t) { autodiff::set_num_threads(1); }),
-      autodiff::Error);
+  BOOST_CHECK_THROW(autodiff::parallel_for(2, 1, [](std::int64_t, std::int64_t) { autodiff::set_num_threads(1); }),
+                    autodiff::Error);
 }
 
 BOOST_AUTO_TEST_CASE(nested_and_concurrent_calls) {
@@ -147,9 +146,9 @@ BOOST_AUTO_TEST_CASE(nested_and_concurrent_calls) {
   autodiff::set_num_threads(2);
   // Nested: the inner call runs on whichever thread runs the outer range.
   std::atomic<std::int64_t> total{0};
-  autodiff::detail::parallel_for(4, 1, [&](std::int64_t b, std::int64_t e) {
+  autodiff::parallel_for(4, 1, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e; ++i)
-      autodiff::detail::parallel_for(1000, 10, [&](std::int64_t ib, std::int64_t ie) { total.fetch_add(ie - ib); });
+      autodiff::parallel_for(1000, 10, [&](std::int64_t ib, std::int64_t ie) { total.fetch_add(ie - ib); });
   });
   BOOST_TEST(total.load() == 4000);
 
@@ -160,7 +159,7 @@ BOOST_AUTO_TEST_CASE(nested_and_concurrent_calls) {
     users.emplace_back([&, k] {
       for (int rep = 0; rep < 200; ++rep) {
         std::vector<int> hits(static_cast<std::size_t>(5000 + k));
-        autodiff::detail::parallel_for(static_cast<std::int64_t>(hits.size()), 64, [&](std::int64_t b, std::int64_t e) {
+        autodiff::parallel_for(static_cast<std::int64_t>(hits.size()), 64, [&](std::int64_t b, std::int64_t e) {
           for (std::int64_t i = b; i < e; ++i)
             ++hits[static_cast<std::size_t>(i)];
         });

@@ -17,22 +17,23 @@ void set_num_threads(int n);
 int get_num_threads();
 
 namespace detail {
-
 using RangeFn = void (*)(void* ctx, std::int64_t begin, std::int64_t end);
 void parallel_for_impl(std::int64_t n, std::int64_t grain, void* ctx, RangeFn fn);
+} // namespace detail
 
 // Calls fn(begin, end) on disjoint ranges covering [0, n), each at least `grain` long (except a
 // last shorter one), on the calling thread and the pool's workers, and returns when all are done.
 // Runs everything on the calling thread, in one call fn(0, n), when n < 2 * grain, when one thread
 // is set, when called from inside another parallel_for, or while another thread is using the pool.
 // The first exception thrown by fn is rethrown here, after every range has finished or been
-// skipped. fn must not depend on which thread runs a range (per-thread state, such as the caching
-// allocator, grad mode or the floating-point control register, is the worker's own).
+// skipped. fn must not depend on which thread runs a range (per-thread state, such as the active
+// tape, grad mode, the random generator, the caching allocator or the floating-point control
+// register, is the worker's own). While the ranges run, OpenBLAS runs one thread per call, so BLAS
+// calls made inside fn use the caller's cores once, not once per range.
 template <class F> void parallel_for(std::int64_t n, std::int64_t grain, F&& fn) {
   using Fn = std::remove_reference_t<F>;
-  parallel_for_impl(n, grain, const_cast<void*>(static_cast<const void*>(&fn)),
-                    [](void* ctx, std::int64_t b, std::int64_t e) { (*static_cast<Fn*>(ctx))(b, e); });
+  detail::parallel_for_impl(n, grain, const_cast<void*>(static_cast<const void*>(&fn)),
+                            [](void* ctx, std::int64_t b, std::int64_t e) { (*static_cast<Fn*>(ctx))(b, e); });
 }
 
-} // namespace detail
 } // namespace autodiff

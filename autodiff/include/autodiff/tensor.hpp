@@ -253,8 +253,9 @@ void manual_seed(std::uint64_t seed);                   // seeds this thread's g
 Tensor get_rng_state();
 void set_rng_state(const Tensor& state);
 
-// The caching allocator of this thread: how often it went to the system heap, and what it holds.
-// After the first step of a training loop (reset, record, backward), heap_allocations stays put.
+// The caching allocator: how often this thread went to the system heap, and the bytes cached for
+// reuse (this thread's small buffers and the large ones all threads share). After the first step
+// of a training loop (reset, record, backward), heap_allocations stays put.
 struct TensorMemoryStats {
   std::size_t heap_allocations = 0;
   std::size_t cached_bytes = 0;

@@ -8,4 +8,5 @@
 #include <nn/loss.hpp>
 #include <nn/module.hpp>
 #include <nn/optim.hpp>
+#include <nn/parallel.hpp>
 #include <nn/scheduler.hpp>
