@@ -262,6 +262,9 @@ struct BackwardCtx {
   // to the input's shape, and reports a gradient of any other shape as an error naming the op. In a
   // create_graph sweep the reduction and the accumulation are recorded ops too.
   void grad(int k, Tensor gk);
+
+private:
+  void fit(int k, std::uint32_t j, Tensor& gk) const;
 };
 
 // ---- errors and checks --------------------------------------------------------------------------

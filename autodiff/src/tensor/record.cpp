@@ -196,23 +196,27 @@ void custom_backward(BackwardCtx& x) {
 const OpInfo custom_op{"custom", custom_backward, custom_backward};
 } // namespace
 
-void BackwardCtx::grad(int k, Tensor gk) {
-  const std::uint32_t j = input(k);
-  if (j == Tensor::npos || !gk.defined()) return;
+// A gradient whose dtype or shape is not its input's: an error, or a broadcast to undo (here, once,
+// for every op). Out of line: most gradients fit, and the test in grad() is all they pay.
+void BackwardCtx::fit(int k, std::uint32_t j, Tensor& gk) const {
   // By value: a create_graph reduction below records, which may move rec.nodes.
   const Shape in_shape = rec.nodes[j].shape;
   const DType in_dtype = rec.nodes[j].dtype;
-  if (gk.dtype() != in_dtype || !(gk.shape() == in_shape)) {
-    const Node& n = node();
-    const std::string_view op =
-        n.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(n.ints[0])].name) : n.op->name;
-    if (gk.dtype() != in_dtype)
-      fail("{}: backward produced a {} gradient for input {}, which is {}", op, gk.dtype(), k, in_dtype);
-    if (!broadcastable_to(in_shape, gk.shape()))
-      fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in_shape);
-    // broadcasting is undone here, once, for every op
-    gk = create_graph ? sum_to_recorded(gk, in_shape) : sum_to(gk, in_shape);
-  }
+  const Node& n = node();
+  const std::string_view op =
+      n.op == &custom_op ? std::string_view(rec.customs[static_cast<std::size_t>(n.ints[0])].name) : n.op->name;
+  if (gk.dtype() != in_dtype)
+    fail("{}: backward produced a {} gradient for input {}, which is {}", op, gk.dtype(), k, in_dtype);
+  if (!broadcastable_to(in_shape, gk.shape()))
+    fail("{}: backward produced a gradient of shape {} for input {} of shape {}", op, gk.shape(), k, in_shape);
+  gk = create_graph ? sum_to_recorded(gk, in_shape) : sum_to(gk, in_shape);
+}
+
+void BackwardCtx::grad(int k, Tensor gk) {
+  const std::uint32_t j = input(k);
+  if (j == Tensor::npos || !gk.defined()) return;
+  if (const Node& in = rec.nodes[j]; gk.dtype() != in.dtype || !(gk.shape() == in.shape)) [[unlikely]]
+    fit(k, j, gk);
   Tensor& a = rec.adj[j];
   if (!a.defined())
     a = std::move(gk);

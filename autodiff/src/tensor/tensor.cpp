@@ -234,15 +234,14 @@ Shape make_shape(std::string_view op, std::span<const std::int64_t> dims) {
 }
 
 Tensor Access::make(const Shape& s, DType d) {
-  check_shape("tensor", s);
-  // numel <= 2^60, so the byte count fits; checked all the same, as every size is.
-  const auto bytes = checked_mul(s.numel(), static_cast<std::int64_t>(dtype_size(d)));
-  if (!bytes) fail("tensor: shape {} of {} has too many bytes", s, d);
+  // numel() checks the shape (an Error naming it if it breaks max_numel); numel <= 2^60 and an
+  // element has at most 8 bytes, so the byte count fits in a size_t.
+  const auto bytes = static_cast<std::size_t>(s.numel()) * dtype_size(d);
   Tensor t;
   try {
-    t.buf_ = allocate(static_cast<std::size_t>(*bytes));
+    t.buf_ = allocate(bytes);
   } catch (const std::bad_alloc&) {
-    fail("tensor: cannot allocate {} bytes for shape {} of {}", *bytes, s, d);
+    fail("tensor: cannot allocate {} bytes for shape {} of {}", bytes, s, d);
   }
   t.shape_ = s;
   t.dtype_ = d;
