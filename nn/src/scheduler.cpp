@@ -79,9 +79,19 @@ void LRScheduler::step() {
   apply();
 }
 
+namespace {
+// A decay factor must keep the rate a rate: finite and >= 0 (a negative one would flip the sign of
+// every other update, NaN would poison the weights on the next step).
+void check_gamma(const char* who, double gamma) {
+  if (!(gamma >= 0) || !std::isfinite(gamma))
+    fail(fmt::format("{}: gamma must be a finite number >= 0, got {}", who, gamma));
+}
+} // namespace
+
 StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
     : LRScheduler(opt), step_size_(step_size), gamma_(gamma) {
   if (step_size <= 0) throw autodiff::Error(fmt::format("nn: StepLR: step_size must be positive, got {}", step_size));
+  check_gamma("StepLR", gamma);
 }
 double StepLR::lr_at(double base, std::int64_t e) const {
   return base * std::pow(gamma_, static_cast<double>(e / step_size_));
@@ -91,13 +101,16 @@ MultiStepLR::MultiStepLR(Optimizer& opt, std::vector<std::int64_t> milestones, d
     : LRScheduler(opt), milestones_(std::move(milestones)), gamma_(gamma) {
   if (!std::is_sorted(milestones_.begin(), milestones_.end()))
     throw autodiff::Error("nn: MultiStepLR: milestones must be increasing");
+  check_gamma("MultiStepLR", gamma);
 }
 double MultiStepLR::lr_at(double base, std::int64_t e) const {
   const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), e) - milestones_.begin();
   return base * std::pow(gamma_, static_cast<double>(passed));
 }
 
-ExponentialLR::ExponentialLR(Optimizer& opt, double gamma) : LRScheduler(opt), gamma_(gamma) {}
+ExponentialLR::ExponentialLR(Optimizer& opt, double gamma) : LRScheduler(opt), gamma_(gamma) {
+  check_gamma("ExponentialLR", gamma);
+}
 double ExponentialLR::lr_at(double base, std::int64_t e) const {
   return base * std::pow(gamma_, static_cast<double>(e));
 }
@@ -105,6 +118,8 @@ double ExponentialLR::lr_at(double base, std::int64_t e) const {
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min)
     : LRScheduler(opt), t_max_(t_max), eta_min_(eta_min) {
   if (t_max <= 0) throw autodiff::Error(fmt::format("nn: CosineAnnealingLR: t_max must be positive, got {}", t_max));
+  if (!(eta_min >= 0) || !std::isfinite(eta_min))
+    fail(fmt::format("CosineAnnealingLR: eta_min must be a finite rate >= 0, got {}", eta_min));
 }
 double CosineAnnealingLR::lr_at(double base, std::int64_t e) const {
   return eta_min_ + (base - eta_min_) *
@@ -128,6 +143,11 @@ ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& opt, Options o)
     : opt_(opt), o_(o), best_(std::numeric_limits<double>::infinity()) {
   if (!(o.factor > 0 && o.factor < 1))
     throw autodiff::Error(fmt::format("nn: ReduceLROnPlateau: factor must be in (0, 1), got {}", o.factor));
+  if (o.patience < 0 || o.cooldown < 0)
+    fail(fmt::format("ReduceLROnPlateau: patience and cooldown must be >= 0, got {} and {}", o.patience, o.cooldown));
+  for (const auto& [name, v] : {std::pair{"threshold", o.threshold}, {"min_lr", o.min_lr}, {"eps", o.eps}})
+    if (!(v >= 0) || !std::isfinite(v))
+      fail(fmt::format("ReduceLROnPlateau: {} must be a finite number >= 0, got {}", name, v));
 }
 
 void ReduceLROnPlateau::step(double metric) {

@@ -587,4 +587,27 @@ BOOST_AUTO_TEST_CASE(schedules_follow_their_closed_forms) {
   BOOST_TEST(opt.lr() == 0.5);
 }
 
+// Schedule parameters that would make a rate negative, NaN or never reached are errors at
+// construction, naming the schedule and the value (a negative gamma flips every other update).
+BOOST_AUTO_TEST_CASE(schedule_parameters_are_checked) {
+  Tensor w = fresh();
+  nn::SGD opt({w}, {.lr = 0.1});
+  const auto says = [](const std::string& what) {
+    return [what](const autodiff::Error& e) { return std::string(e.what()).find(what) != std::string::npos; };
+  };
+  const double nan = std::nan("");
+  BOOST_CHECK_EXCEPTION(nn::StepLR(opt, 2, -0.5), autodiff::Error,
+                        says("nn: StepLR: gamma must be a finite number >= 0, got -0.5"));
+  BOOST_CHECK_EXCEPTION(nn::MultiStepLR(opt, {1, 2}, nan), autodiff::Error, says("MultiStepLR: gamma"));
+  BOOST_CHECK_EXCEPTION(nn::ExponentialLR(opt, INFINITY), autodiff::Error, says("ExponentialLR: gamma"));
+  BOOST_CHECK_EXCEPTION(nn::CosineAnnealingLR(opt, 10, -1e-3), autodiff::Error, says("CosineAnnealingLR: eta_min"));
+  BOOST_CHECK_EXCEPTION(nn::ReduceLROnPlateau(opt, {.patience = -1}), autodiff::Error, says("patience and cooldown"));
+  BOOST_CHECK_EXCEPTION(nn::ReduceLROnPlateau(opt, {.cooldown = -2}), autodiff::Error, says("patience and cooldown"));
+  BOOST_CHECK_EXCEPTION(nn::ReduceLROnPlateau(opt, {.threshold = nan}), autodiff::Error, says("threshold must be"));
+  BOOST_CHECK_EXCEPTION(nn::ReduceLROnPlateau(opt, {.min_lr = -1}), autodiff::Error, says("min_lr must be"));
+  // The boundaries are fine: gamma 0 (a rate of 0 after the first decay) and eta_min 0.
+  nn::StepLR zero(opt, 1, 0.0);
+  nn::CosineAnnealingLR cosine(opt, 10, 0.0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
