@@ -59,6 +59,12 @@ concept eye_compiles = requires(A... a) {
 };
 
 // The traps: a floating-point number or a bool where a dim is expected.
+template <class A>
+concept size_compiles = requires(const Tensor& x, A a) {
+  x.size(a);
+};
+static_assert(size_compiles<int> && size_compiles<std::int64_t>);
+static_assert(!size_compiles<double> && !size_compiles<float> && !size_compiles<bool>); // size(1.5), size(true)
 static_assert(!max_compiles<double>); // max(x, 0.0): not "max over dim 0"
 static_assert(!min_compiles<double>);
 static_assert(!max_compiles<float>);

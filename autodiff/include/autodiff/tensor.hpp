@@ -130,6 +130,8 @@ public:
   const Shape& shape() const { return shape_; }
   int dim() const { return shape_.rank(); }
   std::int64_t size(int d) const; // negative d counts from the end
+  template <class D> std::int64_t size(D) const requires detail::not_a_dim<D>
+  = delete; // size(1.5), size(true)
   std::int64_t numel() const { return shape_.numel(); }
   DType dtype() const { return dtype_; }
 
