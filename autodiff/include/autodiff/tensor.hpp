@@ -129,9 +129,9 @@ public:
   const void* storage_id() const { return buf_; }
   const Shape& shape() const { return shape_; }
   int dim() const { return shape_.rank(); }
-  std::int64_t size(int d) const; // negative d counts from the end
-  template <class D> std::int64_t size(D) const requires detail::not_a_dim<D>
-  = delete; // size(1.5), size(true)
+  // Negative d counts from the end. A dim is an integer: size(1.5) and size(true) do not compile.
+  std::int64_t size(int d) const;
+  template <class D> std::int64_t size(D) const requires(detail::not_a_dim<D>) = delete;
   std::int64_t numel() const { return shape_.numel(); }
   DType dtype() const { return dtype_; }
 
