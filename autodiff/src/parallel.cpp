@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <fmt/format.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -39,7 +41,16 @@ int default_threads() {
 
 class Pool {
 public:
-  ~Pool() { stop_workers(); }
+  Pool() = default;
+  // A pool for a child of fork(), with the parent's count (see pool()).
+  explicit Pool(int count) {
+    std::call_once(init_, [&] { count_.store(count); });
+    ready_.store(true);
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  // The count, if it was ever read or set (otherwise a new pool reads the environment again).
+  std::optional<int> count() const { return ready_.load() ? std::optional<int>(count_.load()) : std::nullopt; }
 
   int threads() {
     std::call_once(init_, [this] {
@@ -51,6 +62,7 @@ public:
       if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && openblas_get_num_threads() != n)
         openblas_set_num_threads(n);
       count_.store(n);
+      ready_.store(true);
     });
     return count_.load(std::memory_order_relaxed);
   }
@@ -188,6 +200,7 @@ private:
 
   std::once_flag init_;
   std::atomic<int> count_{1};
+  std::atomic<bool> ready_{false};
   std::mutex use_; // held by the thread whose parallel_for the workers are running
 
   std::mutex m_; // guards the job description and the counters below
@@ -208,9 +221,25 @@ private:
   std::exception_ptr error_;
 };
 
+// The process's pool, made on first use and never destroyed: at exit its workers are asleep (or
+// polling) and hold nothing, and joining them from a static destructor would race with any thread
+// still using the library. A child of fork() has none of its parent's workers (fork copies only the
+// calling thread), and may have copied the pool's mutexes locked: the child's handler leaves the
+// inherited pool alone (its workers cannot be joined) and starts a new one with the parent's count,
+// which starts its workers on first use. Without it, the child's first parallel_for would wait
+// forever for workers that do not exist.
+std::atomic<Pool*> live{nullptr};
 Pool& pool() {
-  static Pool p;
-  return p;
+  static const bool made = [] {
+    live.store(new Pool);
+    pthread_atfork(nullptr, nullptr, [] {
+      const std::optional<int> n = live.load()->count();
+      live.store(n ? new Pool(*n) : new Pool);
+    });
+    return true;
+  }();
+  (void)made;
+  return *live.load(std::memory_order_acquire);
 }
 
 } // namespace

@@ -22,6 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 extern "C" {
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int);
@@ -224,6 +227,36 @@ BOOST_AUTO_TEST_CASE(the_environment_sets_the_default_count) {
                                         value, expect, self);
     BOOST_TEST(std::system(cmd.c_str()) == 0, "TAPEGRAD_NUM_THREADS='" << value << "'");
   }
+}
+
+// fork() copies only the calling thread: a child must not wait for the parent's workers. It gets a
+// pool of its own with the parent's count (a hang here is cut short by alarm and fails the test).
+// ThreadSanitizer does not support starting threads in the child of a multithreaded process.
+BOOST_AUTO_TEST_CASE(a_forked_child_gets_a_pool_of_its_own) {
+#if defined(__SANITIZE_THREAD__)
+  return;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return;
+#endif
+#endif
+  const RestoreThreads restore;
+  autodiff::set_num_threads(2);
+  std::atomic<std::int64_t> covered{0};
+  autodiff::parallel_for(4000, 1000, [&](std::int64_t b, std::int64_t e) { covered += e - b; }); // workers run
+  BOOST_TEST(covered.load() == 4000);
+  const pid_t pid = fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    alarm(10);
+    std::atomic<std::int64_t> child_covered{0};
+    autodiff::parallel_for(4000, 1000, [&](std::int64_t b, std::int64_t e) { child_covered += e - b; });
+    _exit(child_covered.load() == 4000 && autodiff::get_num_threads() == 2 ? 0 : 1);
+  }
+  int status = 0;
+  BOOST_REQUIRE(waitpid(pid, &status, 0) == pid);
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
