@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <autodiff/var.hpp>
 #include <limits>
 #include <thread>
 
@@ -490,6 +492,34 @@ BOOST_AUTO_TEST_CASE(maximum_and_minimum_propagate_nan) {
     BOOST_TEST(std::isnan(r.to_vector()[0]));
   BOOST_TEST(std::isnan(maximum(c, nan).to_vector()[1]));
   BOOST_TEST(std::isnan(minimum(c, nan).to_vector()[1]));
+}
+
+BOOST_AUTO_TEST_CASE(relu_and_the_max_min_reductions_propagate_nan) {
+  // As PyTorch: relu(NaN) is NaN, in both engines; a slice with a NaN has max and min NaN wherever
+  // the NaN stands, argmax and argmin name the first one, and the gradient goes to it.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const auto r = relu(tensor({nan, -0.0, -1.0, 2.0}, DType::float64)).to_vector();
+  BOOST_TEST(std::isnan(r[0]));
+  BOOST_TEST((r[1] == 0 && r[2] == 0 && r[3] == 2));
+  BOOST_TEST(std::isnan(relu(Var(nan)).value()));
+  for (const std::vector<double>& v : {std::vector<double>{nan, 1, 3}, {3, nan, 1}, {1, 3, nan}, {3, nan, nan}}) {
+    Tensor a = from_vector(v, {3}, DType::float64);
+    a.requires_grad(true);
+    const std::int64_t first = std::find_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }) - v.begin();
+    BOOST_TEST(std::isnan(max(a).item()));
+    BOOST_TEST(std::isnan(min(a).item()));
+    BOOST_TEST(argmax(a).to_vector()[0] == static_cast<double>(first));
+    BOOST_TEST(argmin(a).to_vector()[0] == static_cast<double>(first));
+    max(a).backward();
+    std::vector<double> want(3, 0.0);
+    want[static_cast<std::size_t>(first)] = 1;
+    BOOST_TEST(a.grad().to_vector() == want, boost::test_tools::per_element());
+  }
+  // Along a dim, per slice: [[1, NaN], [4, 2]] has column maxima NaN and 4, row minima NaN and 2.
+  const Tensor m = tensor({{1.0, nan}, {4.0, 2.0}}, DType::float64);
+  const auto cols = max(m, 0).to_vector(), rows = min(m, 1).to_vector();
+  BOOST_TEST((cols[0] == 4 && std::isnan(cols[1])));
+  BOOST_TEST((std::isnan(rows[0]) && rows[1] == 2));
 }
 
 BOOST_AUTO_TEST_CASE(a_training_loop_allocates_nothing_after_warm_up) {

@@ -461,7 +461,8 @@ struct Sigmoid {
 struct Relu {
   static constexpr std::string_view name = "relu";
   static constexpr Form form = Form::unary;
-  template <class T> static T f(T a) { return a > 0 ? a : T(0); }
+  // NaN stays NaN, as PyTorch's relu: `a > 0 ? a : 0` would turn it into 0, silently.
+  template <class T> static T f(T a) { return a <= 0 ? T(0) : a; }
   template <class A> static auto call(const A& a) { return relu(a); }
   template <class X> static constexpr void vjp(X& x) {
     when(x, x.a() > 0, [&] { x.da(x.g()); }); // 0 at the kink, as PyTorch

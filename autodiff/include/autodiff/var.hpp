@@ -146,10 +146,11 @@ template <IsVar V> [[gnu::always_inline]] inline Var hypot(double a, const V& b)
 
 // Double versions of the functions <cmath> lacks, so that generic code (`template <class T>`) can
 // call them unqualified with T = double after `using namespace autodiff;`.
-inline double square(double a) { return a * a; }
-inline double sigmoid(double a) { return rules::sigmoid_value(a); }
-inline double relu(double a) { return a > 0 ? a : 0.0; }
-inline double softplus(double a) { return rules::softplus_value(a); }
+// Each is its rule's value (rules.hpp), so a double and a Var give the same bits.
+inline double square(double a) { return rules::Square::f(a); }
+inline double sigmoid(double a) { return rules::Sigmoid::f(a); }
+inline double relu(double a) { return rules::Relu::f(a); }
+inline double softplus(double a) { return rules::Softplus::f(a); }
 inline double max(double a, double b) { return rules::max_value(a, b); }
 // Without this, abs(double) in generic code can silently pick the C library's abs(int). A
 // template, so that it neither clashes with std::abs after `using std::abs;` nor loses to abs(int).

@@ -112,7 +112,8 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
 }
 
 // ---- max and min ------------------------------------------------------------------------------
-// The gradient goes to the first extremal element of each slice (the one argmax reports).
+// The gradient goes to the first extremal element of each slice (the one argmax reports; the first
+// NaN if there is one).
 // Calls f(e, j) for each slice j and the input element e that won it.
 template <class F> void for_extrema(const BackwardCtx& x, F&& f) {
   const std::int64_t* iv = ptr<std::int64_t>(x.saved(0));
@@ -166,9 +167,11 @@ std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const
         const T* base = av + q * p.n * p.inner + i;
         T best = base[0];
         std::int64_t bk = 0;
-        for (std::int64_t k = 1; k < p.n; ++k) {
+        // A NaN wins, as in PyTorch (max, min and argmax report the first one): a comparison
+        // alone would skip it unless it came first, and return a number from a slice with a NaN.
+        for (std::int64_t k = 1; k < p.n && best == best; ++k) {
           const T v = base[k * p.inner];
-          if (IsMax ? v > best : v < best) best = v, bk = k;
+          if (IsMax ? v > best || v != v : v < best || v != v) best = v, bk = k;
         }
         vo[q * p.inner + i] = best;
         io[q * p.inner + i] = bk;
