@@ -49,7 +49,7 @@ namespace autodiff::detail {
 
 // Below 2 * map_grain elements a loop runs on the calling thread (a pool round trip costs some
 // microseconds); above, in ranges of at least map_grain elements. Measured: Note [Vectorised kernels].
-inline constexpr std::int64_t map_grain = 16384;
+inline constexpr std::int64_t map_grain = 65536;
 
 // body(i) computes element i alone, so the bits do not depend on the vector width, the split or the
 // thread count.
