@@ -333,21 +333,21 @@ template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b
   } else if (b.shape() == s && a.numel() == 1) {
     const T xv = x[0];
     split(n, [&](std::int64_t i) { o[i] = fn(xv, y[i], i); });
-  } else { // broadcast along rows: one thread (Note [Vectorised kernels])
+  } else { // broadcast along rows: on the calling thread (Note [Vectorised kernels])
     for_rows<2>(s, {broadcast_strides(a.shape(), s), broadcast_strides(b.shape(), s)},
                 [&](std::int64_t oo, auto off, std::int64_t len, auto st) {
                   const T* xr = x + off[0];
                   const T* yr = y + off[1];
                   U* orow = o + oo;
-                  if (st[0] == 1 && st[1] == 1) { // the common row layouts get loops without strides
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[j], yr[j], oo + j);
+                  // the common row layouts get loops without strides, in the widest vectors
+                  if (st[0] == 1 && st[1] == 1) {
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yr[j], oo + j); });
                   } else if (st[0] == 1 && st[1] == 0) {
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[j], yr[0], oo + j);
+                    const T yv = yr[0];
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yv, oo + j); });
                   } else if (st[0] == 0 && st[1] == 1) {
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[0], yr[j], oo + j);
+                    const T xv = xr[0];
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xv, yr[j], oo + j); });
                   } else {
                     for (std::int64_t j = 0; j < len; ++j)
                       orow[j] = fn(xr[j * st[0]], yr[j * st[1]], oo + j);
