@@ -67,13 +67,13 @@ void BM_Kernel(benchmark::State& state, Op op, bool backward) {
 }
 
 // The same arithmetic as plain loops over std::vector: the forward value, then (backward) the
-// gradient from the adjoint, in the op's usual formula.
-void BM_Loop(benchmark::State& state, Op op, bool backward) {
+// gradient from the adjoint, in the op's usual formula. op is a template parameter, so that each
+// loop is compiled for its op alone (a switch left inside the loop would stop it vectorising).
+template <Op op> void BM_Loop(benchmark::State& state, bool backward) {
   const std::int64_t n = state.range(0);
   manual_seed(1);
-  const std::span<const float> x = randn({n}).data<float>(), y = randn({n}).data<float>();
-  const Tensor gt = randn({n});
-  const std::span<const float> g = gt.data<float>();
+  const Tensor xt = randn({n}), yt = randn({n}), gt = randn({n}); // alive while their spans are used
+  const std::span<const float> x = xt.data<float>(), y = yt.data<float>(), g = gt.data<float>();
   std::vector<float> r(static_cast<std::size_t>(n)), ga(static_cast<std::size_t>(n));
   float s = 0;
   for (auto _ : state) {
@@ -144,11 +144,14 @@ void loop_args(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
+// BM_Loop_<op>/fwd against BM_Kernel_<op>/fwd, and the same for fwd_bwd.
 #define TAPEGRAD_KERNEL_BENCH(op)                                                                                      \
-  BENCHMARK_CAPTURE(BM_Loop, op##_fwd, Op::op, false)->Apply(loop_args);                                               \
-  BENCHMARK_CAPTURE(BM_Kernel, op##_fwd, Op::op, false)->Apply(kernel_args);                                           \
-  BENCHMARK_CAPTURE(BM_Loop, op##_fwd_bwd, Op::op, true)->Apply(loop_args);                                            \
-  BENCHMARK_CAPTURE(BM_Kernel, op##_fwd_bwd, Op::op, true)->Apply(kernel_args);
+  void BM_Loop_##op(benchmark::State& state, bool backward) { BM_Loop<Op::op>(state, backward); }                      \
+  void BM_Kernel_##op(benchmark::State& state, bool backward) { BM_Kernel(state, Op::op, backward); }                  \
+  BENCHMARK_CAPTURE(BM_Loop_##op, fwd, false)->Apply(loop_args);                                                       \
+  BENCHMARK_CAPTURE(BM_Kernel_##op, fwd, false)->Apply(kernel_args);                                                   \
+  BENCHMARK_CAPTURE(BM_Loop_##op, fwd_bwd, true)->Apply(loop_args);                                                    \
+  BENCHMARK_CAPTURE(BM_Kernel_##op, fwd_bwd, true)->Apply(kernel_args);
 TAPEGRAD_KERNEL_BENCH(tanh)
 TAPEGRAD_KERNEL_BENCH(relu)
 TAPEGRAD_KERNEL_BENCH(sigmoid)
