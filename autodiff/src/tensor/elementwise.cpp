@@ -74,8 +74,7 @@ inline F32 sin(F32 a) { return {std::sin(a.v)}; }
 inline F32 cos(F32 a) { return {std::cos(a.v)}; }
 inline F32 erf(F32 a) { return {std::erf(a.v)}; }
 inline F32 sigmoid(F32 a) { return {rules::sigmoid_value(a.v)}; }
-template <class R>
-  requires F32Operands<F32, R> F32 pow(F32 a, R b) { return {std::pow(a.v, fv(b))}; }
+inline F32 pow(F32 a, F32 b) { return {std::pow(a.v, b.v)}; } // the rules' exponents are values too
 // The value type of a rule run per element: F32 for float, the number itself for double.
 template <class T> using ElemValue = std::conditional_t<std::is_same_v<T, float>, F32, T>;
 
