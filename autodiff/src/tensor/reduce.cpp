@@ -40,8 +40,8 @@ Tensor scaled(const Tensor& t, double c) {
     using T = decltype(tag);
     const T* a = ptr<T>(t);
     T* o = ptr<T>(out);
-    for (std::int64_t i = 0; i < t.numel(); ++i)
-      o[i] = a[i] * T(c);
+    const T k = static_cast<T>(c);
+    split(t.numel(), [&](std::int64_t i) { o[i] = a[i] * k; }); // Note [Vectorised kernels]
   });
   return out;
 }
