@@ -7,6 +7,7 @@
 // back (record.cpp). A zero adjoint never reaches a rule: Note [Zero adjoints] (docs/design.md).
 
 #include "internal.hpp"
+#include "kernels.hpp"
 
 #include <autodiff/rules.hpp>
 
@@ -34,31 +35,75 @@ namespace {
 // - Graph: whole recorded tensors, for the create_graph rule: its arithmetic is recorded.
 // - Probe: at compile time, what the rule reads (which values the forward saves) and whether a
 //   contribution is the adjoint itself, which needs no kernel (add) or no zero-adjoint mask (-g).
+// A float32 value inside a rule. The shared rules spell constants as double literals (`0.5 * g`,
+// `1.0 - r * r`), which with a plain float would promote the whole expression to double: converts
+// in and out of every element, and half the vector lanes. With F32 a literal is rounded to float
+// once (at compile time: the rules' literals are constants) and the arithmetic stays in float, as
+// a float32 kernel written by hand would do it. Math functions are found by argument-dependent
+// lookup, so the rules' unqualified `exp(...)` calls the float function.
+struct F32 {
+  float v;
+  explicit constexpr operator float() const { return v; }
+};
+template <class L, class R>
+concept F32Operands = (std::same_as<L, F32> && (std::same_as<R, F32> || std::is_arithmetic_v<R>)) ||
+                      (std::is_arithmetic_v<L> && std::same_as<R, F32>);
+constexpr float fv(F32 x) { return x.v; }
+template <class A>
+  requires std::is_arithmetic_v<A>
+constexpr float fv(A x) { return static_cast<float>(x); }
+constexpr F32 operator-(F32 a) { return {-a.v}; }
+#define TAPEGRAD_F32_OP(op, R)                                                                                         \
+  template <class L, class Rt>                                                                                         \
+    requires F32Operands<L, Rt>                                                                                        \
+  constexpr R operator op(L l, Rt r) { return R{fv(l) op fv(r)}; }
+TAPEGRAD_F32_OP(+, F32)
+TAPEGRAD_F32_OP(-, F32)
+TAPEGRAD_F32_OP(*, F32)
+TAPEGRAD_F32_OP(/, F32)
+TAPEGRAD_F32_OP(<, bool)
+TAPEGRAD_F32_OP(>, bool)
+TAPEGRAD_F32_OP(<=, bool)
+TAPEGRAD_F32_OP(>=, bool)
+TAPEGRAD_F32_OP(==, bool)
+TAPEGRAD_F32_OP(!=, bool)
+#undef TAPEGRAD_F32_OP
+inline F32 exp(F32 a) { return {std::exp(a.v)}; }
+inline F32 log(F32 a) { return {std::log(a.v)}; }
+inline F32 sin(F32 a) { return {std::sin(a.v)}; }
+inline F32 cos(F32 a) { return {std::cos(a.v)}; }
+inline F32 erf(F32 a) { return {std::erf(a.v)}; }
+inline F32 sigmoid(F32 a) { return {rules::sigmoid_value(a.v)}; }
+inline F32 pow(F32 a, F32 b) { return {std::pow(a.v, b.v)}; } // the rules' exponents are values too
+// The value type of a rule run per element: F32 for float, the number itself for double.
+template <class T> using ElemValue = std::conditional_t<std::is_same_v<T, float>, F32, T>;
+
 template <class T, bool WantA = true, bool WantB = true> struct Elem {
   using value_type = T;
+  using V = ElemValue<T>;
   T g_, a_, b_, r_, c_, c2_;
   T ga_ = 0, gb_ = 0;
   bool has_a = false, has_b = false; // constant-folded: a rule that contributes once just assigns
-  T g() const { return g_; }
-  T a() const { return a_; }
-  T b() const { return b_; }
-  T r() const { return r_; }
-  T c() const { return c_; } // in T, so `a == c` and the forward's tie agree in float32
-  T c2() const { return c2_; }
+  V g() const { return V{g_}; }
+  V a() const { return V{a_}; }
+  V b() const { return V{b_}; }
+  V r() const { return V{r_}; }
+  V c() const { return V{c_}; } // in T, so `a == c` and the forward's tie agree in float32
+  V c2() const { return V{c2_}; }
   static void put(T& acc, bool& has, T v, bool negate) {
     acc = has ? (negate ? acc - v : acc + v) : negate ? -v : v;
     has = true;
   }
-  template <class V> void da(V v) {
+  void da(V v) {
     if constexpr (WantA) put(ga_, has_a, static_cast<T>(v), false);
   }
-  template <class V> void da_neg(V v) {
+  void da_neg(V v) {
     if constexpr (WantA) put(ga_, has_a, static_cast<T>(v), true);
   }
-  template <class V> void db(V v) {
+  void db(V v) {
     if constexpr (WantB) put(gb_, has_b, static_cast<T>(v), false);
   }
-  template <class V> void db_neg(V v) {
+  void db_neg(V v) {
     if constexpr (WantB) put(gb_, has_b, static_cast<T>(v), true);
   }
   T ga() const { return has_a ? ga_ : T(0); } // a rule that does not call da contributes 0
@@ -231,12 +276,11 @@ template <class Op> void unary_backward(BackwardCtx& x) {
       const T* gv = ptr<T>(x.g);
       T* o = ptr<T>(ga);
       const T c0 = static_cast<T>(x.c(0)), c1 = static_cast<T>(x.c(1));
-      const std::int64_t n = x.g.numel();
-      for (std::int64_t i = 0; i < n; ++i) {
+      split(x.g.numel(), [&](std::int64_t i) {
         Elem<T> e{gv[i], u.a ? av[i] : T(0), T(0), u.r ? rv[i] : T(0), c0, c1};
         R::vjp(e);
         o[i] = gv[i] == T(0) ? T(0) : e.ga(); // Note [Zero adjoints]
-      }
+      });
     });
     x.grad(0, std::move(ga));
   }
@@ -259,9 +303,7 @@ template <class Op> Tensor unary_op(const Tensor& a, double c0, double c1) {
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
     const T k0 = static_cast<T>(c0), k1 = static_cast<T>(c1);
-    const std::int64_t n = a.numel();
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] = value<R>(av[i], k0, k1);
+    split(a.numel(), [&](std::int64_t i) { o[i] = value<R>(av[i], k0, k1); });
   });
   if (any_requires_grad({&a})) {
     const Tensor* saved[2];
@@ -283,31 +325,28 @@ template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b
   const T* y = ptr<T>(b);
   const std::int64_t n = s.numel();
   if (a.shape() == s && b.shape() == s) {
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] = fn(x[i], y[i], i);
+    split(n, [&](std::int64_t i) { o[i] = fn(x[i], y[i], i); });
   } else if (a.shape() == s && b.numel() == 1) {
     const T yv = y[0];
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] = fn(x[i], yv, i);
+    split(n, [&](std::int64_t i) { o[i] = fn(x[i], yv, i); });
   } else if (b.shape() == s && a.numel() == 1) {
     const T xv = x[0];
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] = fn(xv, y[i], i);
-  } else {
+    split(n, [&](std::int64_t i) { o[i] = fn(xv, y[i], i); });
+  } else { // broadcast along rows: on the calling thread (Note [Vectorised kernels])
     for_rows<2>(s, {broadcast_strides(a.shape(), s), broadcast_strides(b.shape(), s)},
                 [&](std::int64_t oo, auto off, std::int64_t len, auto st) {
                   const T* xr = x + off[0];
                   const T* yr = y + off[1];
                   U* orow = o + oo;
-                  if (st[0] == 1 && st[1] == 1) { // the common row layouts get loops without strides
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[j], yr[j], oo + j);
+                  // the common row layouts get loops without strides, in the widest vectors
+                  if (st[0] == 1 && st[1] == 1) {
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yr[j], oo + j); });
                   } else if (st[0] == 1 && st[1] == 0) {
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[j], yr[0], oo + j);
+                    const T yv = yr[0];
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yv, oo + j); });
                   } else if (st[0] == 0 && st[1] == 1) {
-                    for (std::int64_t j = 0; j < len; ++j)
-                      orow[j] = fn(xr[0], yr[j], oo + j);
+                    const T xv = xr[0];
+                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xv, yr[j], oo + j); });
                   } else {
                     for (std::int64_t j = 0; j < len; ++j)
                       orow[j] = fn(xr[j * st[0]], yr[j * st[1]], oo + j);

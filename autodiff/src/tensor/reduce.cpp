@@ -3,6 +3,7 @@
 // the reduced element (o, i) at o inner + i.
 
 #include "internal.hpp"
+#include "kernels.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -39,8 +40,8 @@ Tensor scaled(const Tensor& t, double c) {
     using T = decltype(tag);
     const T* a = ptr<T>(t);
     T* o = ptr<T>(out);
-    for (std::int64_t i = 0; i < t.numel(); ++i)
-      o[i] = a[i] * T(c);
+    const T k = static_cast<T>(c);
+    split(t.numel(), [&](std::int64_t i) { o[i] = a[i] * k; }); // Note [Vectorised kernels]
   });
   return out;
 }
@@ -75,6 +76,42 @@ double mean_scale(const BackwardCtx& x) { return 1.0 / static_cast<double>(reduc
 const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_scale(x))); },
                        [](BackwardCtx& x) { x.grad(0, spread_graph(x, mean_scale(x))); }};
 
+// Note [Vectorised kernels]: a contiguous run is summed in blocks of sum_block elements, each block in
+// sum_lanes double accumulators (element k to lane k % sum_lanes: a vector's lanes), the lanes
+// combined in a fixed tree and the blocks added in order. The order of every addition is a function
+// of the run's length alone, so the bits do not depend on the vector width or the thread count.
+constexpr std::int64_t sum_block = 4096, sum_lanes = 8;
+template <class T> TAPEGRAD_KERNEL_CLONES double block_sum(const T* x, std::int64_t n) {
+  double lane[sum_lanes] = {};
+  std::int64_t k = 0;
+  for (; k + sum_lanes <= n; k += sum_lanes)
+    for (std::int64_t j = 0; j < sum_lanes; ++j)
+      lane[j] += static_cast<double>(x[k + j]);
+  for (std::int64_t j = 0; k + j < n; ++j)
+    lane[j] += static_cast<double>(x[k + j]);
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+template <class T> double run_sum(const T* x, std::int64_t n) {
+  double acc = 0;
+  for (std::int64_t b = 0; b < n; b += sum_block)
+    acc += block_sum(x + b, std::min(sum_block, n - b));
+  return acc;
+}
+// One long run (a full sum): the blocks' sums on the pool, added in order on the caller.
+template <class T> double long_run_sum(const T* x, std::int64_t n) {
+  const std::int64_t blocks = (n + sum_block - 1) / sum_block;
+  if (n < 2 * map_grain) return run_sum(x, n);
+  std::vector<double> part(static_cast<std::size_t>(blocks));
+  parallel_for(blocks, map_grain / sum_block, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t b = lo; b < hi; ++b)
+      part[static_cast<std::size_t>(b)] = block_sum(x + b * sum_block, std::min(sum_block, n - b * sum_block));
+  });
+  double acc = 0;
+  for (const double v : part)
+    acc += v;
+  return acc;
+}
+
 Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
   check_float(op.name, a);
   const Reduced r = reduced(op.name, a.shape(), dimp, keepdim);
@@ -85,14 +122,14 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
-    if (p.inner == 1) {
-      for (std::int64_t q = 0; q < p.outer; ++q) {
-        double acc = 0; // float32 sums accumulate in double
-        const T* row = av + q * p.n;
-        for (std::int64_t k = 0; k < p.n; ++k)
-          acc += row[k];
-        o[q] = static_cast<T>(acc * scale);
-      }
+    if (p.inner == 1 && p.outer == 1) {
+      o[0] = static_cast<T>(long_run_sum(av, p.n) * scale); // float32 sums accumulate in double
+    } else if (p.inner == 1) {                              // rows split across the pool, each summed on one thread
+      parallel_for(p.outer, std::max<std::int64_t>(1, map_grain / std::max<std::int64_t>(1, p.n)),
+                   [&](std::int64_t lo, std::int64_t hi) {
+                     for (std::int64_t q = lo; q < hi; ++q)
+                       o[q] = static_cast<T>(run_sum(av + q * p.n, p.n) * scale);
+                   });
     } else {
       std::vector<double> acc(static_cast<std::size_t>(p.inner));
       for (std::int64_t q = 0; q < p.outer; ++q) {

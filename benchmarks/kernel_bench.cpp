@@ -1,0 +1,164 @@
+// The elementwise kernels (Note [Vectorised kernels], docs/design.md) against plain scalar loops in
+// float32: the forward of an op, and a first-order step (forward, then the backward rule for a given
+// adjoint), at sizes below and above the thread threshold, with 1 and 2 threads. The plain loops
+// are compiled as a user's code would be (this file's flags: math-errno on, baseline x86-64).
+
+#include <autodiff/parallel.hpp>
+#include <autodiff/tape.hpp>
+#include <autodiff/tensor.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <span>
+#include <vector>
+
+using namespace autodiff;
+
+namespace {
+
+enum class Op { tanh, relu, sigmoid, exp, mul, sum };
+
+Tensor apply(Op op, const Tensor& x, const Tensor& y) {
+  switch (op) {
+  case Op::tanh:
+    return tanh(x);
+  case Op::relu:
+    return relu(x);
+  case Op::sigmoid:
+    return sigmoid(x);
+  case Op::exp:
+    return exp(x);
+  case Op::mul:
+    return mul(x, y);
+  case Op::sum:
+    return sum(x);
+  }
+  return x;
+}
+
+void set_rate(benchmark::State& state, std::int64_t n) {
+  state.SetItemsProcessed(state.iterations() * n);
+  state.counters["ns_per_elem"] = benchmark::Counter(
+      static_cast<double>(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// range(0): elements; range(1): threads.
+void BM_Kernel(benchmark::State& state, Op op, bool backward) {
+  const std::int64_t n = state.range(0);
+  set_num_threads(static_cast<int>(state.range(1)));
+  manual_seed(1);
+  Tensor x = randn({n}), y = randn({n});
+  const Tensor g = randn(op == Op::sum ? Shape{} : Shape{n});
+  x.requires_grad(backward);
+  Tape tape;
+  for (auto _ : state) {
+    tape.reset();
+    Tensor r = apply(op, x, y);
+    if (backward) {
+      r.backward(g);
+      benchmark::DoNotOptimize(x.grad());
+      x.zero_grad();
+    }
+    benchmark::DoNotOptimize(r);
+  }
+  set_rate(state, n);
+  set_num_threads(1);
+}
+
+// The same arithmetic as plain loops over std::vector: the forward value, then (backward) the
+// gradient from the adjoint, in the op's usual formula. op is a template parameter, so that each
+// loop is compiled for its op alone (a switch left inside the loop would stop it vectorising).
+template <Op op> void BM_Loop(benchmark::State& state, bool backward) {
+  const std::int64_t n = state.range(0);
+  manual_seed(1);
+  const Tensor xt = randn({n}), yt = randn({n}), gt = randn({n}); // alive while their spans are used
+  const std::span<const float> x = xt.data<float>(), y = yt.data<float>(), g = gt.data<float>();
+  std::vector<float> r(static_cast<std::size_t>(n)), ga(static_cast<std::size_t>(n));
+  float s = 0;
+  for (auto _ : state) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float a = x[i];
+      switch (op) {
+      case Op::tanh:
+        r[i] = std::tanh(a);
+        break;
+      case Op::relu:
+        r[i] = a > 0 ? a : 0.0f;
+        break;
+      case Op::sigmoid:
+        r[i] = 1.0f / (1.0f + std::exp(-a));
+        break;
+      case Op::exp:
+        r[i] = std::exp(a);
+        break;
+      case Op::mul:
+        r[i] = a * y[i];
+        break;
+      case Op::sum:
+        s += a;
+        break;
+      }
+    }
+    if (backward) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        switch (op) {
+        case Op::tanh:
+          ga[i] = g[i] * (1.0f - r[i] * r[i]);
+          break;
+        case Op::relu:
+          ga[i] = x[i] > 0 ? g[i] : 0.0f;
+          break;
+        case Op::sigmoid:
+          ga[i] = g[i] * r[i] * (1.0f - r[i]);
+          break;
+        case Op::exp:
+          ga[i] = g[i] * r[i];
+          break;
+        case Op::mul:
+          ga[i] = g[i] * y[i];
+          break;
+        case Op::sum:
+          ga[i] = g[0];
+          break;
+        }
+      }
+    }
+    benchmark::DoNotOptimize(r.data());
+    benchmark::DoNotOptimize(ga.data());
+    benchmark::DoNotOptimize(s);
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, n);
+}
+
+void kernel_args(benchmark::internal::Benchmark* b) {
+  for (std::int64_t n : {1024, 65536, 1 << 20})
+    for (std::int64_t t : {1, 2})
+      b->Args({n, t});
+  b->UseRealTime();
+}
+void loop_args(benchmark::internal::Benchmark* b) {
+  for (std::int64_t n : {1024, 65536, 1 << 20})
+    b->Args({n, 1});
+  b->UseRealTime();
+}
+
+// BM_Loop_<op>/fwd against BM_Kernel_<op>/fwd, and the same for fwd_bwd.
+#define TAPEGRAD_KERNEL_BENCH(op)                                                                                      \
+  void BM_Loop_##op(benchmark::State& state, bool backward) { BM_Loop<Op::op>(state, backward); }                      \
+  void BM_Kernel_##op(benchmark::State& state, bool backward) { BM_Kernel(state, Op::op, backward); }                  \
+  BENCHMARK_CAPTURE(BM_Loop_##op, fwd, false)->Apply(loop_args);                                                       \
+  BENCHMARK_CAPTURE(BM_Kernel_##op, fwd, false)->Apply(kernel_args);                                                   \
+  BENCHMARK_CAPTURE(BM_Loop_##op, fwd_bwd, true)->Apply(loop_args);                                                    \
+  BENCHMARK_CAPTURE(BM_Kernel_##op, fwd_bwd, true)->Apply(kernel_args);
+TAPEGRAD_KERNEL_BENCH(tanh)
+TAPEGRAD_KERNEL_BENCH(relu)
+TAPEGRAD_KERNEL_BENCH(sigmoid)
+TAPEGRAD_KERNEL_BENCH(exp)
+TAPEGRAD_KERNEL_BENCH(mul)
+TAPEGRAD_KERNEL_BENCH(sum)
+
+} // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,146 @@
+// The vectorised, threaded element loops (docs/design.md, Note [Vectorised kernels]): float32
+// transcendentals within the stated ulp bound of the correctly rounded value, special values through
+// the vector body (not only the scalar tail), and results that do not depend on the thread count.
+
+#include "helpers.hpp"
+
+#include <autodiff/parallel.hpp>
+#include <autodiff/rules.hpp>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+using namespace autodiff;
+using namespace tapegrad_test;
+
+namespace {
+
+// The distance in representable floats (0 and -0 are one apart; both NaN: 0).
+std::int64_t ulps(float a, float b) {
+  if (std::isnan(a) && std::isnan(b)) return 0;
+  if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<std::int64_t>::max();
+  auto key = [](float f) {
+    const auto i = static_cast<std::int64_t>(std::bit_cast<std::int32_t>(f));
+    return i < 0 ? -(i & 0x7fffffff) : i;
+  };
+  const std::int64_t d = key(a) - key(b);
+  return d < 0 ? -d : d;
+}
+
+// The largest distance between op in float32 and op in float64 rounded to float, over n points
+// spread over [lo, hi]. n is odd and large: vector bodies, tails and split ranges all get points.
+std::int64_t max_ulps(const std::function<Tensor(const Tensor&)>& op, double lo, double hi, float* worst) {
+  const std::int64_t n = 200003;
+  const Tensor x32 = linspace(lo, hi, n);
+  const Tensor r32 = op(x32);
+  const Tensor r64 = op(x32.to(DType::float64));
+  const auto a = r32.data<float>();
+  const auto b = r64.data<double>();
+  std::int64_t m = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t d = ulps(a[i], static_cast<float>(b[i]));
+    if (d > m) {
+      m = d;
+      *worst = x32.data<float>()[i];
+    }
+  }
+  return m;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(kernels)
+
+// The bound of Note [Vectorised kernels]: 4 ulp for libmvec's functions and the formulas on them.
+BOOST_AUTO_TEST_CASE(float32_results_within_4_ulp_of_the_rounded_float64_result) {
+  struct Case {
+    const char* name;
+    std::function<Tensor(const Tensor&)> op;
+    double lo, hi;
+  };
+  const Case cases[] = {
+      {"exp", [](const Tensor& t) { return exp(t); }, -80, 80},
+      {"log", [](const Tensor& t) { return log(t); }, 1e-30, 1e30},
+      {"log1p", [](const Tensor& t) { return log1p(t); }, -0.999, 1e6},
+      {"expm1", [](const Tensor& t) { return expm1(t); }, -20, 20},
+      {"sin", [](const Tensor& t) { return sin(t); }, -100, 100},
+      {"cos", [](const Tensor& t) { return cos(t); }, -100, 100},
+      {"tan", [](const Tensor& t) { return tan(t); }, -1.5, 1.5},
+      {"tanh", [](const Tensor& t) { return tanh(t); }, -12, 12},
+      {"sigmoid", [](const Tensor& t) { return sigmoid(t); }, -80, 80},
+      {"softplus", [](const Tensor& t) { return softplus(t); }, -80, 80},
+      {"erf", [](const Tensor& t) { return erf(t); }, -5, 5},
+      {"sqrt", [](const Tensor& t) { return sqrt(t); }, 0, 1e6},
+      {"pow_scalar", [](const Tensor& t) { return pow(t, 2.5); }, 0, 1000},
+      // gelu's 1 + erf(a / sqrt 2) cancels for a < -1 in any precision: the bound holds above.
+      {"gelu", [](const Tensor& t) { return gelu(t); }, -1, 10},
+  };
+  for (const Case& c : cases) {
+    float worst = 0;
+    const std::int64_t m = max_ulps(c.op, c.lo, c.hi, &worst);
+    BOOST_TEST_MESSAGE(c.name << ": at most " << m << " ulp");
+    BOOST_TEST(m <= 4, c.name << ": " << m << " ulp at " << worst);
+  }
+}
+
+// The special values sit inside a long tensor, so they go through the vector loop.
+BOOST_AUTO_TEST_CASE(special_values_in_the_vector_body) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> v(1000, 0.5f);
+  const std::vector<float> special = {inf, -inf, nan, 0.0f, -0.0f, 100.0f, -100.0f, 1e-40f};
+  for (std::size_t k = 0; k < special.size(); ++k)
+    v[37 + 61 * k] = special[k];
+  const Tensor x = from_vector(v, {1000});
+  auto at = [&](const Tensor& r, std::size_t k) { return r.data<float>()[37 + 61 * k]; };
+  auto check = [&](const char* name, const Tensor& r, const std::vector<float>& want) {
+    for (std::size_t k = 0; k < want.size(); ++k)
+      BOOST_TEST(ulps(at(r, k), want[k]) == 0, name << "(" << special[k] << ") = " << at(r, k) << ", not " << want[k]);
+  };
+  check("tanh", tanh(x), {1, -1, nan, 0, -0.0f, 1, -1, 1e-40f});
+  check("exp", exp(x), {inf, 0, nan, 1, 1, inf, static_cast<float>(std::exp(-100.0)), 1});
+  check("sigmoid", sigmoid(x), {1, 0, nan, 0.5f, 0.5f, 1, rules::sigmoid_value(-100.0f), 0.5f});
+  // relu(NaN) is 0: Relu::f's `a > 0 ? a : 0` (rules.hpp), the same in every loop.
+  check("relu", relu(x), {inf, 0, 0, 0, 0, 100, 0, 1e-40f});
+  const Tensor l = log(x);
+  BOOST_TEST(at(l, 0) == inf);
+  BOOST_TEST(std::isnan(at(l, 1)));
+  BOOST_TEST(at(l, 3) == -inf);
+  BOOST_TEST(std::isnan(at(l, 6)));
+}
+
+// Note [Vectorised kernels]: the loops split above a size threshold, and every element (and every
+// partial sum of a reduction) is computed the same way for any split: 1, 2 and 3 threads give the
+// same bits, forward and backward.
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
+  const int saved = get_num_threads();
+  manual_seed(7);
+  const Tensor xv = randn({300007}), yv = randn({300007}), rows = randn({3, 100003});
+  std::vector<std::vector<float>> first;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Tensor x = xv.detach(), y = yv.detach();
+    x.requires_grad(true);
+    y.requires_grad(true);
+    const Tensor z = tanh(x) * y + sigmoid(x - 0.5) * exp(y * 0.1);
+    const Tensor s = sum(z) + mean(z) + sum(sum(rows, 1)) + sum(max(rows, 1));
+    s.backward();
+    std::vector<std::vector<float>> got;
+    for (const Tensor& t : {z, s, x.grad(), y.grad(), sum(rows, 0)}) {
+      const auto d = t.data<float>();
+      got.emplace_back(d.begin(), d.end());
+    }
+    if (first.empty())
+      first = got;
+    else
+      for (std::size_t k = 0; k < got.size(); ++k)
+        BOOST_TEST((std::memcmp(got[k].data(), first[k].data(), got[k].size() * sizeof(float)) == 0),
+                   "result " << k << " differs at " << threads << " threads");
+  }
+  set_num_threads(saved);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
