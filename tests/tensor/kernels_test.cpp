@@ -103,8 +103,8 @@ BOOST_AUTO_TEST_CASE(special_values_in_the_vector_body) {
   check("tanh", tanh(x), {1, -1, nan, 0, -0.0f, 1, -1, 1e-40f});
   check("exp", exp(x), {inf, 0, nan, 1, 1, inf, static_cast<float>(std::exp(-100.0)), 1});
   check("sigmoid", sigmoid(x), {1, 0, nan, 0.5f, 0.5f, 1, rules::sigmoid_value(-100.0f), 0.5f});
-  // relu(NaN) is 0: Relu::f's `a > 0 ? a : 0` (rules.hpp), the same in every loop.
-  check("relu", relu(x), {inf, 0, 0, 0, 0, 100, 0, 1e-40f});
+  // relu(NaN) is NaN, as PyTorch (Relu::f in rules.hpp), the same in every loop.
+  check("relu", relu(x), {inf, 0, nan, 0, 0, 100, 0, 1e-40f});
   const Tensor l = log(x);
   BOOST_TEST(at(l, 0) == inf);
   BOOST_TEST(std::isnan(at(l, 1)));
