@@ -66,6 +66,11 @@ BOOST_AUTO_TEST_CASE(an_op_of_one_var_is_a_var) {
   static_assert(std::is_same_v<decltype(exp(std::declval<const Var&>())), Var>);
   static_assert(std::is_same_v<decltype(std::declval<const Var&>() * 2.0), Var>);
   static_assert(!std::is_same_v<decltype(std::declval<const Var&>() * std::declval<const Var&>()), Var>);
+  // So is a function of two: its node is recorded where it is evaluated, as its one-Var forms'.
+  static_assert(std::is_same_v<decltype(pow(std::declval<const Var&>(), std::declval<const Var&>())), Var>);
+  static_assert(!std::is_same_v<decltype(pow(std::declval<const Var&>() * 2.0 + std::declval<const Var&>(),
+                                             std::declval<const Var&>())),
+                                Var>);
   static_assert(VarExpression<decltype(exp(std::declval<const Var&>() * std::declval<const Var&>()))>);
   Var (*f)(const Var&) = [](const Var& a) { return exp(a); };
   Tape tape;

@@ -350,9 +350,10 @@ template <VarExpression E> inline Var::Var(const E& e) : Var(TapeAccess::record(
 template <VarExpression E> Var once(const E& e) { return Var(e); }
 
 namespace detail {
-// An op of one plain Var (and a constant) records at once and is a Var, as before statements:
-// `[](const Var& a) { return exp(a); }` then still converts to `Var (*)(const Var&)`. Only an op
-// that takes an expression, or two operands, builds a larger statement (Note [Statements]).
+// An op of one plain Var (and a constant), and a function of two, records at once and is a Var, as
+// before statements: `[](const Var& a) { return exp(a); }` then still converts to
+// `Var (*)(const Var&)`. An operator of two Vars, or any op of an expression, builds a larger
+// statement (Note [Statements]).
 template <VarExpression E> [[gnu::always_inline]] inline auto unary_result(const E& e) {
   if constexpr (E::nodes == 1)
     return Var(e);
@@ -442,7 +443,7 @@ TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_VAR_UNARY_FUNCTIONS
 
 template <Operand A, Operand B> [[gnu::always_inline]] inline auto pow(const A& a, const B& b) {
-  return BinaryExpr<rules::Pow, A, B>(a, b, rules::Pow::f(a.value(), b.value()));
+  return detail::unary_result(BinaryExpr<rules::Pow, A, B>(a, b, rules::Pow::f(a.value(), b.value())));
 }
 template <Operand A> [[gnu::always_inline]] inline auto pow(const A& a, double c) {
   return detail::unary_result(UnaryConstExpr<rules::PowC, A>(a, c, std::pow(a.value(), c)));
@@ -451,16 +452,16 @@ template <Operand A> [[gnu::always_inline]] inline auto pow(double c, const A& a
   return detail::unary_result(UnaryConstExpr<rules::RPowC, A>(a, c, std::pow(c, a.value())));
 }
 template <Operand A, Operand B> [[gnu::always_inline]] inline auto atan2(const A& a, const B& b) {
-  return BinaryExpr<rules::Atan2, A, B>(a, b, rules::Atan2::f(a.value(), b.value()));
+  return detail::unary_result(BinaryExpr<rules::Atan2, A, B>(a, b, rules::Atan2::f(a.value(), b.value())));
 }
 template <Operand A, Operand B> [[gnu::always_inline]] inline auto hypot(const A& a, const B& b) {
-  return BinaryExpr<rules::Hypot, A, B>(a, b, rules::Hypot::f(a.value(), b.value()));
+  return detail::unary_result(BinaryExpr<rules::Hypot, A, B>(a, b, rules::Hypot::f(a.value(), b.value())));
 }
 template <Operand A, Operand B> [[gnu::always_inline]] inline auto max(const A& a, const B& b) {
-  return BinaryExpr<rules::Max, A, B>(a, b, rules::Max::f(a.value(), b.value()));
+  return detail::unary_result(BinaryExpr<rules::Max, A, B>(a, b, rules::Max::f(a.value(), b.value())));
 }
 template <Operand A, Operand B> [[gnu::always_inline]] inline auto min(const A& a, const B& b) {
-  return BinaryExpr<rules::Min, A, B>(a, b, rules::Min::f(a.value(), b.value()));
+  return detail::unary_result(BinaryExpr<rules::Min, A, B>(a, b, rules::Min::f(a.value(), b.value())));
 }
 // The constant keeps its place: the value is the double overload's for the operands in the same
 // order (at a tie of -0 and +0 that is the first).
