@@ -36,7 +36,9 @@ using autodiff::Var;
 // peers' types. Where tapegrad has a primitive (square, softplus) Var and double use it; the peers
 // get the same function written with their own arithmetic, as their users would write it.
 
-template <class T> inline constexpr bool is_tapegrad_or_double = std::is_same_v<T, Var> || std::is_same_v<T, double>;
+// tapegrad's expressions (Note [Statements]) count as Var: square of one records one statement.
+template <class T> inline constexpr bool is_tapegrad_or_double =
+    std::is_same_v<T, Var> || std::is_same_v<T, double> || autodiff::VarExpression<T>;
 
 // x^2. For the peers' expression types this returns their (unevaluated) product, so that their
 // statement-level recording sees one statement: it refers to x, so use it only within one full

@@ -139,18 +139,10 @@ std::uint32_t Tape::push_node_grown(OpCode op, double value) {
   grow_nodes();
   return push_node(op, value);
 }
-std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a) {
-  grow_nodes();
-  return push_node(op, value, a);
-}
-std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a, std::uint32_t b) {
-  grow_nodes();
-  return push_node(op, value, a, b);
-}
-std::uint32_t Tape::push_node_grown(OpCode op, double value, std::uint32_t a, double c) {
-  if (n_ == cap_) grow_nodes();
-  if (consts_.size == consts_.capacity) consts_.grow(consts_.size + 1);
-  return push_node(op, value, a, c);
+void Tape::reserve(std::size_t nodes, std::size_t consts) {
+  while (cap_ - n_ < nodes)
+    grow_nodes();
+  if (consts_.capacity - consts_.size < consts) consts_.grow(consts_.size + consts);
 }
 
 std::size_t Tape::operation_count() const {

@@ -81,6 +81,11 @@ template <class X, class C, class F, class G> constexpr void when_else(X& x, con
     otherwise();
 }
 
+// A value a rule uses more than once, evaluated once. With numbers and tensors it is the value
+// itself; a Var expression (var.hpp) becomes a Var here, which records it, since the expression
+// would otherwise record its nodes at each use (docs/design.md, "Note [Statements]").
+template <class T> constexpr T once(const T& v) { return v; }
+
 struct Leaf {
   static constexpr std::string_view name = "leaf";
   static constexpr Form form = Form::leaf;
@@ -124,7 +129,7 @@ struct Div {
   template <class T> static T f(T a, T b) { return a / b; }
   template <class A, class B> static auto call(const A& a, const B& b) { return a / b; }
   template <class X> static constexpr void vjp(X& x) {
-    const auto ga = x.g() / x.b();
+    const auto ga = once(x.g() / x.b());
     x.da(ga);
     x.db_neg(ga * x.r());
   }
@@ -150,7 +155,7 @@ struct Atan2 { // atan2(a, b): the angle of the point (b, a)
   static double f(double a, double b) { return std::atan2(a, b); }
   template <class A, class B> static auto call(const A& a, const B& b) { return atan2(a, b); }
   template <class X> static constexpr void vjp(X& x) {
-    const auto s = x.g() / (x.a() * x.a() + x.b() * x.b());
+    const auto s = once(x.g() / (x.a() * x.a() + x.b() * x.b()));
     x.da(s * x.b());
     x.db_neg(s * x.a());
   }
@@ -162,7 +167,7 @@ struct Hypot {
   template <class A, class B> static auto call(const A& a, const B& b) { return hypot(a, b); }
   template <class X> static constexpr void vjp(X& x) {
     when(x, x.r() != 0, [&] { // subgradient 0 at the origin
-      const auto s = x.g() / x.r();
+      const auto s = once(x.g() / x.r());
       x.da(s * x.a());
       x.db(s * x.b());
     });

@@ -126,11 +126,11 @@ private:
   void push();
   void unlink();
 
-  // Recording: one node (op code + value) with its operand indices and constant, if any. grow_nodes
-  // keeps room for two operands per node, so one capacity check covers node and operands. Fields are
-  // read once into locals: after the stores the compiler could not reuse them.
-  // The full-tape path grows the arrays and records the node itself (push_node_grown), so the
-  // straight line of the fast path holds no call and does not wait on one's results.
+  // Recording. A leaf is one node (op code + value); every other op is recorded by a statement
+  // (TapeAccess::record, Note [Statements]), which tests the capacity once for all its nodes and
+  // calls reserve() when they do not fit. grow_nodes keeps room for two operands per node, so the
+  // node capacity covers the operands too. The full-tape path is out of line, so the straight line
+  // of the fast path holds no call.
   std::uint32_t push_node(OpCode op, double value) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
@@ -142,62 +142,9 @@ private:
     ops[i] = op;
     return static_cast<std::uint32_t>(i);
   }
-  std::uint32_t push_node(OpCode op, double value, std::uint32_t a) {
-    const std::size_t i = n_;
-    if (i == cap_) [[unlikely]]
-      return push_node_grown(op, value, a);
-    const std::size_t ap = args_.size;
-    double* values = values_.get();
-    OpCode* ops = ops_.get();
-    std::uint32_t* args = args_.data.get();
-    n_ = i + 1;
-    args_.size = ap + 1;
-    values[i] = value;
-    args[ap] = a;
-    ops[i] = op;
-    return static_cast<std::uint32_t>(i);
-  }
-  std::uint32_t push_node(OpCode op, double value, std::uint32_t a, std::uint32_t b) {
-    const std::size_t i = n_;
-    if (i == cap_) [[unlikely]]
-      return push_node_grown(op, value, a, b);
-    const std::size_t ap = args_.size;
-    double* values = values_.get();
-    OpCode* ops = ops_.get();
-    std::uint32_t* args = args_.data.get();
-    n_ = i + 1;
-    args_.size = ap + 2;
-    values[i] = value;
-    args[ap] = a;
-    args[ap + 1] = b;
-    ops[i] = op;
-    return static_cast<std::uint32_t>(i);
-  }
-  std::uint32_t push_node(OpCode op, double value, std::uint32_t a, double c) {
-    const std::size_t i = n_;
-    const std::size_t cp = consts_.size;
-    if (i == cap_ || cp == consts_.capacity) [[unlikely]]
-      return push_node_grown(op, value, a, c);
-    const std::size_t ap = args_.size;
-    double* values = values_.get();
-    OpCode* ops = ops_.get();
-    std::uint32_t* args = args_.data.get();
-    double* consts = consts_.data.get();
-    n_ = i + 1;
-    args_.size = ap + 1;
-    consts_.size = cp + 1;
-    values[i] = value;
-    args[ap] = a;
-    consts[cp] = c;
-    ops[i] = op;
-    return static_cast<std::uint32_t>(i);
-  }
   void grow_nodes();
-  // Out of line (tape.cpp): grow, then push_node.
-  std::uint32_t push_node_grown(OpCode op, double value);
-  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a);
-  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a, std::uint32_t b);
-  std::uint32_t push_node_grown(OpCode op, double value, std::uint32_t a, double c);
+  std::uint32_t push_node_grown(OpCode op, double value); // tape.cpp: grow, then push_node
+  void reserve(std::size_t nodes, std::size_t consts);    // room for a statement (tape.cpp)
 
   // Reverse sweeps (backward.cpp).
   void sweep(std::uint32_t output) {

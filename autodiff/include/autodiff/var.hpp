@@ -12,8 +12,24 @@
 
 namespace autodiff {
 
+class Var;
+namespace detail {
+// The base of the expression types below (docs/design.md, "Note [Statements]").
+struct StatementTag {
+  using tapegrad_operand = void; // see detail::operand_only
+};
+} // namespace detail
+// An unevaluated arithmetic expression of Vars: what Var's operators and functions return.
+template <class E>
+concept VarExpression = std::derived_from<E, detail::StatementTag>;
+// What Var's operators and functions take: a Var or an expression of Vars (never a double, which
+// would convert to a new leaf: see the functions below).
+template <class E>
+concept Operand = std::same_as<E, Var> || VarExpression<E>;
+
 class Var {
 public:
+  using tapegrad_operand = void; // see detail::operand_only
   // An independent variable (a leaf of the active tape) with value 0 or v.
   Var() : Var(0.0) {}
   Var(double v) { // NOLINT(google-explicit-constructor): `Var x = 1.5;` is the intended spelling
@@ -22,6 +38,10 @@ public:
     i_ = t.push_node(OpCode::Leaf, v);
     gen_ = t.gen_;
   }
+
+  // An expression converted to a Var records as one statement: all its nodes at once (Note
+  // [Statements]). Implicit, as the result of an operator always was a Var.
+  template <VarExpression E> [[gnu::always_inline]] Var(const E& e); // NOLINT(google-explicit-constructor)
 
   double value() const { return v_; }
   explicit operator double() const { return v_; }
@@ -42,10 +62,11 @@ public:
   std::uint32_t index() const { return i_; }
   std::uint64_t generation() const { return gen_; }
 
-  Var& operator+=(const Var& o);
-  Var& operator-=(const Var& o);
-  Var& operator*=(const Var& o);
-  Var& operator/=(const Var& o);
+  // One statement each: `s += a * b` records the product and the sum together.
+  template <Operand E> Var& operator+=(const E& o);
+  template <Operand E> Var& operator-=(const E& o);
+  template <Operand E> Var& operator*=(const E& o);
+  template <Operand E> Var& operator/=(const E& o);
   Var& operator+=(double c);
   Var& operator-=(double c);
   Var& operator*=(double c);
@@ -64,39 +85,31 @@ private:
 };
 static_assert(sizeof(Var) == 24);
 
-// ---- arithmetic (defined below, after the recording primitives) -----------------------------------
-// Always inlined, as are the functions below and the recording primitives they call: a call would
-// keep the operands and the tape's fields in memory across it (docs/design.md, "Note [Recording fast
-// path]"), and GCC declines some of these wrappers once the primitive is inlined into them.
-[[gnu::always_inline]] inline Var operator+(const Var& a, const Var& b);
-[[gnu::always_inline]] inline Var operator-(const Var& a, const Var& b);
-[[gnu::always_inline]] inline Var operator*(const Var& a, const Var& b);
-[[gnu::always_inline]] inline Var operator/(const Var& a, const Var& b);
-[[gnu::always_inline]] inline Var operator-(const Var& a);
-[[gnu::always_inline]] inline Var operator+(const Var& a);
-[[gnu::always_inline]] inline Var operator+(const Var& a, double c);
-[[gnu::always_inline]] inline Var operator+(double c, const Var& a);
-[[gnu::always_inline]] inline Var operator-(const Var& a, double c);
-[[gnu::always_inline]] inline Var operator-(double c, const Var& a);
-[[gnu::always_inline]] inline Var operator*(const Var& a, double c);
-[[gnu::always_inline]] inline Var operator*(double c, const Var& a);
-[[gnu::always_inline]] inline Var operator/(const Var& a, double c);
-[[gnu::always_inline]] inline Var operator/(double c, const Var& a);
+namespace detail {
+// A second, defaulted template parameter of every operator template: substituting it fails for a
+// non-class type, so a candidate such as operator==(double, double) is dropped before clang 14
+// checks that an operator takes a class (it does that before the Operand constraint).
+template <class A> using operand_only = typename A::tapegrad_operand;
+} // namespace detail
 
 // Comparisons look at values only and record nothing.
-inline bool operator==(const Var& a, const Var& b) { return a.value() == b.value(); }
-inline bool operator==(const Var& a, double b) { return a.value() == b; }
-inline std::partial_ordering operator<=>(const Var& a, const Var& b) { return a.value() <=> b.value(); }
-inline std::partial_ordering operator<=>(const Var& a, double b) { return a.value() <=> b; }
+template <Operand A, Operand B, class = detail::operand_only<A>> bool operator==(const A& a, const B& b) {
+  return a.value() == b.value();
+}
+template <Operand A, class = detail::operand_only<A>> bool operator==(const A& a, double b) { return a.value() == b; }
+template <Operand A, Operand B, class = detail::operand_only<A>>
+std::partial_ordering operator<=>(const A& a, const B& b) {
+  return a.value() <=> b.value();
+}
+template <Operand A, class = detail::operand_only<A>> std::partial_ordering operator<=>(const A& a, double b) {
+  return a.value() <=> b;
+}
 
-// ---- functions (defined below) ---------------------------------------------------------------------
-// The functions are templates constrained to Var so that a double argument never converts to a new
-// leaf: inside namespace autodiff `exp(1.0)` then fails to compile instead of recording silently,
-// and in user code with `using namespace autodiff;` it still finds ::exp.
+// Kept for code that constrains on it; the functions below take any Operand.
 template <class V>
 concept IsVar = std::same_as<V, Var>;
 
-// The unary functions of a Var and their rules (rules.hpp): declared here, defined below.
+// The unary functions of a Var and their rules (rules.hpp), defined below from this one list.
 #define TAPEGRAD_VAR_UNARY_FUNCTIONS(X)                                                                                \
   X(exp, Exp)                                                                                                          \
   X(log, Log)                                                                                                          \
@@ -124,26 +137,6 @@ concept IsVar = std::same_as<V, Var>;
   X(fabs, Abs)                                                                                                         \
   X(erf, Erf)                                                                                                          \
   X(erfc, Erfc)
-#define TAPEGRAD_UNARY(fn, Rule) template <IsVar V> [[gnu::always_inline]] inline Var fn(const V& a);
-TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
-#undef TAPEGRAD_UNARY
-
-template <IsVar V> [[gnu::always_inline]] inline Var pow(const V& a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var pow(const V& a, double c);
-template <IsVar V> [[gnu::always_inline]] inline Var pow(double c, const V& a);
-template <IsVar V> [[gnu::always_inline]] inline Var atan2(const V& a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var hypot(const V& a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var max(const V& a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var min(const V& a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var max(const V& a, double c);
-template <IsVar V> [[gnu::always_inline]] inline Var max(double c, const V& a);
-template <IsVar V> [[gnu::always_inline]] inline Var min(const V& a, double c);
-template <IsVar V> [[gnu::always_inline]] inline Var min(double c, const V& a);
-template <IsVar V> [[gnu::always_inline]] inline Var atan2(const V& a, double b);
-template <IsVar V> [[gnu::always_inline]] inline Var atan2(double a, const V& b);
-template <IsVar V> [[gnu::always_inline]] inline Var hypot(const V& a, double b);
-template <IsVar V> [[gnu::always_inline]] inline Var hypot(double a, const V& b);
-
 // Double versions of the functions <cmath> lacks, so that generic code (`template <class T>`) can
 // call them unqualified with T = double after `using namespace autodiff;`.
 // Each is its rule's value (rules.hpp), so a double and a Var give the same bits.
@@ -175,8 +168,8 @@ inline std::vector<Var> grad(const Var& y, std::initializer_list<Var> xs, GradOp
 }
 
 // ==== implementation ================================================================================
-// What follows records: TapeAccess, which can make a Var for any node of a tape, and the bodies of
-// the operators and functions declared above.
+// What follows records: TapeAccess, which can make a Var for any node of a tape, the expression
+// types, and the bodies of the operators and functions.
 
 // Recording primitives, one per Form of the rules table. Public so that rules tables elsewhere
 // (the expression parser, user extensions) can record through them.
@@ -199,104 +192,296 @@ struct TapeAccess {
   }
   static Var make(const Tape& t, double v, std::uint32_t i) { return Var(Var::Node{}, v, i, t.gen_); }
 
-  // The recording fast path (docs/design.md, "Note [Recording fast path]"): one thread-local load,
-  // one generation test per operation (two operands share a branch), one capacity test. The result
-  // carries the operand's generation: after the test it equals the tape's, and reading it from the
-  // Var avoids reloading the tape after the stores.
-  template <class R> [[gnu::always_inline]] static Var unary(const Var& a, double r) {
-    Tape& t = *Tape::tl_active_;
-    if (a.gen_ != t.gen_) [[unlikely]]
-      foreign(R::name, a.i_, a.gen_, t);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_), a.gen_);
+  // ---- statements (Note [Statements]) ----
+  // Where a statement's nodes go: the tape's cursors and arrays, in registers for the whole
+  // statement and written back once at its end.
+  struct Cursor {
+    double* values;
+    OpCode* ops;
+    std::uint32_t* args;
+    double* consts;
+    std::size_t n, ap, cp;
+  };
+  // The bits in which the generations of an operand's Vars differ from g: 0 when all are on the tape.
+  [[gnu::always_inline]] static std::uint64_t mismatch(const Var& v, std::uint64_t g) { return v.gen_ ^ g; }
+  template <VarExpression E> [[gnu::always_inline]] static std::uint64_t mismatch(const E& e, std::uint64_t g) {
+    return e.mismatch(g);
   }
-  template <class R> [[gnu::always_inline]] static Var unary_const(const Var& a, double c, double r) {
-    Tape& t = *Tape::tl_active_;
-    if (a.gen_ != t.gen_) [[unlikely]]
-      foreign(R::name, a.i_, a.gen_, t);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, c), a.gen_);
+  // The error for the first Var (left to right) of the statement that is not on the tape, named by
+  // the op that takes it, as when each op checked its operands.
+  template <class R> static void check(const Var& v, const Tape& t) {
+    if (v.gen_ != t.gen_) foreign(R::name, v.i_, v.gen_, t);
   }
-  template <class R> [[gnu::always_inline]] static Var binary(const Var& a, const Var& b, double r) {
+  template <class R, VarExpression E> static void check(const E& e, const Tape& t) { e.check(t); }
+  // e by value: its address then never escapes the inlined hot path, so the compiler keeps the
+  // expression in registers (scalar replacement) and copies it to memory only on this cold path.
+  template <VarExpression E> [[noreturn, gnu::noinline]] static void report(E e, const Tape& t) {
+    e.check(t);
+    foreign("statement", 0, 0, t); // not reached: mismatch() found an operand that check() names
+  }
+  // Building an expression checks its Var operands at once, so that a foreign operand throws where
+  // the op is written (and names it), recorded or not. Its loads of the active tape and generation
+  // are shared by the ops of a statement: nothing is stored to a tape between them. record() tests
+  // again, since another tape may be active by the time an expression kept with `auto` records.
+  template <class R, class A> [[gnu::always_inline]] static void enter(const A& a) {
+    if constexpr (std::same_as<A, Var>) {
+      const Tape& t = *Tape::tl_active_;
+      if (a.gen_ != t.gen_) [[unlikely]]
+        foreign(R::name, a.i_, a.gen_, t);
+    }
+  }
+  template <class R, class A, class B> [[gnu::always_inline]] static void enter(const A& a, const B& b) {
+    if constexpr (std::same_as<A, Var> && std::same_as<B, Var>) {
+      const Tape& t = *Tape::tl_active_;
+      const std::uint64_t g = t.gen_;
+      if (((a.gen_ ^ g) | (b.gen_ ^ g)) != 0) [[unlikely]]
+        foreign(R::name, a.i_, a.gen_, b.i_, b.gen_, t);
+    } else {
+      enter<R>(a);
+      enter<R>(b);
+    }
+  }
+  [[gnu::always_inline]] static std::uint32_t emit(const Var& v, Cursor&) { return v.i_; }
+  template <VarExpression E> [[gnu::always_inline]] static std::uint32_t emit(const E& e, Cursor& c) {
+    return e.emit(c);
+  }
+  [[gnu::always_inline]] static std::uint32_t node(Cursor& c, OpCode op, double v) {
+    c.values[c.n] = v;
+    c.ops[c.n] = op;
+    return static_cast<std::uint32_t>(c.n++);
+  }
+  // Records e: one thread-local load, one generation test and one capacity test for all its nodes.
+  template <VarExpression E> [[gnu::always_inline]] static Var record(const E& e) {
     Tape& t = *Tape::tl_active_;
     const std::uint64_t g = t.gen_;
-    if (((a.gen_ ^ g) | (b.gen_ ^ g)) != 0) [[unlikely]]
-      foreign(R::name, a.i_, a.gen_, b.i_, b.gen_, t);
-    return Var(Var::Node{}, r, t.push_node(detail::code_of<R>, r, a.i_, b.i_), a.gen_);
+    if (e.mismatch(g) != 0) [[unlikely]]
+      report(e, t);
+    if (t.cap_ - t.n_ < E::nodes || (E::consts != 0 && t.consts_.capacity - t.consts_.size < E::consts)) [[unlikely]]
+      t.reserve(E::nodes, E::consts);
+    Cursor c{t.values_.get(), t.ops_.get(),  t.args_.data.get(), t.consts_.data.get(), t.n_,
+             t.args_.size,    t.consts_.size};
+    const std::uint32_t i = e.emit(c);
+    t.n_ = c.n;
+    t.args_.size = c.ap;
+    if constexpr (E::consts != 0) t.consts_.size = c.cp;
+    return Var(Var::Node{}, e.value(), i, g);
   }
 };
 
-// ---- arithmetic, defined -------------------------------------------------------------------------
-inline Var operator+(const Var& a, const Var& b) { return TapeAccess::binary<rules::Add>(a, b, a.value() + b.value()); }
-inline Var operator-(const Var& a, const Var& b) { return TapeAccess::binary<rules::Sub>(a, b, a.value() - b.value()); }
-inline Var operator*(const Var& a, const Var& b) { return TapeAccess::binary<rules::Mul>(a, b, a.value() * b.value()); }
-inline Var operator/(const Var& a, const Var& b) { return TapeAccess::binary<rules::Div>(a, b, a.value() / b.value()); }
-inline Var operator-(const Var& a) { return TapeAccess::unary<rules::Neg>(a, -a.value()); }
-inline Var operator+(const Var& a) { return a; }
+// ---- expression types (Note [Statements]) ---------------------------------------------------------
+// Operands are held by value (a Var is 24 bytes and trivially copyable), so an expression kept with
+// `auto` never dangles: converting it to a Var later records it then, and converting it twice
+// records it twice. Each node's value is computed when the expression is built, so value() is free.
+namespace detail {
+template <class A> inline constexpr std::size_t nodes_of = 0; // a Var: already on the tape
+template <VarExpression A> inline constexpr std::size_t nodes_of<A> = A::nodes;
+template <class A> inline constexpr std::size_t consts_of = 0;
+template <VarExpression A> inline constexpr std::size_t consts_of<A> = A::consts;
+} // namespace detail
 
-inline Var operator+(const Var& a, double c) { return TapeAccess::unary<rules::AddC>(a, a.value() + c); }
-inline Var operator+(double c, const Var& a) { return TapeAccess::unary<rules::AddC>(a, c + a.value()); }
-inline Var operator-(const Var& a, double c) { return TapeAccess::unary<rules::AddC>(a, a.value() - c); }
-inline Var operator-(double c, const Var& a) { return TapeAccess::unary<rules::RSubC>(a, c - a.value()); }
-inline Var operator*(const Var& a, double c) { return TapeAccess::unary_const<rules::MulC>(a, c, a.value() * c); }
-inline Var operator*(double c, const Var& a) { return TapeAccess::unary_const<rules::MulC>(a, c, c * a.value()); }
-inline Var operator/(const Var& a, double c) { return TapeAccess::unary_const<rules::DivC>(a, c, a.value() / c); }
-inline Var operator/(double c, const Var& a) { return TapeAccess::unary<rules::RDivC>(a, c / a.value()); }
+// R applied to a (Form::unary).
+template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
+  static constexpr std::size_t nodes = detail::nodes_of<A> + 1;
+  static constexpr std::size_t consts = detail::consts_of<A>;
+  A a;
+  double v;
+  [[gnu::always_inline]] UnaryExpr(const A& a_, double v_) : a(a_), v(v_) { TapeAccess::enter<R>(a); }
+  double value() const { return v; }
+  explicit operator double() const { return v; }
+  [[gnu::always_inline]] std::uint64_t mismatch(std::uint64_t g) const { return TapeAccess::mismatch(a, g); }
+  void check(const Tape& t) const { TapeAccess::check<R>(a, t); }
+  [[gnu::always_inline]] std::uint32_t emit(TapeAccess::Cursor& c) const {
+    const std::uint32_t ia = TapeAccess::emit(a, c);
+    c.args[c.ap++] = ia;
+    return TapeAccess::node(c, detail::code_of<R>, v);
+  }
+};
+// R applied to a and a constant it stores (Form::unary_const).
+template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
+  static constexpr std::size_t nodes = detail::nodes_of<A> + 1;
+  static constexpr std::size_t consts = detail::consts_of<A> + 1;
+  A a;
+  double k, v;
+  [[gnu::always_inline]] UnaryConstExpr(const A& a_, double k_, double v_) : a(a_), k(k_), v(v_) {
+    TapeAccess::enter<R>(a);
+  }
+  double value() const { return v; }
+  explicit operator double() const { return v; }
+  [[gnu::always_inline]] std::uint64_t mismatch(std::uint64_t g) const { return TapeAccess::mismatch(a, g); }
+  void check(const Tape& t) const { TapeAccess::check<R>(a, t); }
+  [[gnu::always_inline]] std::uint32_t emit(TapeAccess::Cursor& c) const {
+    const std::uint32_t ia = TapeAccess::emit(a, c);
+    c.args[c.ap++] = ia;
+    c.consts[c.cp++] = k;
+    return TapeAccess::node(c, detail::code_of<R>, v);
+  }
+};
+// R applied to a and b (Form::binary). Nodes go in the order C++ code reads: a's, b's, then R.
+template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTag {
+  static constexpr std::size_t nodes = detail::nodes_of<A> + detail::nodes_of<B> + 1;
+  static constexpr std::size_t consts = detail::consts_of<A> + detail::consts_of<B>;
+  A a;
+  B b;
+  double v;
+  [[gnu::always_inline]] BinaryExpr(const A& a_, const B& b_, double v_) : a(a_), b(b_), v(v_) {
+    TapeAccess::enter<R>(a, b);
+  }
+  double value() const { return v; }
+  explicit operator double() const { return v; }
+  [[gnu::always_inline]] std::uint64_t mismatch(std::uint64_t g) const {
+    return TapeAccess::mismatch(a, g) | TapeAccess::mismatch(b, g);
+  }
+  void check(const Tape& t) const {
+    TapeAccess::check<R>(a, t);
+    TapeAccess::check<R>(b, t);
+  }
+  [[gnu::always_inline]] std::uint32_t emit(TapeAccess::Cursor& c) const {
+    const std::uint32_t ia = TapeAccess::emit(a, c);
+    const std::uint32_t ib = TapeAccess::emit(b, c);
+    c.args[c.ap] = ia;
+    c.args[c.ap + 1] = ib;
+    c.ap += 2;
+    return TapeAccess::node(c, detail::code_of<R>, v);
+  }
+};
 
-inline Var& Var::operator+=(const Var& o) { return *this = *this + o; }
-inline Var& Var::operator-=(const Var& o) { return *this = *this - o; }
-inline Var& Var::operator*=(const Var& o) { return *this = *this * o; }
-inline Var& Var::operator/=(const Var& o) { return *this = *this / o; }
+template <VarExpression E> inline Var::Var(const E& e) : Var(TapeAccess::record(e)) {}
+
+// rules::once for an expression: record it, so that a rule's value used twice is one node (rules.hpp).
+template <VarExpression E> Var once(const E& e) { return Var(e); }
+
+namespace detail {
+// An op of one plain Var (and a constant), and a function of two, records at once and is a Var, as
+// before statements: `[](const Var& a) { return exp(a); }` then still converts to
+// `Var (*)(const Var&)`. An operator of two Vars, or any op of an expression, builds a larger
+// statement (Note [Statements]).
+template <VarExpression E> [[gnu::always_inline]] inline auto unary_result(const E& e) {
+  if constexpr (E::nodes == 1)
+    return Var(e);
+  else
+    return e;
+}
+} // namespace detail
+
+// ---- arithmetic ----------------------------------------------------------------------------------
+// Always inlined, as are the functions below: a call would keep the operands in memory across it
+// (docs/design.md, "Note [Recording fast path]").
+template <Operand A, Operand B, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator+(const A& a, const B& b) {
+  return BinaryExpr<rules::Add, A, B>(a, b, a.value() + b.value());
+}
+template <Operand A, Operand B, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator-(const A& a, const B& b) {
+  return BinaryExpr<rules::Sub, A, B>(a, b, a.value() - b.value());
+}
+template <Operand A, Operand B, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator*(const A& a, const B& b) {
+  return BinaryExpr<rules::Mul, A, B>(a, b, a.value() * b.value());
+}
+template <Operand A, Operand B, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator/(const A& a, const B& b) {
+  return BinaryExpr<rules::Div, A, B>(a, b, a.value() / b.value());
+}
+template <Operand A, class = detail::operand_only<A>> [[gnu::always_inline]] inline auto operator-(const A& a) {
+  return detail::unary_result(UnaryExpr<rules::Neg, A>(a, -a.value()));
+}
+template <Operand A, class = detail::operand_only<A>> [[gnu::always_inline]] inline A operator+(const A& a) {
+  return a;
+}
+
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator+(const A& a, double c) {
+  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, a.value() + c));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator+(double c, const A& a) {
+  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, c + a.value()));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator-(const A& a, double c) {
+  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, a.value() - c));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator-(double c, const A& a) {
+  return detail::unary_result(UnaryExpr<rules::RSubC, A>(a, c - a.value()));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator*(const A& a, double c) {
+  return detail::unary_result(UnaryConstExpr<rules::MulC, A>(a, c, a.value() * c));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator*(double c, const A& a) {
+  return detail::unary_result(UnaryConstExpr<rules::MulC, A>(a, c, c * a.value()));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator/(const A& a, double c) {
+  return detail::unary_result(UnaryConstExpr<rules::DivC, A>(a, c, a.value() / c));
+}
+template <Operand A, class = detail::operand_only<A>>
+[[gnu::always_inline]] inline auto operator/(double c, const A& a) {
+  return detail::unary_result(UnaryExpr<rules::RDivC, A>(a, c / a.value()));
+}
+
+template <Operand E> Var& Var::operator+=(const E& o) { return *this = *this + o; }
+template <Operand E> Var& Var::operator-=(const E& o) { return *this = *this - o; }
+template <Operand E> Var& Var::operator*=(const E& o) { return *this = *this * o; }
+template <Operand E> Var& Var::operator/=(const E& o) { return *this = *this / o; }
 inline Var& Var::operator+=(double c) { return *this = *this + c; }
 inline Var& Var::operator-=(double c) { return *this = *this - c; }
 inline Var& Var::operator*=(double c) { return *this = *this * c; }
 inline Var& Var::operator/=(double c) { return *this = *this / c; }
 
-// ---- functions, defined --------------------------------------------------------------------------
-
+// ---- functions -------------------------------------------------------------------------------------
+// Templates constrained to Operand, so that a double argument never converts to a new leaf: inside
+// namespace autodiff `exp(1.0)` then fails to compile instead of recording silently, and in user
+// code with `using namespace autodiff;` it still finds ::exp.
 #define TAPEGRAD_UNARY(fn, Rule)                                                                                       \
-  template <IsVar V> Var fn(const V& a) { return TapeAccess::unary<rules::Rule>(a, rules::Rule::f(a.value())); }
+  template <Operand V> [[gnu::always_inline]] inline auto fn(const V& a) {                                             \
+    return detail::unary_result(UnaryExpr<rules::Rule, V>(a, rules::Rule::f(a.value())));                              \
+  }
 TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_UNARY
 #undef TAPEGRAD_VAR_UNARY_FUNCTIONS
 
-template <IsVar V> Var pow(const V& a, const V& b) {
-  return TapeAccess::binary<rules::Pow>(a, b, rules::Pow::f(a.value(), b.value()));
+template <Operand A, Operand B> [[gnu::always_inline]] inline auto pow(const A& a, const B& b) {
+  return detail::unary_result(BinaryExpr<rules::Pow, A, B>(a, b, rules::Pow::f(a.value(), b.value())));
 }
-template <IsVar V> Var pow(const V& a, double c) {
-  return TapeAccess::unary_const<rules::PowC>(a, c, std::pow(a.value(), c));
+template <Operand A> [[gnu::always_inline]] inline auto pow(const A& a, double c) {
+  return detail::unary_result(UnaryConstExpr<rules::PowC, A>(a, c, std::pow(a.value(), c)));
 }
-template <IsVar V> Var pow(double c, const V& a) {
-  return TapeAccess::unary_const<rules::RPowC>(a, c, std::pow(c, a.value()));
+template <Operand A> [[gnu::always_inline]] inline auto pow(double c, const A& a) {
+  return detail::unary_result(UnaryConstExpr<rules::RPowC, A>(a, c, std::pow(c, a.value())));
 }
-template <IsVar V> Var atan2(const V& a, const V& b) {
-  return TapeAccess::binary<rules::Atan2>(a, b, rules::Atan2::f(a.value(), b.value()));
+template <Operand A, Operand B> [[gnu::always_inline]] inline auto atan2(const A& a, const B& b) {
+  return detail::unary_result(BinaryExpr<rules::Atan2, A, B>(a, b, rules::Atan2::f(a.value(), b.value())));
 }
-template <IsVar V> Var hypot(const V& a, const V& b) {
-  return TapeAccess::binary<rules::Hypot>(a, b, rules::Hypot::f(a.value(), b.value()));
+template <Operand A, Operand B> [[gnu::always_inline]] inline auto hypot(const A& a, const B& b) {
+  return detail::unary_result(BinaryExpr<rules::Hypot, A, B>(a, b, rules::Hypot::f(a.value(), b.value())));
 }
-template <IsVar V> Var max(const V& a, const V& b) {
-  return TapeAccess::binary<rules::Max>(a, b, rules::Max::f(a.value(), b.value()));
+template <Operand A, Operand B> [[gnu::always_inline]] inline auto max(const A& a, const B& b) {
+  return detail::unary_result(BinaryExpr<rules::Max, A, B>(a, b, rules::Max::f(a.value(), b.value())));
 }
-template <IsVar V> Var min(const V& a, const V& b) {
-  return TapeAccess::binary<rules::Min>(a, b, rules::Min::f(a.value(), b.value()));
+template <Operand A, Operand B> [[gnu::always_inline]] inline auto min(const A& a, const B& b) {
+  return detail::unary_result(BinaryExpr<rules::Min, A, B>(a, b, rules::Min::f(a.value(), b.value())));
 }
 // The constant keeps its place: the value is the double overload's for the operands in the same
 // order (at a tie of -0 and +0 that is the first).
-template <IsVar V> Var max(const V& a, double c) {
-  return TapeAccess::unary_const<rules::MaxC>(a, c, rules::max_value(a.value(), c));
+template <Operand A> [[gnu::always_inline]] inline auto max(const A& a, double c) {
+  return detail::unary_result(UnaryConstExpr<rules::MaxC, A>(a, c, rules::max_value(a.value(), c)));
 }
-template <IsVar V> Var max(double c, const V& a) {
-  return TapeAccess::unary_const<rules::MaxC>(a, c, rules::max_value(c, a.value()));
+template <Operand A> [[gnu::always_inline]] inline auto max(double c, const A& a) {
+  return detail::unary_result(UnaryConstExpr<rules::MaxC, A>(a, c, rules::max_value(c, a.value())));
 }
-template <IsVar V> Var min(const V& a, double c) {
-  return TapeAccess::unary_const<rules::MinC>(a, c, rules::min_value(a.value(), c));
+template <Operand A> [[gnu::always_inline]] inline auto min(const A& a, double c) {
+  return detail::unary_result(UnaryConstExpr<rules::MinC, A>(a, c, rules::min_value(a.value(), c)));
 }
-template <IsVar V> Var min(double c, const V& a) {
-  return TapeAccess::unary_const<rules::MinC>(a, c, rules::min_value(c, a.value()));
+template <Operand A> [[gnu::always_inline]] inline auto min(double c, const A& a) {
+  return detail::unary_result(UnaryConstExpr<rules::MinC, A>(a, c, rules::min_value(c, a.value())));
 }
 // The rarely mixed binary functions take a double as a constant leaf.
-template <IsVar V> Var atan2(const V& a, double b) { return atan2(a, Var(b)); }
-template <IsVar V> Var atan2(double a, const V& b) { return atan2(Var(a), b); }
-template <IsVar V> Var hypot(const V& a, double b) { return hypot(a, Var(b)); }
-template <IsVar V> Var hypot(double a, const V& b) { return hypot(Var(a), b); }
+template <Operand A> auto atan2(const A& a, double b) { return atan2(a, Var(b)); }
+template <Operand A> auto atan2(double a, const A& b) { return atan2(Var(a), b); }
+template <Operand A> auto hypot(const A& a, double b) { return hypot(a, Var(b)); }
+template <Operand A> auto hypot(double a, const A& b) { return hypot(Var(a), b); }
 
 } // namespace autodiff
