@@ -26,11 +26,6 @@ Tensor checked_loss(const ShardResult& r, std::int64_t rows) {
   return r.loss;
 }
 
-// Restores the thread's generator when a shard ends, by return or by exception.
-struct RngScope {
-  Tensor saved = autodiff::get_rng_state();
-  ~RngScope() { autodiff::set_rng_state(saved); }
-};
 } // namespace
 
 ShardResult parallel_backward(const Tensor& inputs, const Tensor& targets, const ShardFn& fn,
@@ -65,9 +60,8 @@ ShardResult parallel_backward(const Tensor& inputs, const Tensor& targets, const
     for (std::int64_t s = begin; s < end; ++s) {
       const auto k = static_cast<std::size_t>(s);
       const std::int64_t lo = first_row(s), hi = first_row(s + 1), rows = hi - lo;
-      autodiff::ScratchTape tape; // this shard's record, on this thread; its memory is reused next step
-      RngScope rng;
-      autodiff::manual_seed(seeds[k]);
+      autodiff::ScratchTape tape;            // this shard's record, on this thread; its memory is reused next step
+      const autodiff::ForkRng rng(seeds[k]); // the worker's own generator comes back afterwards
       const ShardResult r = fn(autodiff::slice(inputs, 0, lo, hi), autodiff::slice(targets, 0, lo, hi));
       const Tensor loss = checked_loss(r, rows);
       const double weight =

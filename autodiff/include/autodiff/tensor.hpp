@@ -254,6 +254,18 @@ void manual_seed(std::uint64_t seed);                   // seeds this thread's g
 // the words (not all zero, position in range) and leaves the generator as it was on error.
 Tensor get_rng_state();
 void set_rng_state(const Tensor& state);
+// PyTorch's `with torch.random.fork_rng(): torch.manual_seed(seed)` as a scope: while it lives, this
+// thread draws from a generator seeded with `seed`, and its own generator, set aside untouched,
+// comes back when the scope ends. Scopes nest; each must end on the thread that began it, in
+// reverse order (as automatic objects do). Cheap enough per step (a copy of the generator, no text
+// form): nn::parallel_backward gives each shard one.
+class ForkRng {
+public:
+  explicit ForkRng(std::uint64_t seed);
+  ~ForkRng();
+  ForkRng(const ForkRng&) = delete;
+  ForkRng& operator=(const ForkRng&) = delete;
+};
 
 // The caching allocator: how often this thread went to the system heap, and the bytes cached for
 // reuse (this thread's small buffers and the large ones all threads share). After the first step

@@ -568,6 +568,22 @@ double uniform01() { return static_cast<double>(generator()() >> 11) * 0x1.0p-53
 void manual_seed(std::uint64_t seed) { generator().seed(seed); }
 
 namespace {
+// The generators set aside by the live ForkRng scopes of this thread, innermost last.
+std::vector<std::mt19937_64>& forked() {
+  thread_local std::vector<std::mt19937_64> v;
+  return v;
+}
+} // namespace
+ForkRng::ForkRng(std::uint64_t seed) {
+  forked().push_back(generator());
+  generator().seed(seed);
+}
+ForkRng::~ForkRng() {
+  generator() = forked().back();
+  forked().pop_back();
+}
+
+namespace {
 // The generator's words through its text form, the one portable access to its state: n words, and
 // in libstdc++ one more, the position in the state.
 std::vector<std::uint64_t> rng_words(const std::mt19937_64& g) {
