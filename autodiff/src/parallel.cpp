@@ -174,7 +174,7 @@ private:
   }
 
   // Polls `done` for a while, yielding the core at each turn, before the caller goes on to sleep
-  // on a condition variable. Why: on the 2-vCPU VM a sleeping thread's wake-up costs some 60-130 us
+  // on a condition variable. Why: on the 2-vCPU VM a sleeping thread's wake-up costs some 80-100 us
   // (the idle vCPU is halted and must be woken by the hypervisor), more than a whole Adam update of
   // the demo's largest weight; a demo step runs two parallel regions some microseconds apart. The
   // yield gives the core to any runnable thread (OpenBLAS's, another process's), so a poller costs
