@@ -37,6 +37,10 @@ ShardResult parallel_backward(const Tensor& inputs, const Tensor& targets, const
                      targets.shape()));
   if (options.reduction == Reduction::none) fail("reduction none is not supported: the loss must be a scalar");
   if (options.min_rows < 1) fail(fmt::format("min_rows must be >= 1, got {}", options.min_rows));
+  // Grad mode is per thread: under a NoGradGuard the caller's shard would record nothing while the
+  // workers' shards recorded and accumulated, a gradient of part of the batch.
+  if (!autodiff::grad_enabled())
+    fail("called with gradients disabled (inside a NoGradGuard): nothing to backpropagate");
   const std::int64_t n = inputs.size(0);
   const std::int64_t shards = std::clamp<std::int64_t>(n / options.min_rows, 1, autodiff::get_num_threads());
 

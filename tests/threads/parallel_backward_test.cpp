@@ -184,6 +184,10 @@ BOOST_AUTO_TEST_CASE(bad_input_and_failing_shards_give_clear_errors) {
   BOOST_TEST(message([&] {
                nn::parallel_backward(s.x, s.y, s.fn(), {.reduction = autodiff::Reduction::none});
              }).find("reduction none") != std::string::npos);
+  BOOST_TEST(message([&] {
+               const autodiff::NoGradGuard off;
+               nn::parallel_backward(s.x, s.y, s.fn(), {.min_rows = 8});
+             }).find("gradients disabled") != std::string::npos);
   BOOST_TEST(message([&] { nn::parallel_backward(s.x, s.y, s.fn(), {.min_rows = 0}); }).find("min_rows") !=
              std::string::npos);
   const nn::ShardFn per_row = [&](const Tensor& xs, const Tensor& ys) -> nn::ShardResult {

@@ -43,7 +43,8 @@ struct ParallelOptions {
 // shards share. Random numbers (nn::Dropout) are drawn on each shard from a generator seeded from
 // the calling thread's, so a run is reproducible for a given thread count; each worker's own
 // generator is restored afterwards. The first exception of any shard is rethrown here, after all
-// shards have stopped; gradients of the shards that finished are left accumulated.
+// shards have stopped; gradients of the shards that finished are left accumulated. Calling it with
+// gradients disabled (inside a NoGradGuard) is an error: grad mode is per thread.
 ShardResult parallel_backward(const Tensor& inputs, const Tensor& targets, const ShardFn& fn,
                               const ParallelOptions& options = {});
 
