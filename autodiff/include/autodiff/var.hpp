@@ -443,41 +443,36 @@ TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_UNARY
 #undef TAPEGRAD_VAR_UNARY_FUNCTIONS
 
-template <Operand A, Operand B> [[gnu::always_inline]] inline auto pow(const A& a, const B& b) {
-  return detail::unary_result(BinaryExpr<rules::Pow, A, B>(a, b, rules::Pow::f(a.value(), b.value())));
-}
+// The functions of two operands, written once as the unary ones above.
+#define TAPEGRAD_BINARY(fn, Rule)                                                                                      \
+  template <Operand A, Operand B> [[gnu::always_inline]] inline auto fn(const A& a, const B& b) {                      \
+    return detail::unary_result(BinaryExpr<rules::Rule, A, B>(a, b, rules::Rule::f(a.value(), b.value())));            \
+  }
+TAPEGRAD_BINARY(pow, Pow)
+TAPEGRAD_BINARY(atan2, Atan2)
+TAPEGRAD_BINARY(hypot, Hypot)
+TAPEGRAD_BINARY(max, Max)
+TAPEGRAD_BINARY(min, Min)
+#undef TAPEGRAD_BINARY
+
 template <Operand A> [[gnu::always_inline]] inline auto pow(const A& a, double c) {
   return detail::unary_result(UnaryConstExpr<rules::PowC, A>(a, c, std::pow(a.value(), c)));
 }
 template <Operand A> [[gnu::always_inline]] inline auto pow(double c, const A& a) {
   return detail::unary_result(UnaryConstExpr<rules::RPowC, A>(a, c, std::pow(c, a.value())));
 }
-template <Operand A, Operand B> [[gnu::always_inline]] inline auto atan2(const A& a, const B& b) {
-  return detail::unary_result(BinaryExpr<rules::Atan2, A, B>(a, b, rules::Atan2::f(a.value(), b.value())));
-}
-template <Operand A, Operand B> [[gnu::always_inline]] inline auto hypot(const A& a, const B& b) {
-  return detail::unary_result(BinaryExpr<rules::Hypot, A, B>(a, b, rules::Hypot::f(a.value(), b.value())));
-}
-template <Operand A, Operand B> [[gnu::always_inline]] inline auto max(const A& a, const B& b) {
-  return detail::unary_result(BinaryExpr<rules::Max, A, B>(a, b, rules::Max::f(a.value(), b.value())));
-}
-template <Operand A, Operand B> [[gnu::always_inline]] inline auto min(const A& a, const B& b) {
-  return detail::unary_result(BinaryExpr<rules::Min, A, B>(a, b, rules::Min::f(a.value(), b.value())));
-}
 // The constant keeps its place: the value is the double overload's for the operands in the same
 // order (at a tie of -0 and +0 that is the first).
-template <Operand A> [[gnu::always_inline]] inline auto max(const A& a, double c) {
-  return detail::unary_result(UnaryConstExpr<rules::MaxC, A>(a, c, rules::max_value(a.value(), c)));
-}
-template <Operand A> [[gnu::always_inline]] inline auto max(double c, const A& a) {
-  return detail::unary_result(UnaryConstExpr<rules::MaxC, A>(a, c, rules::max_value(c, a.value())));
-}
-template <Operand A> [[gnu::always_inline]] inline auto min(const A& a, double c) {
-  return detail::unary_result(UnaryConstExpr<rules::MinC, A>(a, c, rules::min_value(a.value(), c)));
-}
-template <Operand A> [[gnu::always_inline]] inline auto min(double c, const A& a) {
-  return detail::unary_result(UnaryConstExpr<rules::MinC, A>(a, c, rules::min_value(c, a.value())));
-}
+#define TAPEGRAD_EXTREMUM_CONST(fn, Rule, pick)                                                                        \
+  template <Operand A> [[gnu::always_inline]] inline auto fn(const A& a, double c) {                                   \
+    return detail::unary_result(UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(a.value(), c)));                      \
+  }                                                                                                                    \
+  template <Operand A> [[gnu::always_inline]] inline auto fn(double c, const A& a) {                                   \
+    return detail::unary_result(UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(c, a.value())));                      \
+  }
+TAPEGRAD_EXTREMUM_CONST(max, MaxC, max_value)
+TAPEGRAD_EXTREMUM_CONST(min, MinC, min_value)
+#undef TAPEGRAD_EXTREMUM_CONST
 // The rarely mixed binary functions take a double as a constant leaf.
 template <Operand A> auto atan2(const A& a, double b) { return atan2(a, Var(b)); }
 template <Operand A> auto atan2(double a, const A& b) { return atan2(Var(a), b); }
