@@ -18,23 +18,14 @@
 #include <string>
 #include <vector>
 
-extern "C" {
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int);
-}
+#include "restore_threads.hpp"
 
 namespace {
 
+using tapegrad_test::RestoreThreads;
+
 using autodiff::DType;
 using autodiff::Tensor;
-
-struct RestoreThreads {
-  int ours = autodiff::get_num_threads(), blas = openblas_get_num_threads();
-  ~RestoreThreads() {
-    autodiff::set_num_threads(ours);
-    openblas_set_num_threads(blas);
-  }
-};
 
 struct Setup {
   std::shared_ptr<nn::Sequential> model;

@@ -25,22 +25,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern "C" {
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int);
-}
+#include "restore_threads.hpp"
 
 namespace {
 
-// Restores both counts: set_num_threads moves OpenBLAS's too, and scripts/test.sh keeps OpenBLAS
-// at one thread under ThreadSanitizer (its threads are not instrumented).
-struct RestoreThreads {
-  int ours = autodiff::get_num_threads(), blas = openblas_get_num_threads();
-  ~RestoreThreads() {
-    autodiff::set_num_threads(ours);
-    openblas_set_num_threads(blas);
-  }
-};
+using tapegrad_test::RestoreThreads;
 
 struct Range {
   std::int64_t b, e;
