@@ -293,11 +293,13 @@ template <class T> T toon(std::span<const T> q0) {
 // Each engine says how to start a recording, make an input, finish, sweep from the output, and read
 // an input's gradient; the workload functions are the same templates for all of them.
 
-struct TapegradEngine {
+// On the default tape (every op a node, so gradients of gradients work), or on a first-order tape
+// (Note [First-order tapes]: each statement's partials, stored while recording).
+template <bool HigherOrder> struct TapegradEngineOf {
   using T = Var;
-  static constexpr const char* name = "tapegrad";
-  Tape tape;
-  explicit TapegradEngine(std::size_t /*nodes*/) {}
+  static constexpr const char* name = HigherOrder ? "tapegrad" : "tapegrad first-order";
+  Tape tape{autodiff::TapeOptions{.higher_order = HigherOrder}};
+  explicit TapegradEngineOf(std::size_t /*nodes*/) {}
   void begin() { tape.reset(); }
   static void input(T& x, double v) { x = Var(v); }
   static void end(const T& /*y*/) {}
@@ -307,6 +309,8 @@ struct TapegradEngine {
   double bytes() const { return static_cast<double>(tape.bytes_used()); }
   std::size_t nodes() const { return tape.size(); }
 };
+using TapegradEngine = TapegradEngineOf<true>;
+using TapegradFirstOrderEngine = TapegradEngineOf<false>;
 
 #ifdef TAPEGRAD_HAVE_CODIPACK
 // CoDiPack's fastest first-order type: a Jacobian tape (partials stored while recording) in
@@ -411,7 +415,7 @@ template <class E, class F> struct EngineGradient {
 
 template <class E, class F> void report_tape(benchmark::State& state, const EngineGradient<E, F>& t) {
   state.counters["bytes"] = t.engine.bytes();
-  if constexpr (std::is_same_v<E, TapegradEngine>) {
+  if constexpr (std::is_same_v<E, TapegradEngine> || std::is_same_v<E, TapegradFirstOrderEngine>) {
     state.counters["ops"] = static_cast<double>(t.engine.tape.operation_count());
     state.counters["bytes/op"] =
         t.engine.bytes() / static_cast<double>(std::max<std::size_t>(1, t.engine.tape.operation_count()));
@@ -558,6 +562,7 @@ template <class F> void check_engines(const char* what, F f, std::span<const dou
     bench::check_close(fmt::format("{} value ({} vs plain)", what, E::name), values, plain, tolerance);
   };
   one(static_cast<TapegradEngine*>(nullptr));
+  one(static_cast<TapegradFirstOrderEngine*>(nullptr));
 #ifdef TAPEGRAD_HAVE_CODIPACK
   one(static_cast<CodiEngine*>(nullptr));
 #endif
@@ -617,7 +622,7 @@ const Workload workloads[] = {{"S1 Rosenbrock n=100000", "S1_rosenbrock", true},
                               {"S3 MLP 2-16-16-1 x100", "S3_mlp", true},
                               {"S4 Lax-Wendroff 100x2000", "S4_lax_wendroff", false},
                               {"S4 Toon 100x2000", "S4_toon", false}};
-const char* const engine_keys[] = {"tapegrad", "codipack", "adept"};
+const char* const engine_keys[] = {"tapegrad", "codipack", "adept", "tapegrad1"};
 
 void print_summary(const bench::RecordingReporter& r) {
   const auto us = [](std::optional<double> ns) { return ns ? fmt::format("{:.1f}", *ns / 1e3) : std::string("-"); };
@@ -648,10 +653,12 @@ void print_summary(const bench::RecordingReporter& r) {
 
   // Side by side. Bytes per op divide each engine's tape bytes by tapegrad's operation count of the
   // same workload (the elementary operations of the function; the peers fold them into statements).
-  fmt::print("\n| workload | tapegrad µs | CoDiPack µs | Adept-2 µs | tapegrad ÷ CoDiPack | tapegrad ÷ Adept "
-             "| record / reverse µs tapegrad | record / reverse µs CoDiPack | record / reverse µs Adept-2 "
-             "| bytes/op tapegrad | bytes/op CoDiPack | bytes/op Adept-2 |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  // "tapegrad" records on the default tape, "first-order" on a first-order tape (Note [First-order tapes]).
+  fmt::print("\n| workload | tapegrad µs | first-order µs | CoDiPack µs | Adept-2 µs | tapegrad ÷ CoDiPack "
+             "| first-order ÷ CoDiPack | first-order ÷ Adept | record / reverse µs tapegrad "
+             "| record / reverse µs first-order | record / reverse µs CoDiPack | record / reverse µs Adept-2 "
+             "| bytes/op tapegrad | bytes/op first-order | bytes/op CoDiPack | bytes/op Adept-2 |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Workload& w : workloads) {
     const std::string p = w.prefix + "/";
     const auto t = [&](const char* e, const char* what) { return r.cpu_ns(p + e + "/" + what); };
@@ -661,11 +668,13 @@ void print_summary(const bench::RecordingReporter& r) {
       const auto bytes = r.counter(p + e + "/gradient", "bytes");
       return bytes && ops ? fmt::format("{:.1f}", *bytes / *ops) : std::string("-");
     };
-    fmt::print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", w.name, us(t("tapegrad", "gradient")),
-               us(t("codipack", "gradient")), us(t("adept", "gradient")),
-               ratio(t("tapegrad", "gradient"), t("codipack", "gradient")),
-               ratio(t("tapegrad", "gradient"), t("adept", "gradient")), split("tapegrad"), split("codipack"),
-               split("adept"), per_op("tapegrad"), per_op("codipack"), per_op("adept"));
+    fmt::print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", w.name,
+               us(t("tapegrad", "gradient")), us(t("tapegrad1", "gradient")), us(t("codipack", "gradient")),
+               us(t("adept", "gradient")), ratio(t("tapegrad", "gradient"), t("codipack", "gradient")),
+               ratio(t("tapegrad1", "gradient"), t("codipack", "gradient")),
+               ratio(t("tapegrad1", "gradient"), t("adept", "gradient")), split("tapegrad"), split("tapegrad1"),
+               split("codipack"), split("adept"), per_op("tapegrad"), per_op("tapegrad1"), per_op("codipack"),
+               per_op("adept"));
   }
 
   const auto grad = r.cpu_ns("S1_rosenbrock/tapegrad/gradient");
@@ -740,6 +749,7 @@ int main(int argc, char** argv) {
   };
   const auto engines = [&](const std::string& prefix, auto f, const std::vector<double>& point) {
     engine(static_cast<TapegradEngine*>(nullptr), prefix, engine_keys[0], f, point);
+    engine(static_cast<TapegradFirstOrderEngine*>(nullptr), prefix, engine_keys[3], f, point);
 #ifdef TAPEGRAD_HAVE_CODIPACK
     engine(static_cast<CodiEngine*>(nullptr), prefix, engine_keys[1], f, point);
 #endif

@@ -59,17 +59,9 @@ void reverse_walk(const Ops& ops, const Args& args, std::size_t nargs, const Con
   }
 }
 
-// Ops whose every contribution is exactly +g or -g (to any operand). At g = 0 they add zeros, so the
-// first-order sweep needs no zero-adjoint test for them (Note [Zero adjoints]); that test reads the
-// adjoint just written by the node's consumer and is a sizeable part of the sweep's time. A new op
-// is tested unless listed here.
-template <class R> inline constexpr bool passes_adjoint = false;
-template <> inline constexpr bool passes_adjoint<rules::Leaf> = true;
-template <> inline constexpr bool passes_adjoint<rules::Add> = true;
-template <> inline constexpr bool passes_adjoint<rules::Sub> = true;
-template <> inline constexpr bool passes_adjoint<rules::AddC> = true;
-template <> inline constexpr bool passes_adjoint<rules::RSubC> = true;
-template <> inline constexpr bool passes_adjoint<rules::Neg> = true;
+// detail::passes_adjoint (tape.hpp) lists the ops that need no zero-adjoint test: that test reads
+// the adjoint just written by the node's consumer and is a sizeable part of the sweep's time.
+using detail::passes_adjoint;
 
 // Reads a tape array through its owner on every access, so that recording (which may move the
 // array) during the walk is harmless, and nothing needs copying first.
@@ -84,6 +76,12 @@ void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double>
   adj_.assign(n_, 0.0);
   for (std::size_t k = 0; k < outputs.size(); ++k)
     adj_[outputs[k]] += seeds[k];
+  if (first_order_) {
+    sweep_partials();
+    swept_ = true;
+    readable_adjoints_ = adj_.size();
+    return;
+  }
   double* adj = adj_.data();
   const double* values = values_.get();
   // The walk starts at the end of the tape so the operand cursors line up; nodes after the output
@@ -101,6 +99,25 @@ void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double>
                });
   swept_ = true;
   readable_adjoints_ = adj_.size();
+}
+
+// Note [First-order tapes]: each entry's adjoint times its stored partials, added to its operands'.
+// A zero adjoint skips the entry (Note [Zero adjoints]): a partial may be infinite. Leaves have no
+// pairs, and entries after the outputs have a zero adjoint.
+void Tape::sweep_partials() {
+  double* adj = adj_.data();
+  const detail::PairCount* counts = counts_.get();
+  const std::uint32_t* args = args_.data.get();
+  const double* partials = partials_.get();
+  std::size_t p = args_.size;
+  for (std::size_t i = n_; i-- > 0;) {
+    const auto k = static_cast<std::size_t>(counts[i]);
+    p -= k;
+    const double g = adj[i];
+    if (g == 0) continue;
+    for (std::size_t j = p; j < p + k; ++j)
+      adj[args[j]] += g * partials[j];
+  }
 }
 
 double Tape::adjoint(const Var& v) const {
@@ -166,6 +183,10 @@ std::vector<double> TapeAccess::gradient(const Var& y, std::span<const Var> xs) 
 // New nodes go after the end of the tape, so the walk over the original nodes is unaffected;
 // everything is addressed by index because recording may move the tape's arrays.
 std::vector<Var> Tape::sweep_recording(const Var& output, const std::vector<Var>& inputs) {
+  if (first_order_)
+    throw Error("autodiff: grad: create_graph needs the ops of the computation, and a first-order tape "
+                "(TapeOptions{.higher_order = false}) keeps only their partial derivatives; record on a default "
+                "Tape, or use autodiff::hessian / hvp, which record on their own");
   // Nodes after the output are walked too (they have no adjoint): that keeps the operand cursors
   // simple, and costs little since the output is almost always the last node.
   const std::uint32_t n = n_;

@@ -77,7 +77,7 @@ void Tape::unlink() {
   owner_ = nullptr;
 }
 
-Tape::Tape() : gen_(detail::new_generation()) { push(); }
+Tape::Tape(TapeOptions options) : gen_(detail::new_generation()), first_order_(!options.higher_order) { push(); }
 
 Tape::Tape(DefaultTag) : gen_(detail::new_generation()), is_default_(true) {}
 
@@ -129,10 +129,14 @@ void Tape::grow_nodes() {
     throw Error(fmt::format("autodiff: tape is full ({} nodes); reset it or use a new Tape", cap_));
   const std::uint32_t new_cap =
       static_cast<std::uint32_t>(std::min<std::size_t>(max_nodes, std::max<std::size_t>(std::size_t{cap_} * 2, 1024)));
-  grow_array(values_, n_, new_cap);
-  grow_array(ops_, n_, new_cap);
+  if (first_order_) {
+    grow_array(counts_, n_, new_cap);
+  } else {
+    grow_array(values_, n_, new_cap);
+    grow_array(ops_, n_, new_cap);
+    if (args_.capacity < 2 * std::size_t{new_cap}) args_.grow(2 * std::size_t{new_cap});
+  }
   cap_ = new_cap;
-  if (args_.capacity < 2 * std::size_t{new_cap}) args_.grow(2 * std::size_t{new_cap});
 }
 
 std::uint32_t Tape::push_node_grown(OpCode op, double value) {
@@ -145,17 +149,32 @@ void Tape::reserve(std::size_t nodes, std::size_t consts) {
   if (consts_.capacity - consts_.size < consts) consts_.grow(consts_.size + consts);
 }
 
+void Tape::reserve_partials(std::size_t pairs) {
+  if (cap_ == n_) grow_nodes();
+  if (args_.capacity - args_.size < pairs) {
+    const std::size_t size = args_.size;
+    args_.grow(size + pairs);
+    grow_array(partials_, size, args_.capacity);
+  }
+}
+
 std::size_t Tape::operation_count() const {
+  if (first_order_)
+    return static_cast<std::size_t>(n_ - std::count(counts_.get(), counts_.get() + n_, detail::PairCount{0}));
   return static_cast<std::size_t>(n_ - std::count(ops_.get(), ops_.get() + n_, OpCode::Leaf));
 }
 
 std::size_t Tape::bytes_used() const {
+  if (first_order_) return n_ * sizeof(detail::PairCount) + args_.size * (sizeof(std::uint32_t) + sizeof(double));
   return n_ * (sizeof(double) + sizeof(OpCode)) + args_.size * sizeof(std::uint32_t) + consts_.size * sizeof(double);
 }
 
 std::size_t Tape::bytes_reserved() const {
+  const std::size_t adjoints = adj_.capacity() * sizeof(double);
+  if (first_order_)
+    return cap_ * sizeof(detail::PairCount) + args_.capacity * (sizeof(std::uint32_t) + sizeof(double)) + adjoints;
   return cap_ * (sizeof(double) + sizeof(OpCode)) + args_.capacity * sizeof(std::uint32_t) +
-         consts_.capacity * sizeof(double) + adj_.capacity() * sizeof(double);
+         consts_.capacity * sizeof(double) + adjoints;
 }
 
 std::string_view op_name(OpCode op) {
@@ -183,6 +202,9 @@ constexpr rules::Form form_of(OpCode op) {
 } // namespace
 
 std::vector<NodeInfo> Tape::nodes() const {
+  if (first_order_)
+    throw Error("autodiff: nodes: a first-order tape (TapeOptions{.higher_order = false}) keeps each statement's "
+                "partial derivatives, not its ops; record on a default Tape to inspect or draw the nodes");
   std::vector<NodeInfo> out;
   out.reserve(n_);
   std::size_t ap = 0, cp = 0;

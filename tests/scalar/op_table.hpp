@@ -35,7 +35,8 @@ inline std::vector<OpInfo> op_table() {
   const std::vector<std::vector<double>> wide{{-1000.0}, {-30.0}, {-1.0}, {0.0}, {2.0}, {35.0}, {1000.0}};
 
   std::vector<OpInfo> t;
-  auto unary = [&](std::string name, Var (*f)(const Var&), double (*ref)(double), auto pts, bool smooth = true) {
+  auto unary = [&](std::string name, std::function<Var(const Var&)> f, double (*ref)(double), auto pts,
+                   bool smooth = true) {
     t.push_back({std::move(name), 1, [f](V x) { return f(x[0]); }, [ref](D x) { return ref(x[0]); }, pts, smooth});
   };
   auto binary = [&](std::string name, std::function<Var(const Var&, const Var&)> f,

@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -61,21 +62,27 @@ BOOST_AUTO_TEST_CASE(a_statement_records_its_nodes_in_reading_order) {
   BOOST_TEST(g[3] == 2.0 * std::exp(1.0) * 0.25);
 }
 
-BOOST_AUTO_TEST_CASE(an_op_of_one_var_is_a_var) {
-  // So that a lambda of it still converts to a function pointer of Var.
-  static_assert(std::is_same_v<decltype(exp(std::declval<const Var&>())), Var>);
-  static_assert(std::is_same_v<decltype(std::declval<const Var&>() * 2.0), Var>);
-  static_assert(!std::is_same_v<decltype(std::declval<const Var&>() * std::declval<const Var&>()), Var>);
-  // So is a function of two: its node is recorded where it is evaluated, as its one-Var forms'.
-  static_assert(std::is_same_v<decltype(pow(std::declval<const Var&>(), std::declval<const Var&>())), Var>);
-  static_assert(!std::is_same_v<decltype(pow(std::declval<const Var&>() * 2.0 + std::declval<const Var&>(),
-                                             std::declval<const Var&>())),
-                                Var>);
+BOOST_AUTO_TEST_CASE(every_op_builds_the_statement_that_reads_it) {
+  // An op of one Var (and a constant) and a function of two are expressions too, so that
+  // `z + p * 2.0` is one statement, as it is for the peers' expression templates.
+  static_assert(VarExpression<decltype(exp(std::declval<const Var&>()))>);
+  static_assert(VarExpression<decltype(std::declval<const Var&>() * 2.0)>);
+  static_assert(VarExpression<decltype(-std::declval<const Var&>())>);
+  static_assert(VarExpression<decltype(pow(std::declval<const Var&>(), std::declval<const Var&>()))>);
   static_assert(VarExpression<decltype(exp(std::declval<const Var&>() * std::declval<const Var&>()))>);
-  Var (*f)(const Var&) = [](const Var& a) { return exp(a); };
+  static_assert(!std::is_convertible_v<decltype([](const Var& a) { return exp(a); }), Var (*)(const Var&)>);
+  // A lambda that should be a function of Var says so: `-> Var` records the statement at its return.
+  Var (*f)(const Var&) = [](const Var& a) -> Var { return exp(a); };
+  const std::function<Var(const Var&)> g = [](const Var& a) { return exp(a); };
   Tape tape;
-  const Var x = 0.5;
+  const Var x = 0.5, z = 2.0;
   BOOST_TEST(f(x).value() == std::exp(0.5));
+  BOOST_TEST(g(x).value() == std::exp(0.5));
+  const std::size_t before = tape.size();
+  const Var y = z + x * 2.0 - exp(x) / -z;
+  const std::vector<std::string> expected{"mul_scalar", "add", "exp", "neg", "div", "sub"};
+  BOOST_TEST(ops_after(tape, before) == expected, boost::test_tools::per_element());
+  BOOST_TEST(y.value() == 2.0 + 1.0 + std::exp(0.5) / 2.0);
 }
 
 BOOST_AUTO_TEST_CASE(an_expression_kept_with_auto_records_where_it_becomes_a_var) {

@@ -29,6 +29,22 @@ template <class Rule> inline constexpr OpCode code_of = OpCode::Leaf;
 TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
 #undef TAPEGRAD_X
 
+// Ops whose every contribution is exactly +g or -g (to any operand). At g = 0 they add zeros, so a
+// sweep needs no zero-adjoint test for them (Note [Zero adjoints]), and on a first-order tape their
+// operands' adjoints within a statement are non-zero when theirs is. A new op is tested unless
+// listed here.
+template <class R> inline constexpr bool passes_adjoint = false;
+template <> inline constexpr bool passes_adjoint<rules::Leaf> = true;
+template <> inline constexpr bool passes_adjoint<rules::Add> = true;
+template <> inline constexpr bool passes_adjoint<rules::Sub> = true;
+template <> inline constexpr bool passes_adjoint<rules::AddC> = true;
+template <> inline constexpr bool passes_adjoint<rules::RSubC> = true;
+template <> inline constexpr bool passes_adjoint<rules::Neg> = true;
+
+// A first-order tape's pair count of an entry. Not a char type, which may alias anything: storing one
+// would make the compiler reload the tape's cursors after it, in every statement.
+enum class PairCount : std::uint8_t {};
+
 // A growable array that never shrinks: reset() keeps its memory, so re-recording allocates nothing.
 template <class T> struct Stream {
   std::unique_ptr<T[]> data;
@@ -61,6 +77,15 @@ struct NodeInfo {
   std::optional<double> adjoint; // set after backward() for nodes it reached
 };
 
+// How a Tape records (docs/design.md, "Note [First-order tapes]").
+struct TapeOptions {
+  // true: every elementary op is a node (op code, value, operands), so gradients can be differentiated
+  // again: grad(..., {.create_graph = true}), nodes(), to_dot. false: a first-order tape, which stores
+  // each statement's partial derivatives instead (a Jacobian tape, as CoDiPack's and Adept's): less
+  // memory and a sweep that is one multiply-add loop, but create_graph, nodes() and to_dot throw on it.
+  bool higher_order = true;
+};
+
 // Something recorded alongside the scalar nodes (the tensor record): it lives as long as the tape
 // and is reset with it, so both share one scope and one reset.
 class TapeExtension {
@@ -76,7 +101,8 @@ public:
 // "Note [Threads]"). Each thread also has a default tape, active when no Tape object is alive on it.
 class Tape {
 public:
-  Tape();
+  Tape() : Tape(TapeOptions{}) {}
+  explicit Tape(TapeOptions options);
   ~Tape();
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
@@ -85,14 +111,15 @@ public:
   // using one throws autodiff::Error.
   void reset();
 
-  std::size_t size() const { return n_; } // recorded nodes
-  std::size_t operation_count() const;    // nodes that are not leaves
-  std::size_t bytes_used() const;         // bytes of record (values, codes, operands)
-  std::size_t bytes_reserved() const;     // bytes allocated for the record
+  std::size_t size() const { return n_; } // recorded nodes (on a first-order tape: leaves and statements)
+  std::size_t operation_count() const;    // nodes that are not leaves (first-order: statements)
+  bool higher_order() const { return !first_order_; }
+  std::size_t bytes_used() const;     // bytes of record (values, codes, operands)
+  std::size_t bytes_reserved() const; // bytes allocated for the record
   // Unique across every tape and reset of the process, and 64 bits wide so that it never wraps: a
   // value recorded before a reset, or on another tape, never matches (docs/design.md, "Note [Generations]").
   std::uint64_t generation() const { return gen_; }
-  std::vector<NodeInfo> nodes() const;
+  std::vector<NodeInfo> nodes() const; // throws on a first-order tape, which keeps no ops
 
   // The tensor record of this tape (null until first set); owned and reset by the tape.
   TapeExtension* extension() const { return extension_.get(); }
@@ -131,6 +158,10 @@ private:
   // calls reserve() when they do not fit. grow_nodes keeps room for two operands per node, so the
   // node capacity covers the operands too. The full-tape path is out of line, so the straight line
   // of the fast path holds no call.
+  std::uint32_t push_leaf(double value) {
+    if (first_order_) return push_statement_header(detail::PairCount{0});
+    return push_node(OpCode::Leaf, value);
+  }
   std::uint32_t push_node(OpCode op, double value) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
@@ -142,9 +173,19 @@ private:
     ops[i] = op;
     return static_cast<std::uint32_t>(i);
   }
+  // A first-order tape's entry: how many (operand, partial) pairs the statement stored (0: a leaf).
+  std::uint32_t push_statement_header(detail::PairCount count) {
+    const std::size_t i = n_;
+    if (i == cap_) [[unlikely]]
+      grow_nodes();
+    counts_[i] = count;
+    n_ = i + 1;
+    return static_cast<std::uint32_t>(i);
+  }
   void grow_nodes();
   std::uint32_t push_node_grown(OpCode op, double value); // tape.cpp: grow, then push_node
   void reserve(std::size_t nodes, std::size_t consts);    // room for a statement (tape.cpp)
+  void reserve_partials(std::size_t pairs);               // room for a first-order statement (tape.cpp)
 
   // Reverse sweeps (backward.cpp).
   void sweep(std::uint32_t output) {
@@ -152,11 +193,16 @@ private:
     sweep(std::span<const std::uint32_t>(&output, 1), std::span<const double>(&one, 1));
   }
   void sweep(std::span<const std::uint32_t> outputs, std::span<const double> seeds);
+  void sweep_partials(); // the first-order tape's sweep, on adj_ seeded by sweep()
   std::vector<Var> sweep_recording(const Var& output, const std::vector<Var>& inputs);
   double adjoint(const Var& v) const;
 
+  // Higher-order tapes (the default) fill values_, ops_, args_ (operands) and consts_; first-order
+  // tapes fill counts_, and args_ and partials_ in step (Note [First-order tapes]).
   std::unique_ptr<double[]> values_;
   std::unique_ptr<OpCode[]> ops_;
+  std::unique_ptr<detail::PairCount[]> counts_;
+  std::unique_ptr<double[]> partials_; // capacity args_.capacity
   // size_t, not uint32_t: a store of an operand index (uint32_t) then cannot alias the node count,
   // which the compiler can keep in a register across the operations of an expression.
   std::size_t n_ = 0;
@@ -175,6 +221,7 @@ private:
   Tape* above_ = nullptr;
   const void* owner_ = nullptr; // the thread whose stack holds this tape (null while on none)
   bool is_default_ = false;
+  bool first_order_ = false;
 };
 
 namespace detail {

@@ -35,7 +35,7 @@ public:
   Var(double v) { // NOLINT(google-explicit-constructor): `Var x = 1.5;` is the intended spelling
     Tape& t = Tape::active();
     v_ = v;
-    i_ = t.push_node(OpCode::Leaf, v);
+    i_ = t.push_leaf(v);
     gen_ = t.gen_;
   }
 
@@ -256,6 +256,7 @@ struct TapeAccess {
     const std::uint64_t g = t.gen_;
     if (e.mismatch(g) != 0) [[unlikely]]
       report(e, t);
+    if (t.first_order_) return record_partials(t, e, g);
     if (t.cap_ - t.n_ < E::nodes || (E::consts != 0 && t.consts_.capacity - t.consts_.size < E::consts)) [[unlikely]]
       t.reserve(E::nodes, E::consts);
     Cursor c{t.values_.get(), t.ops_.get(),  t.args_.data.get(), t.consts_.data.get(), t.n_,
@@ -266,7 +267,66 @@ struct TapeAccess {
     if constexpr (E::consts != 0) t.consts_.size = c.cp;
     return Var(Var::Node{}, e.value(), i, g);
   }
+
+  // ---- first-order tapes (Note [First-order tapes]) ----
+  // Where a statement's (operand, partial) pairs go.
+  struct PartialsCursor {
+    std::uint32_t* args;
+    double* partials;
+    std::size_t p;
+  };
+  // The local reverse pass reaches a Var: d statement / d v is g (a Var read twice gets two pairs).
+  template <bool = false> [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor& c) {
+    c.args[c.p] = v.i_;
+    c.partials[c.p] = g;
+    ++c.p;
+  }
+  // ... or a subexpression. A zero adjoint stops there (Note [Zero adjoints]): its Vars get 0, not
+  // the NaN that 0 times an infinite partial below would give; the pair count stays the statement's.
+  // Under an op that passes its adjoint (detail::passes_adjoint) g is the parent's, never 0.
+  template <bool NonZero = false, VarExpression E>
+  [[gnu::always_inline]] static void pass(const E& e, double g, PartialsCursor& c) {
+    if (!NonZero && g == 0) [[unlikely]]
+      e.zeros(c);
+    else
+      e.partials(g, c);
+  }
+  [[gnu::always_inline]] static void zeros(const Var& v, PartialsCursor& c) { pass(v, 0.0, c); }
+  template <VarExpression E> [[gnu::always_inline]] static void zeros(const E& e, PartialsCursor& c) { e.zeros(c); }
+  // Records e on a first-order tape: its partial derivatives by a reverse pass over the expression,
+  // with the rules of rules.hpp run on doubles, then one entry and E::leaves pairs.
+  template <VarExpression E> [[gnu::always_inline]] static Var record_partials(Tape& t, const E& e, std::uint64_t g) {
+    static_assert(E::leaves <= 255, "autodiff: a statement reads more than 255 Vars; split the expression "
+                                    "(for example accumulate it with +=)");
+    if (t.cap_ == t.n_ || t.args_.capacity - t.args_.size < E::leaves) [[unlikely]]
+      t.reserve_partials(E::leaves);
+    PartialsCursor c{t.args_.data.get(), t.partials_.get(), t.args_.size};
+    e.partials(1.0, c);
+    t.args_.size = c.p;
+    const std::size_t i = t.n_;
+    t.counts_[i] = static_cast<detail::PairCount>(E::leaves);
+    t.n_ = i + 1;
+    return Var(Var::Node{}, e.value(), static_cast<std::uint32_t>(i), g);
+  }
 };
+
+namespace detail {
+// The rule context of a statement's local reverse pass (first-order tapes): the operands' values
+// come from the expression, and the contributions to each operand add up in ga and gb.
+struct StatementContext {
+  double a_, b_, r_, c_, g_;
+  double ga = 0, gb = 0;
+  double g() const { return g_; }
+  double a() const { return a_; }
+  double b() const { return b_; }
+  double r() const { return r_; }
+  double c() const { return c_; }
+  void da(double v) { ga += v; }
+  void db(double v) { gb += v; }
+  void da_neg(double v) { ga -= v; }
+  void db_neg(double v) { gb -= v; }
+};
+} // namespace detail
 
 // ---- expression types (Note [Statements]) ---------------------------------------------------------
 // Operands are held by value (a Var is 24 bytes and trivially copyable), so an expression kept with
@@ -277,12 +337,15 @@ template <class A> inline constexpr std::size_t nodes_of = 0; // a Var: already 
 template <VarExpression A> inline constexpr std::size_t nodes_of<A> = A::nodes;
 template <class A> inline constexpr std::size_t consts_of = 0;
 template <VarExpression A> inline constexpr std::size_t consts_of<A> = A::consts;
+template <class A> inline constexpr std::size_t leaves_of = 1; // a Var: one (operand, partial) pair
+template <VarExpression A> inline constexpr std::size_t leaves_of<A> = A::leaves;
 } // namespace detail
 
 // R applied to a (Form::unary).
 template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
   static constexpr std::size_t nodes = detail::nodes_of<A> + 1;
   static constexpr std::size_t consts = detail::consts_of<A>;
+  static constexpr std::size_t leaves = detail::leaves_of<A>;
   A a;
   double v;
   [[gnu::always_inline]] UnaryExpr(const A& a_, double v_) : a(a_), v(v_) { TapeAccess::enter<R>(a); }
@@ -295,11 +358,18 @@ template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
     c.args[c.ap++] = ia;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
+  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+    detail::StatementContext x{a.value(), 0, v, 0, g};
+    R::vjp(x);
+    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
+  }
+  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const { TapeAccess::zeros(a, c); }
 };
 // R applied to a and a constant it stores (Form::unary_const).
 template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
   static constexpr std::size_t nodes = detail::nodes_of<A> + 1;
   static constexpr std::size_t consts = detail::consts_of<A> + 1;
+  static constexpr std::size_t leaves = detail::leaves_of<A>;
   A a;
   double k, v;
   [[gnu::always_inline]] UnaryConstExpr(const A& a_, double k_, double v_) : a(a_), k(k_), v(v_) {
@@ -315,11 +385,18 @@ template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
     c.consts[c.cp++] = k;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
+  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+    detail::StatementContext x{a.value(), 0, v, k, g};
+    R::vjp(x);
+    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
+  }
+  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const { TapeAccess::zeros(a, c); }
 };
 // R applied to a and b (Form::binary). Nodes go in the order C++ code reads: a's, b's, then R.
 template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTag {
   static constexpr std::size_t nodes = detail::nodes_of<A> + detail::nodes_of<B> + 1;
   static constexpr std::size_t consts = detail::consts_of<A> + detail::consts_of<B>;
+  static constexpr std::size_t leaves = detail::leaves_of<A> + detail::leaves_of<B>;
   A a;
   B b;
   double v;
@@ -343,25 +420,22 @@ template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTa
     c.ap += 2;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
+  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+    detail::StatementContext x{a.value(), b.value(), v, 0, g};
+    R::vjp(x);
+    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>>(b, x.gb, c);
+  }
+  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const {
+    TapeAccess::zeros(a, c);
+    TapeAccess::zeros(b, c);
+  }
 };
 
 template <VarExpression E> inline Var::Var(const E& e) : Var(TapeAccess::record(e)) {}
 
 // rules::once for an expression: record it, so that a rule's value used twice is one node (rules.hpp).
 template <VarExpression E> Var once(const E& e) { return Var(e); }
-
-namespace detail {
-// An op of one plain Var (and a constant), and a function of two, records at once and is a Var, as
-// before statements: `[](const Var& a) { return exp(a); }` then still converts to
-// `Var (*)(const Var&)`. An operator of two Vars, or any op of an expression, builds a larger
-// statement (Note [Statements]).
-template <VarExpression E> [[gnu::always_inline]] inline auto unary_result(const E& e) {
-  if constexpr (E::nodes == 1)
-    return Var(e);
-  else
-    return e;
-}
-} // namespace detail
 
 // ---- arithmetic ----------------------------------------------------------------------------------
 // Always inlined, as are the functions below: a call would keep the operands in memory across it
@@ -383,7 +457,7 @@ template <Operand A, Operand B, class = detail::operand_only<A>>
   return BinaryExpr<rules::Div, A, B>(a, b, a.value() / b.value());
 }
 template <Operand A, class = detail::operand_only<A>> [[gnu::always_inline]] inline auto operator-(const A& a) {
-  return detail::unary_result(UnaryExpr<rules::Neg, A>(a, -a.value()));
+  return UnaryExpr<rules::Neg, A>(a, -a.value());
 }
 template <Operand A, class = detail::operand_only<A>> [[gnu::always_inline]] inline A operator+(const A& a) {
   return a;
@@ -391,35 +465,35 @@ template <Operand A, class = detail::operand_only<A>> [[gnu::always_inline]] inl
 
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator+(const A& a, double c) {
-  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, a.value() + c));
+  return UnaryExpr<rules::AddC, A>(a, a.value() + c);
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator+(double c, const A& a) {
-  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, c + a.value()));
+  return UnaryExpr<rules::AddC, A>(a, c + a.value());
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator-(const A& a, double c) {
-  return detail::unary_result(UnaryExpr<rules::AddC, A>(a, a.value() - c));
+  return UnaryExpr<rules::AddC, A>(a, a.value() - c);
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator-(double c, const A& a) {
-  return detail::unary_result(UnaryExpr<rules::RSubC, A>(a, c - a.value()));
+  return UnaryExpr<rules::RSubC, A>(a, c - a.value());
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator*(const A& a, double c) {
-  return detail::unary_result(UnaryConstExpr<rules::MulC, A>(a, c, a.value() * c));
+  return UnaryConstExpr<rules::MulC, A>(a, c, a.value() * c);
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator*(double c, const A& a) {
-  return detail::unary_result(UnaryConstExpr<rules::MulC, A>(a, c, c * a.value()));
+  return UnaryConstExpr<rules::MulC, A>(a, c, c * a.value());
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator/(const A& a, double c) {
-  return detail::unary_result(UnaryConstExpr<rules::DivC, A>(a, c, a.value() / c));
+  return UnaryConstExpr<rules::DivC, A>(a, c, a.value() / c);
 }
 template <Operand A, class = detail::operand_only<A>>
 [[gnu::always_inline]] inline auto operator/(double c, const A& a) {
-  return detail::unary_result(UnaryExpr<rules::RDivC, A>(a, c / a.value()));
+  return UnaryExpr<rules::RDivC, A>(a, c / a.value());
 }
 
 template <Operand E> Var& Var::operator+=(const E& o) { return *this = *this + o; }
@@ -437,7 +511,7 @@ inline Var& Var::operator/=(double c) { return *this = *this / c; }
 // code with `using namespace autodiff;` it still finds ::exp.
 #define TAPEGRAD_UNARY(fn, Rule)                                                                                       \
   template <Operand V> [[gnu::always_inline]] inline auto fn(const V& a) {                                             \
-    return detail::unary_result(UnaryExpr<rules::Rule, V>(a, rules::Rule::f(a.value())));                              \
+    return UnaryExpr<rules::Rule, V>(a, rules::Rule::f(a.value()));                                                    \
   }
 TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 #undef TAPEGRAD_UNARY
@@ -446,7 +520,7 @@ TAPEGRAD_VAR_UNARY_FUNCTIONS(TAPEGRAD_UNARY)
 // The functions of two operands, written once as the unary ones above.
 #define TAPEGRAD_BINARY(fn, Rule)                                                                                      \
   template <Operand A, Operand B> [[gnu::always_inline]] inline auto fn(const A& a, const B& b) {                      \
-    return detail::unary_result(BinaryExpr<rules::Rule, A, B>(a, b, rules::Rule::f(a.value(), b.value())));            \
+    return BinaryExpr<rules::Rule, A, B>(a, b, rules::Rule::f(a.value(), b.value()));                                  \
   }
 TAPEGRAD_BINARY(pow, Pow)
 TAPEGRAD_BINARY(atan2, Atan2)
@@ -456,19 +530,19 @@ TAPEGRAD_BINARY(min, Min)
 #undef TAPEGRAD_BINARY
 
 template <Operand A> [[gnu::always_inline]] inline auto pow(const A& a, double c) {
-  return detail::unary_result(UnaryConstExpr<rules::PowC, A>(a, c, std::pow(a.value(), c)));
+  return UnaryConstExpr<rules::PowC, A>(a, c, std::pow(a.value(), c));
 }
 template <Operand A> [[gnu::always_inline]] inline auto pow(double c, const A& a) {
-  return detail::unary_result(UnaryConstExpr<rules::RPowC, A>(a, c, std::pow(c, a.value())));
+  return UnaryConstExpr<rules::RPowC, A>(a, c, std::pow(c, a.value()));
 }
 // The constant keeps its place: the value is the double overload's for the operands in the same
 // order (at a tie of -0 and +0 that is the first).
 #define TAPEGRAD_EXTREMUM_CONST(fn, Rule, pick)                                                                        \
   template <Operand A> [[gnu::always_inline]] inline auto fn(const A& a, double c) {                                   \
-    return detail::unary_result(UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(a.value(), c)));                      \
+    return UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(a.value(), c));                                            \
   }                                                                                                                    \
   template <Operand A> [[gnu::always_inline]] inline auto fn(double c, const A& a) {                                   \
-    return detail::unary_result(UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(c, a.value())));                      \
+    return UnaryConstExpr<rules::Rule, A>(a, c, rules::pick(c, a.value()));                                            \
   }
 TAPEGRAD_EXTREMUM_CONST(max, MaxC, max_value)
 TAPEGRAD_EXTREMUM_CONST(min, MinC, min_value)

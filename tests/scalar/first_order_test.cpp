@@ -1,0 +1,263 @@
+// First-order tapes (docs/design.md, "Note [First-order tapes]"): a statement stores its partial
+// derivatives, computed while recording by the rules of rules.hpp, and the sweep multiplies and adds.
+// Gradients must equal the default tape's (bit for bit for one-op statements, to rounding for longer
+// ones), follow Note [Zero adjoints] inside a statement and across statements, and agree with
+// central differences; what needs the ops (create_graph, nodes, to_dot) must say so.
+
+#include "op_table.hpp"
+
+#include <autodiff/autodiff.hpp>
+#include <autodiff/dot.hpp>
+
+#include <boost/test/unit_test.hpp>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+using namespace autodiff;
+using tapegrad_test::op_table;
+
+namespace {
+constexpr double inf = std::numeric_limits<double>::infinity();
+constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
+constexpr TapeOptions first_order{.higher_order = false};
+
+bool same_value(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
+bool close(double a, double b, double tol) {
+  if (std::isnan(a) || std::isnan(b) || std::isinf(a) || std::isinf(b)) return same_value(a, b);
+  return std::fabs(a - b) <= tol * std::max({1.0, std::fabs(a), std::fabs(b)});
+}
+
+// The gradient of f at p recorded on a tape with the given options.
+template <class F> std::vector<double> gradient_on(TapeOptions options, F f, const std::vector<double>& p) {
+  Tape tape(options);
+  const std::vector<Var> x(p.begin(), p.end());
+  const Var y = f(x);
+  return gradient(y, x);
+}
+
+// Multi-op statements: every rule form (unary, with a constant, binary) applied to expressions, a
+// Var read twice in one statement, constants on either side. Each is one statement on the tape.
+struct Composite {
+  std::string name;
+  std::function<Var(const std::vector<Var>&)> f;
+  std::function<double(const std::vector<double>&)> plain; // the same template with double
+};
+
+template <class T> T c_exp_sin(const T& a, const T& b) { return exp(a * b) + sin(a - b) * 2.0; }
+template <class T> T c_norm(const T& a, const T& b) { return sqrt(square(a) + square(b)) / (1.0 + abs(a)); }
+template <class T> T c_pow_atan2(const T& a, const T& b) { return pow(a * a + 1.0, b) - atan2(a + b, b - 2.0 * a); }
+template <class T> T c_smooth(const T& a, const T& b) {
+  return tanh(sigmoid(a) * softplus(b)) - log1p(square(a)) + max(a, b * 0.5) - min(a - b, 0.25);
+}
+template <class T> T c_special(const T& a, const T& b) { return hypot(a * b, a / b) + cbrt(a - b) + erf(a) * erfc(b); }
+template <class T> T c_hyperbolic(const T& a, const T& b) {
+  return asinh(a * b) + atan(a / b) + cosh(a) / sinh(b + 3.0) + expm1(a) * tan(b * 0.5);
+}
+template <class T> T c_constants(const T& a, const T& b) {
+  return (2.5 - a) * (0.3 / (a * b)) + pow(2.5, a * b) + relu(a - b) - -(a / 4.0) + pow(b * b + 0.5, 1.5);
+}
+template <class T> T c_auto(const T& a, const T& b) { // an intermediate kept with auto, used twice
+  auto t = a * b - 1.0;
+  return t * t + sin(t) / b;
+}
+
+std::vector<Composite> composites() {
+  std::vector<Composite> out;
+#define TAPEGRAD_COMPOSITE(fn)                                                                                         \
+  out.push_back({#fn, [](const std::vector<Var>& x) { return Var(fn(x[0], x[1])); },                                   \
+                 [](const std::vector<double>& x) { return fn(x[0], x[1]); }});
+  TAPEGRAD_COMPOSITE(c_exp_sin)
+  TAPEGRAD_COMPOSITE(c_norm)
+  TAPEGRAD_COMPOSITE(c_pow_atan2)
+  TAPEGRAD_COMPOSITE(c_smooth)
+  TAPEGRAD_COMPOSITE(c_special)
+  TAPEGRAD_COMPOSITE(c_hyperbolic)
+  TAPEGRAD_COMPOSITE(c_constants)
+  TAPEGRAD_COMPOSITE(c_auto)
+#undef TAPEGRAD_COMPOSITE
+  return out;
+}
+const std::vector<std::vector<double>> composite_points{{0.7, 1.3}, {-0.4, 2.1}, {1.9, -0.8}, {0.35, 0.6}};
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(first_order_tapes)
+
+BOOST_AUTO_TEST_CASE(every_op_gives_the_default_tapes_gradient_bit_for_bit) {
+  // One op is one statement, and its partial is the rule's contribution for an adjoint of 1, so the
+  // sweep adds exactly what the default tape's does. Special values included: NaN and inf operands,
+  // the points where a partial is infinite, and the op under a zero adjoint (y = op(x) * 0 + sum x).
+  const std::vector<double> edges{0.0, -0.0, 1.0, -1.0, 0.5, -2.0, inf, -inf, NaN};
+  std::size_t checked = 0;
+  for (const auto& op : op_table()) {
+    std::vector<std::vector<double>> points = op.points;
+    for (double a : edges) {
+      if (op.arity == 1)
+        points.push_back({a});
+      else
+        for (double b : edges)
+          points.push_back({a, b});
+    }
+    for (const auto& p : points)
+      for (const bool zero : {false, true}) {
+        const auto f = [&](const std::vector<Var>& x) {
+          Var y = op.f(x);
+          if (zero) {
+            y = y * 0.0;
+            for (const Var& xi : x)
+              y = y + xi;
+          }
+          return y;
+        };
+        const auto want = gradient_on({}, f, p);
+        const auto got = gradient_on(first_order, f, p);
+        for (std::size_t i = 0; i < p.size(); ++i) {
+          BOOST_TEST(same_value(got[i], want[i]), fmt::format("{} at ({}), zero adjoint {}: d/dx{} {} vs {}", op.name,
+                                                              fmt::join(p, ", "), zero, i, got[i], want[i]));
+          ++checked;
+        }
+      }
+  }
+  BOOST_TEST(checked > 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(multi_op_statements_match_the_default_tape_and_central_differences) {
+  for (const auto& c : composites()) {
+    for (const auto& p : composite_points) {
+      {
+        Tape tape(first_order);
+        const std::vector<Var> x(p.begin(), p.end());
+        BOOST_TEST(c.f(x).value() == c.plain(p), c.name);
+      }
+      const auto want = gradient_on({}, c.f, p);
+      const auto got = gradient_on(first_order, c.f, p);
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        // The partials are products taken in another order than the default sweep's: rounding.
+        BOOST_TEST(close(got[i], want[i], 1e-14),
+                   fmt::format("{} at ({}): d/dx{} {} vs {}", c.name, fmt::join(p, ", "), i, got[i], want[i]));
+        // Central differences, independent of the rules: a wrong partial changes the result at order 1.
+        const double h = 1e-6;
+        std::vector<double> up = p, down = p;
+        up[i] += h;
+        down[i] -= h;
+        const double fd = (c.plain(up) - c.plain(down)) / (2 * h);
+        BOOST_TEST(close(got[i], fd, 1e-6), fmt::format("{} at ({}): d/dx{} {} vs central difference {}", c.name,
+                                                        fmt::join(p, ", "), i, got[i], fd));
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_zero_adjoint_inside_a_statement_stops_an_infinite_partial) {
+  // sqrt, log, asin, cbrt, atanh and 0/0 have infinite or undefined partials at these points; the
+  // statement multiplies them by 0 before adding x, so dy/dx = 1 (Note [Zero adjoints]), as on the
+  // default tape. (e, a leaf holding 0, makes 0/0 without a constant.)
+  using Case = std::function<Var(const Var&, const Var&)>;
+  const std::vector<std::pair<std::string, Case>> cases{
+      {"sqrt", [](const Var& x, const Var&) { return sqrt(x) * 0.0 + x; }},
+      {"log", [](const Var& x, const Var&) { return log(x) * 0.0 + x; }},
+      {"cbrt", [](const Var& x, const Var&) { return cbrt(x) * 0.0 + x; }},
+      {"div", [](const Var& x, const Var& e) { return (x + e) / (x - e) * 0.0 + x; }},
+      {"asin", [](const Var& x, const Var&) { return asin(x + 1.0) * 0.0 + x; }},
+      {"atanh", [](const Var& x, const Var&) { return atanh(x + 1.0) * 0.0 + x; }},
+      {"pow", [](const Var& x, const Var&) { return pow(x, 0.5) * 0.0 + x; }},
+  };
+  for (const auto& [name, case_f] : cases) {
+    const Case& f = case_f; // clang 14 cannot capture a structured binding
+    const auto g = [&](const std::vector<Var>& x) { return f(x[0], x[1]); };
+    const std::vector<double> at{0.0, 0.0};
+    {
+      Tape tape(first_order);
+      const Var x = 0.0, e = 0.0;
+      (void)f(x, e);
+      BOOST_TEST(tape.size() == 3u, name); // the leaves and one statement
+    }
+    BOOST_TEST(gradient_on(first_order, g, at)[0] == 1.0, name);
+    BOOST_TEST(gradient_on({}, g, at)[0] == 1.0, name);
+  }
+  // Across statements: s's adjoint is 0, so the sweep skips it.
+  Tape tape(first_order);
+  const Var x = 0.0;
+  const Var s = sqrt(x);
+  const Var y = s * 0.0 + x;
+  BOOST_TEST(gradient(y, {x})[0] == 1.0);
+  // And an infinite partial under a non-zero adjoint stays infinite, as on the default tape.
+  const Var z = x * log(x);
+  BOOST_TEST(gradient(z, {x})[0] == -inf);
+  BOOST_TEST(gradient_on({}, [](const std::vector<Var>& v) { return Var(v[0] * log(v[0])); }, {0.0})[0] == -inf);
+}
+
+BOOST_AUTO_TEST_CASE(seeds_intermediates_and_repeated_sweeps) {
+  Tape tape(first_order);
+  const Var a = 1.5, b = -0.5;
+  const Var u = a * b + sin(a);
+  const Var v = exp(u) / b;
+  const Var w = u - v * 2.0;
+  w.backward();
+  const double ga = a.grad(), gu = u.grad();
+  // dw/du = 1 - 2 exp(u) / b, and u is an intermediate value: its adjoint is readable.
+  BOOST_TEST(close(gu, 1.0 - 2.0 * std::exp(u.value()) / b.value(), 1e-15));
+  BOOST_TEST(close(ga, gu * (b.value() + std::cos(a.value())), 1e-15));
+  w.backward(); // recomputes, does not accumulate
+  BOOST_TEST(a.grad() == ga);
+  // A vector-Jacobian product seeded with (2, -1) on (v, w).
+  const std::vector<Var> ys{v, w};
+  const std::vector<double> seeds{2.0, -1.0};
+  const std::vector<Var> xs{a, b};
+  const auto vjp = gradient(ys, seeds, xs);
+  Tape reference;
+  const Var ra = 1.5, rb = -0.5;
+  const Var ru = ra * rb + sin(ra);
+  const Var rv = exp(ru) / rb;
+  const Var rw = ru - rv * 2.0;
+  const std::vector<Var> rys{rv, rw}, rxs{ra, rb};
+  const auto want = gradient(rys, seeds, rxs);
+  for (std::size_t i = 0; i < 2; ++i)
+    BOOST_TEST(close(vjp[i], want[i], 1e-14));
+}
+
+BOOST_AUTO_TEST_CASE(the_tape_holds_one_byte_per_entry_and_twelve_per_partial) {
+  Tape tape(first_order);
+  BOOST_TEST(!tape.higher_order());
+  const Var a = 1.0, b = 2.0;
+  const Var y = a * b + sin(a * b) * 3.0; // one statement reading a, b, a and b: four pairs
+  BOOST_TEST(tape.size() == 3u);
+  BOOST_TEST(tape.operation_count() == 1u);
+  BOOST_TEST(tape.bytes_used() == 3u * 1u + 4u * (4u + 8u));
+  BOOST_TEST(close(gradient(y, {a, b})[0], 2.0 + 3.0 * std::cos(2.0) * 2.0, 1e-15));
+  // Re-recording after reset reuses the memory, and Vars from before the reset are refused.
+  const std::size_t reserved = tape.bytes_reserved();
+  tape.reset();
+  const Var c = 1.0, d = 2.0;
+  const Var z = c * d + sin(c * d) * 3.0;
+  BOOST_TEST(close(gradient(z, {c, d})[1], 1.0 + 3.0 * std::cos(2.0), 1e-15));
+  BOOST_TEST(tape.bytes_reserved() == reserved);
+  BOOST_CHECK_THROW((void)Var(a * c), Error);
+}
+
+BOOST_AUTO_TEST_CASE(what_needs_the_ops_says_so_and_the_helpers_still_work) {
+  Tape tape(first_order);
+  const Var x = 0.5;
+  const Var y = x * sin(x);
+  const auto says = [](const Error& e, const char* what) {
+    const std::string m = e.what();
+    return m.find(what) != std::string::npos && m.find("first-order") != std::string::npos;
+  };
+  BOOST_CHECK_EXCEPTION(grad(y, {x}, {.create_graph = true}), Error, [&](const Error& e) { return says(e, "grad"); });
+  BOOST_CHECK_EXCEPTION(tape.nodes(), Error, [&](const Error& e) { return says(e, "nodes"); });
+  BOOST_CHECK_EXCEPTION(to_dot(y), Error, [&](const Error& e) { return says(e, "nodes"); });
+  // Without create_graph, grad returns the values.
+  BOOST_TEST(grad(y, {x})[0].value() == std::sin(0.5) + 0.5 * std::cos(0.5));
+  // hessian and hvp record on their own (higher-order) scratch tape, and leave this one active.
+  const auto f = [](const std::vector<Var>& v) { return Var(v[0] * v[0] * v[1]); };
+  const std::vector<double> at{2.0, 3.0};
+  BOOST_TEST(hessian(f, at)[0][1] == 4.0);
+  BOOST_TEST(hvp(f, at, std::vector<double>{1.0, 0.0})[0] == 6.0);
+  BOOST_TEST(&Tape::active() == &tape);
+  BOOST_TEST(gradient(y, {x})[0] == std::sin(0.5) + 0.5 * std::cos(0.5));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
