@@ -184,6 +184,20 @@ BOOST_AUTO_TEST_CASE(a_zero_adjoint_inside_a_statement_stops_an_infinite_partial
   const Var s = sqrt(x);
   const Var y = s * 0.0 + x;
   BOOST_TEST(gradient(y, {x})[0] == 1.0);
+  // An op that contributes nothing (relu left of 0) contributes nothing under an infinite adjoint
+  // too, not inf * 0 = NaN: within a statement and across statements, as on the default tape.
+  {
+    const Var u = -1.0;
+    const Var r = relu(u);
+    const Var within = relu(u) * inf + u;
+    const Var across = r * inf + u;
+    BOOST_TEST(gradient(within, {u})[0] == 1.0);
+    BOOST_TEST(gradient(across, {u})[0] == 1.0);
+    Tape reference;
+    const Var ru = -1.0;
+    const Var rr = relu(ru);
+    BOOST_TEST(gradient(Var(rr * inf + ru), {ru})[0] == 1.0);
+  }
   // And an infinite partial under a non-zero adjoint stays infinite, as on the default tape.
   const Var z = x * log(x);
   BOOST_TEST(gradient(z, {x})[0] == -inf);

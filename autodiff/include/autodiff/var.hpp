@@ -276,35 +276,35 @@ struct TapeAccess {
     std::size_t p;
   };
   // The local reverse pass reaches a Var: d statement / d v is g (a Var read twice gets two pairs).
+  // A zero partial is stored but not kept (the cursor does not move), without a branch: the sweep
+  // then adds nothing for it, as the default tape's rule adds nothing, even where the statement's
+  // adjoint is infinite (inf * 0 would be NaN).
   template <bool = false> [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor& c) {
     c.args[c.p] = v.i_;
     c.partials[c.p] = g;
-    ++c.p;
+    c.p += static_cast<std::size_t>(g != 0);
   }
-  // ... or a subexpression. A zero adjoint stops there (Note [Zero adjoints]): its Vars get 0, not
-  // the NaN that 0 times an infinite partial below would give; the pair count stays the statement's.
+  // ... or a subexpression. A zero adjoint stops there (Note [Zero adjoints]): its Vars get no pair,
+  // not the NaN that 0 times an infinite partial below would give.
   // Under an op that passes its adjoint (detail::passes_adjoint) g is the parent's, never 0.
   template <bool NonZero = false, VarExpression E>
   [[gnu::always_inline]] static void pass(const E& e, double g, PartialsCursor& c) {
-    if (!NonZero && g == 0) [[unlikely]]
-      e.zeros(c);
-    else
+    if (NonZero || g != 0) [[likely]]
       e.partials(g, c);
   }
-  [[gnu::always_inline]] static void zeros(const Var& v, PartialsCursor& c) { pass(v, 0.0, c); }
-  template <VarExpression E> [[gnu::always_inline]] static void zeros(const E& e, PartialsCursor& c) { e.zeros(c); }
   // Records e on a first-order tape: its partial derivatives by a reverse pass over the expression,
-  // with the rules of rules.hpp run on doubles, then one entry and E::leaves pairs.
+  // with the rules of rules.hpp run on doubles, then one entry and its non-zero pairs (at most E::leaves).
   template <VarExpression E> [[gnu::always_inline]] static Var record_partials(Tape& t, const E& e, std::uint64_t g) {
     static_assert(E::leaves <= 255, "autodiff: a statement reads more than 255 Vars; split the expression "
                                     "(for example accumulate it with +=)");
     if (t.cap_ == t.n_ || t.args_.capacity - t.args_.size < E::leaves) [[unlikely]]
       t.reserve_partials(E::leaves);
-    PartialsCursor c{t.args_.data.get(), t.partials_.get(), t.args_.size};
+    const std::size_t first = t.args_.size;
+    PartialsCursor c{t.args_.data.get(), t.partials_.get(), first};
     e.partials(1.0, c);
     t.args_.size = c.p;
     const std::size_t i = t.n_;
-    t.counts_[i] = static_cast<detail::PairCount>(E::leaves);
+    t.counts_[i] = static_cast<detail::PairCount>(c.p - first);
     t.n_ = i + 1;
     return Var(Var::Node{}, e.value(), static_cast<std::uint32_t>(i), g);
   }
@@ -312,10 +312,12 @@ struct TapeAccess {
 
 namespace detail {
 // The rule context of a statement's local reverse pass (first-order tapes): the operands' values
-// come from the expression, and the contributions to each operand add up in ga and gb.
+// come from the expression, and the contributions to each operand add up in ga and gb. They start
+// at -0, not +0: -0 + v is v for every v (+0 + -0 is +0), so the compiler drops the addition when a
+// rule contributes once, as most do.
 struct StatementContext {
   double a_, b_, r_, c_, g_;
-  double ga = 0, gb = 0;
+  double ga = -0.0, gb = -0.0;
   double g() const { return g_; }
   double a() const { return a_; }
   double b() const { return b_; }
@@ -363,7 +365,6 @@ template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
     R::vjp(x);
     TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
   }
-  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const { TapeAccess::zeros(a, c); }
 };
 // R applied to a and a constant it stores (Form::unary_const).
 template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
@@ -390,7 +391,6 @@ template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
     R::vjp(x);
     TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
   }
-  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const { TapeAccess::zeros(a, c); }
 };
 // R applied to a and b (Form::binary). Nodes go in the order C++ code reads: a's, b's, then R.
 template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTag {
@@ -425,10 +425,6 @@ template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTa
     R::vjp(x);
     TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
     TapeAccess::pass<detail::passes_adjoint<R>>(b, x.gb, c);
-  }
-  [[gnu::always_inline]] void zeros(TapeAccess::PartialsCursor& c) const {
-    TapeAccess::zeros(a, c);
-    TapeAccess::zeros(b, c);
   }
 };
 
