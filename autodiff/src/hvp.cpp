@@ -67,7 +67,8 @@ template <bool Test> struct DualContext {
 };
 
 // Scratch of the sweep, per thread: grown to the largest tape seen and kept, so that hvp in a loop
-// allocates only its result (as the scratch tape keeps its record).
+// allocates only its result (as the scratch tape keeps its record). The sweep calls no user code,
+// so an hvp inside f (which runs before the sweep) never finds it in use.
 struct Scratch {
   std::vector<Dual> prim, adj;
   std::vector<std::pair<std::uint32_t, double>> seeds;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace autodiff;
@@ -318,6 +319,40 @@ BOOST_AUTO_TEST_CASE(errors_name_the_function_and_the_sizes) {
   BOOST_CHECK_EXCEPTION(
       hvp([](const std::vector<Var>& a) { return a[0]; }, std::vector<double>{1.0, 2.0}, std::vector<double>{1.0}),
       Error, says({"hvp", "2", "1"}));
+}
+
+BOOST_AUTO_TEST_CASE(threads_each_have_their_own_scratch) {
+  // The sweep's scratch is per thread: two threads running hvp at once on different sizes get what
+  // one thread gets.
+  auto f = [](const std::vector<Var>& x) {
+    Var s = x[0] * 0.0;
+    for (std::size_t i = 0; i + 1 < x.size(); ++i)
+      s = s + 100.0 * square(x[i + 1] - square(x[i])) + square(1.0 - x[i]) + sin(x[i] * x[i + 1]);
+    return s;
+  };
+  auto point = [](std::size_t n, double scale) {
+    std::vector<double> p(n);
+    for (std::size_t i = 0; i < n; ++i)
+      p[i] = scale * std::sin(0.7 * static_cast<double>(i) + 0.3);
+    return p;
+  };
+  const std::vector<double> xa = point(300, 1.2), va = point(300, -0.5), xb = point(2000, 0.8), vb = point(2000, 1.1);
+  const std::vector<double> want_a = hvp(f, xa, va), want_b = hvp(f, xb, vb);
+  std::vector<double> got_a, got_b;
+  {
+    std::thread ta([&] {
+      for (int k = 0; k < 20; ++k)
+        got_a = hvp(f, xa, va);
+    });
+    std::thread tb([&] {
+      for (int k = 0; k < 5; ++k)
+        got_b = hvp(f, xb, vb);
+    });
+    ta.join();
+    tb.join();
+  }
+  BOOST_TEST(got_a == want_a, boost::test_tools::per_element());
+  BOOST_TEST(got_b == want_b, boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
