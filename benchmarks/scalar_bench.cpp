@@ -670,31 +670,39 @@ using CodiHvpUnchecked = CodiHvp<codi::RealReverseUncheckedGen<codi::RealForward
 using CodiHvpTutorial = CodiHvp<codi::RealReverseGen<codi::RealForward>>;
 #endif
 
-// A Hessian on a reused tape, row by row: a create_graph gradient and one first-order sweep of it
-// per row (autodiff::hessian's way), or one forward-over-reverse sweep per unit vector.
+// A Hessian on a reused tape: a create_graph gradient and one first-order sweep of it per row
+// (autodiff::hessian's way before), one forward-over-reverse sweep per unit vector, or sweeps of
+// detail::hessian_lanes unit vectors each (vector mode, autodiff::hessian's way now).
+enum class HessianWay { create_graph, forward, forward_lanes };
 template <class F> struct TapeHessian {
   F f;
   std::span<const double> x;
-  bool forward;
+  HessianWay way;
   Tape tape;
   std::vector<Var> xs;
   std::vector<double> h; // row-major
-  TapeHessian(F fn, std::span<const double> at, bool fwd)
-      : f(fn), x(at), forward(fwd), xs(at.size()), h(at.size() * at.size()) {}
+  TapeHessian(F fn, std::span<const double> at, HessianWay w)
+      : f(fn), x(at), way(w), xs(at.size()), h(at.size() * at.size()) {}
   double run() {
     tape.reset();
     const std::size_t n = x.size();
     for (std::size_t i = 0; i < n; ++i)
       xs[i] = Var(x[i]);
     const Var y = f(std::span<const Var>(xs));
-    if (forward) {
+    if (way == HessianWay::forward) {
+      // Sweep j gives column j: d(dy/dx_i)/dx_j.
       std::vector<double> e(n, 0.0);
-      for (std::size_t i = 0; i < n; ++i) {
-        e[i] = 1.0;
-        const std::vector<double> row = autodiff::detail::forward_over_reverse("hessian", y, xs, e).hv;
-        std::copy(row.begin(), row.end(), h.begin() + static_cast<std::ptrdiff_t>(i * n));
-        e[i] = 0.0;
+      for (std::size_t j = 0; j < n; ++j) {
+        e[j] = 1.0;
+        const std::vector<double> col = autodiff::detail::forward_over_reverse("hessian", y, xs, e).hv;
+        for (std::size_t i = 0; i < n; ++i)
+          h[i * n + j] = col[i];
+        e[j] = 0.0;
       }
+    } else if (way == HessianWay::forward_lanes) {
+      const auto m = autodiff::detail::hessian_forward_over_reverse("hessian", y, xs);
+      for (std::size_t i = 0; i < n; ++i)
+        std::copy(m[i].begin(), m[i].end(), h.begin() + static_cast<std::ptrdiff_t>(i * n));
     } else {
       const std::vector<Var> g = autodiff::grad(y, xs, {.create_graph = true});
       for (std::size_t i = 0; i < n; ++i) {
@@ -784,13 +792,16 @@ void print_summary(const bench::RecordingReporter& r) {
   row("CoDiPack forward over reverse (RealReverseUncheckedGen<RealForward>)", "S1_rosenbrock/codipack_hvp");
   row("CoDiPack forward over reverse (RealReverseGen<RealForward>)", "S1_rosenbrock/codipack_hvp_checked");
 
-  fmt::print("\n| Hessian, reused tape | create_graph + n sweeps µs | n forward-over-reverse sweeps µs "
-             "| forward ÷ create_graph |\n");
-  fmt::print("|---|---|---|---|\n");
+  fmt::print(
+      "\n| Hessian, reused tape | create_graph + n sweeps µs | n forward-over-reverse sweeps µs | ÷ create_graph "
+      "| n / {} vector-mode sweeps µs | ÷ create_graph |\n",
+      autodiff::detail::hessian_lanes);
+  fmt::print("|---|---|---|---|---|---|\n");
   for (const char* w : {"S1_rosenbrock_n100", "S3_mlp"}) {
     const auto old = r.cpu_ns(std::string(w) + "/hessian_create_graph");
     const auto fwd = r.cpu_ns(std::string(w) + "/hessian_forward");
-    fmt::print("| {} | {} | {} | {} |\n", w, us(old), us(fwd), ratio(fwd, old));
+    const auto lanes = r.cpu_ns(std::string(w) + "/hessian_forward_lanes");
+    fmt::print("| {} | {} | {} | {} | {} | {} |\n", w, us(old), us(fwd), ratio(fwd, old), us(lanes), ratio(lanes, old));
   }
 }
 
@@ -839,17 +850,18 @@ int main(int argc, char** argv) {
     TapeHvpForward tf(w.s1_x, w.s1_v);
     tf.run();
     bench::check_close("S1 HVP (forward over reverse vs hand-written)", tf.hv, hv);
-    for (const bool fwd : {false, true}) {
-      TapeHessian h1(s1, std::span<const double>(w.s1_x).first(100), fwd);
+    for (const HessianWay way : {HessianWay::create_graph, HessianWay::forward, HessianWay::forward_lanes}) {
+      TapeHessian h1(s1, std::span<const double>(w.s1_x).first(100), way);
       h1.run();
-      TapeHessian h3(s3, std::span<const double>(w.s3_p), fwd);
+      TapeHessian h3(s3, std::span<const double>(w.s3_p), way);
       h3.run();
-      if (!fwd) {
+      if (way == HessianWay::create_graph) {
         hessians[0] = h1.h, hessians[1] = h3.h;
         continue;
       }
-      bench::check_close("S1 n=100 Hessian (forward vs create_graph)", h1.h, hessians[0]);
-      bench::check_close("S3 Hessian (forward vs create_graph)", h3.h, hessians[1], 1e-10);
+      const char* what = way == HessianWay::forward ? "forward" : "vector mode";
+      bench::check_close(fmt::format("S1 n=100 Hessian ({} vs create_graph)", what), h1.h, hessians[0]);
+      bench::check_close(fmt::format("S3 Hessian ({} vs create_graph)", what), h3.h, hessians[1], 1e-10);
     }
 #ifdef TAPEGRAD_HAVE_CODIPACK
     CodiHvpUnchecked c(w.s1_x, w.s1_v, tapegrad_nodes(s1, w.s1_x));
@@ -936,14 +948,16 @@ int main(int argc, char** argv) {
     bench_double(s, [&] { return t.run(); });
   });
 #endif
-  for (const bool fwd : {false, true}) {
-    const char* what = fwd ? "/hessian_forward" : "/hessian_create_graph";
-    reg(std::string("S1_rosenbrock_n100") + what, [&w, s1, fwd](benchmark::State& s) {
-      TapeHessian t(s1, std::span<const double>(w.s1_x).first(100), fwd);
+  for (const HessianWay way : {HessianWay::create_graph, HessianWay::forward, HessianWay::forward_lanes}) {
+    const char* what = way == HessianWay::create_graph ? "/hessian_create_graph"
+                       : way == HessianWay::forward    ? "/hessian_forward"
+                                                       : "/hessian_forward_lanes";
+    reg(std::string("S1_rosenbrock_n100") + what, [&w, s1, way](benchmark::State& s) {
+      TapeHessian t(s1, std::span<const double>(w.s1_x).first(100), way);
       bench_double(s, [&] { return t.run(); });
     });
-    reg(std::string("S3_mlp") + what, [&w, s3, fwd](benchmark::State& s) {
-      TapeHessian t(s3, std::span<const double>(w.s3_p), fwd);
+    reg(std::string("S3_mlp") + what, [&w, s3, way](benchmark::State& s) {
+      TapeHessian t(s3, std::span<const double>(w.s3_p), way);
       bench_double(s, [&] { return t.run(); });
     });
   }

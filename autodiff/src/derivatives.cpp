@@ -17,12 +17,9 @@ void same_size(std::string_view op, std::span<const double> x, std::span<const d
 Matrix hessian(const ScalarFunction& f, std::span<const double> x) {
   const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
-  const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
-  Matrix h;
-  h.reserve(x.size());
-  for (const Var& gi : g)
-    h.push_back(gradient(gi, xs));
-  return h;
+  // Forward over reverse, 8 columns per sweep (Note [Forward over reverse]): 0.7x the create_graph
+  // gradient and one first-order sweep of it per row.
+  return detail::hessian_forward_over_reverse("hessian", f(xs), xs);
 }
 
 std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std::span<const double> v) {

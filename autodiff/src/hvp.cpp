@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -33,57 +35,70 @@ template <> inline constexpr bool passes_adjoint<rules::AddC> = true;
 template <> inline constexpr bool passes_adjoint<rules::RSubC> = true;
 template <> inline constexpr bool passes_adjoint<rules::Neg> = true;
 
-// The rule context of the reverse sweep: operands and result are (value, tangent) from the tangent
+// The rule context of the reverse sweep: operands and result are (value, tangents) from the tangent
 // pass, the adjoint g and the contributions are duals. A contribution is dropped where the adjoint's
 // value is 0 and the contribution is not finite, as the create_graph sweep drops it (Note [Zero
 // adjoints]): there it becomes a constant 0, which contributes 0 to the value and to the tangent.
 // Test: whether contributions need the test (not for ops in passes_adjoint, which pass +-g).
-template <bool Test> struct DualContext {
-  const Dual* prim;
-  Dual* adj;
+template <int K, bool Test> struct DualContext {
+  using D = detail::DualN<K>;
+  // One (value, tangent) pair is passed in registers; K of them by reference.
+  using Ref = std::conditional_t<(K == 1), D, const D&>;
+  const D* prim;
+  D* adj;
   std::uint32_t i, a_, b_;
   double c_;
-  Dual g_;
-  Dual g() const { return g_; }
-  Dual a() const { return prim[a_]; }
-  Dual b() const { return prim[b_]; }
-  Dual r() const { return prim[i]; }
+  Ref g_;
+  Ref g() const { return g_; }
+  Ref a() const { return prim[a_]; }
+  Ref b() const { return prim[b_]; }
+  Ref r() const { return prim[i]; }
   double c() const { return c_; }
-  bool dropped(Dual v) const { return Test && g_.v == 0 && !std::isfinite(v.v); }
-  void add(std::uint32_t k, Dual v) {
+  bool dropped(const D& v) const { return Test && g_.v == 0 && !std::isfinite(v.v); }
+  void add(std::uint32_t k, const D& v) {
     if (dropped(v)) return;
     adj[k].v += v.v;
-    adj[k].t += v.t;
+    for (int l = 0; l < K; ++l)
+      adj[k].t[l] += v.t[l];
   }
-  void subtract(std::uint32_t k, Dual v) {
+  void subtract(std::uint32_t k, const D& v) {
     if (dropped(v)) return;
     adj[k].v -= v.v;
-    adj[k].t -= v.t;
+    for (int l = 0; l < K; ++l)
+      adj[k].t[l] -= v.t[l];
   }
-  void da(Dual v) { add(a_, v); }
-  void db(Dual v) { add(b_, v); }
-  void da_neg(Dual v) { subtract(a_, v); }
-  void db_neg(Dual v) { subtract(b_, v); }
+  void da(const D& v) { add(a_, v); }
+  void db(const D& v) { add(b_, v); }
+  void da_neg(const D& v) { subtract(a_, v); }
+  void db_neg(const D& v) { subtract(b_, v); }
 };
 
-// Scratch of the sweep, per thread: grown to the largest tape seen and kept, so that hvp in a loop
-// allocates only its result (as the scratch tape keeps its record). The sweep calls no user code,
-// so an hvp inside f (which runs before the sweep) never finds it in use.
-struct Scratch {
-  std::vector<Dual> prim, adj;
-  std::vector<std::pair<std::uint32_t, double>> seeds;
+// A seed: tangent `lane` of leaf `node` starts at `value`.
+struct Seed {
+  std::uint32_t node;
+  int lane;
+  double value;
 };
-thread_local Scratch scratch;
+
+// Scratch of the sweeps, per thread and lane count: grown to the largest tape seen and kept, so
+// that hvp in a loop allocates only its result (as the scratch tape keeps its record). The sweep
+// calls no user code, so an hvp inside f (which runs before the sweep) never finds it in use.
+template <int K> struct Scratch { std::vector<detail::DualN<K>> prim, adj; };
+template <int K> Scratch<K>& scratch() {
+  thread_local Scratch<K> s;
+  return s;
+}
 
 } // namespace
 
 struct HvpSweep {
-  static detail::HvpResult run(std::string_view op, const Var& y, std::span<const Var> xs, std::span<const double> v);
+  static const Tape& check(std::string_view op, const Var& y, std::span<const Var> xs);
+  // The two passes from y (of tape t), with `seeds` sorted by node and ended by a sentinel of node
+  // y + 1; returns the adjoints, indexed by node (valid up to y).
+  template <int K> static const detail::DualN<K>* run(const Tape& t, const Var& y, std::span<const Seed> seeds);
 };
 
-detail::HvpResult HvpSweep::run(std::string_view op, const Var& y, std::span<const Var> xs, std::span<const double> v) {
-  if (xs.size() != v.size())
-    throw Error(fmt::format("autodiff: {}: {} variables but v has {} components", op, xs.size(), v.size()));
+const Tape& HvpSweep::check(std::string_view op, const Var& y, std::span<const Var> xs) {
   const Tape& t = TapeAccess::checked(op, y);
   for (const Var& x : xs) {
     TapeAccess::checked(op, x);
@@ -91,66 +106,67 @@ detail::HvpResult HvpSweep::run(std::string_view op, const Var& y, std::span<con
       throw Error(fmt::format("autodiff: {}: node {} is not a leaf (op {}): H v is taken in leaves only", op, x.index(),
                               op_name(t.ops_[x.index()])));
   }
+  return t;
+}
+
+template <int K> const detail::DualN<K>* HvpSweep::run(const Tape& t, const Var& y, std::span<const Seed> seeds) {
+  using D = detail::DualN<K>;
   const std::uint32_t n = y.index() + 1; // nodes after y do not affect it
   const double* values = t.values_.get();
   const OpCode* ops = t.ops_.get();
   const std::uint32_t* args = t.args_.data.get();
   const double* consts = t.consts_.data.get();
 
-  // The seeds in node order, so that the tangent pass takes them with one cursor; a variable given
-  // twice gets the sum of its components, as the create_graph path's seeded sweep gives it.
-  auto& seeds = scratch.seeds;
-  seeds.clear();
-  for (std::size_t k = 0; k < xs.size(); ++k)
-    if (xs[k].index() < n) seeds.emplace_back(xs[k].index(), v[k]);
-  if (!std::is_sorted(seeds.begin(), seeds.end(), [](auto& l, auto& r) { return l.first < r.first; }))
-    std::stable_sort(seeds.begin(), seeds.end(), [](auto& l, auto& r) { return l.first < r.first; });
-  seeds.emplace_back(n, 0.0); // a sentinel: no bound test in the loop
-
-  if (scratch.prim.size() < n) {
-    scratch.prim.resize(n);
-    scratch.adj.resize(n);
+  Scratch<K>& scr = scratch<K>();
+  if (scr.prim.size() < n) {
+    scr.prim.resize(n);
+    scr.adj.resize(n);
   }
-  Dual* prim = scratch.prim.data();
-  Dual* adj = scratch.adj.data();
+  D* prim = scr.prim.data();
+  D* adj = scr.adj.data();
 
-  // The tangent pass: each node's value and tangent (its partials, from its rule with g = 1, times
+  // The tangent pass: each node's value and tangents (its partials, from its rule with g = 1, times
   // its operands' tangents), and its adjoint cleared in the same pass over memory.
   std::size_t ap = 0, cp = 0, sp = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
+    D& out = prim[i];
+    out.v = values[i];
     switch (ops[i]) {
 #define TAPEGRAD_X(Name)                                                                                               \
   case OpCode::Name: {                                                                                                 \
     using R = rules::Name;                                                                                             \
-    double tangent = 0;                                                                                                \
     if constexpr (R::form == rules::Form::leaf) {                                                                      \
-      for (; seeds[sp].first == i; ++sp)                                                                               \
-        tangent += seeds[sp].second;                                                                                   \
+      for (int l = 0; l < K; ++l)                                                                                      \
+        out.t[l] = 0;                                                                                                  \
+      for (; seeds[sp].node == i; ++sp)                                                                                \
+        out.t[seeds[sp].lane] += seeds[sp].value;                                                                      \
     } else if constexpr (R::form == rules::Form::binary) {                                                             \
-      const Dual a = prim[args[ap]], b = prim[args[ap + 1]];                                                           \
+      const D& a = prim[args[ap]];                                                                                     \
+      const D& b = prim[args[ap + 1]];                                                                                 \
       ap += 2;                                                                                                         \
       detail::Partials p{a.v, b.v, values[i], 0};                                                                      \
       R::vjp(p);                                                                                                       \
-      tangent = detail::tangent_term(p.pa, a.t) + detail::tangent_term(p.pb, b.t);                                     \
+      for (int l = 0; l < K; ++l)                                                                                      \
+        out.t[l] = detail::tangent_term(p.pa, a.t[l]) + detail::tangent_term(p.pb, b.t[l]);                            \
     } else {                                                                                                           \
-      const Dual a = prim[args[ap++]];                                                                                 \
+      const D& a = prim[args[ap++]];                                                                                   \
       double c = 0;                                                                                                    \
       if constexpr (R::form == rules::Form::unary_const) c = consts[cp++];                                             \
       detail::Partials p{a.v, 0, values[i], c};                                                                        \
       R::vjp(p);                                                                                                       \
-      tangent = detail::tangent_term(p.pa, a.t);                                                                       \
+      for (int l = 0; l < K; ++l)                                                                                      \
+        out.t[l] = detail::tangent_term(p.pa, a.t[l]);                                                                 \
     }                                                                                                                  \
-    prim[i] = {values[i], tangent};                                                                                    \
-    adj[i] = {};                                                                                                       \
     break;                                                                                                             \
   }
       TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
 #undef TAPEGRAD_X
     }
+    adj[i] = D{};
   }
 
   // The reverse sweep from y, the operand cursors where the tangent pass left them.
-  adj[y.index()] = {1.0, 0.0};
+  adj[y.index()].v = 1.0;
   for (std::uint32_t i = n; i-- > 0;) {
     switch (ops[i]) {
 #define TAPEGRAD_X(Name)                                                                                               \
@@ -166,33 +182,77 @@ detail::HvpResult HvpSweep::run(std::string_view op, const Var& y, std::span<con
       a = args[--ap];                                                                                                  \
     }                                                                                                                  \
     if constexpr (R::form == rules::Form::unary_const) c = consts[--cp];                                               \
-    const Dual g = adj[i];                                                                                             \
-    /* Note [Zero adjoints], for a dual adjoint: (0, 0) contributes nothing. */                                        \
-    if constexpr (!passes_adjoint<R>)                                                                                  \
-      if (g.v == 0 && g.t == 0) break;                                                                                 \
-    DualContext<!passes_adjoint<R>> x{prim, adj, i, a, b, c, g};                                                       \
-    R::vjp(x);                                                                                                         \
+    if constexpr (R::form != rules::Form::leaf) {                                                                      \
+      const D g = adj[i];                                                                                              \
+      /* Note [Zero adjoints], for a dual adjoint: (0, 0...) contributes nothing. */                                   \
+      if constexpr (!passes_adjoint<R>)                                                                                \
+        if (g.v == 0 && std::all_of(g.t, g.t + K, [](double x) { return x == 0; })) break;                             \
+      DualContext<K, !passes_adjoint<R>> x{prim, adj, i, a, b, c, g};                                                  \
+      R::vjp(x);                                                                                                       \
+    }                                                                                                                  \
     break;                                                                                                             \
   }
       TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
 #undef TAPEGRAD_X
     }
   }
+  return adj;
+}
 
-  detail::HvpResult out;
+detail::HvpResult detail::forward_over_reverse(std::string_view op, const Var& y, std::span<const Var> xs,
+                                               std::span<const double> v) {
+  if (xs.size() != v.size())
+    throw Error(fmt::format("autodiff: {}: {} variables but v has {} components", op, xs.size(), v.size()));
+  const Tape& t = HvpSweep::check(op, y, xs);
+  const std::uint32_t n = y.index() + 1;
+  // The seeds in node order, so that the tangent pass takes them with one cursor; a variable given
+  // twice gets the sum of its components, as the create_graph path's seeded sweep gives it.
+  std::vector<Seed> seeds;
+  seeds.reserve(xs.size() + 1);
+  for (std::size_t k = 0; k < xs.size(); ++k)
+    if (xs[k].index() < n) seeds.push_back({xs[k].index(), 0, v[k]});
+  const auto by_node = [](const Seed& l, const Seed& r) { return l.node < r.node; };
+  if (!std::is_sorted(seeds.begin(), seeds.end(), by_node)) std::stable_sort(seeds.begin(), seeds.end(), by_node);
+  seeds.push_back({n, 0, 0.0}); // a sentinel: no bound test in the loop
+
+  const Dual* adj = HvpSweep::run<1>(t, y, seeds);
+  HvpResult out;
   out.gradient.reserve(xs.size());
   out.hv.reserve(xs.size());
   for (const Var& x : xs) {
     const Dual d = x.index() < n ? adj[x.index()] : Dual{}; // y does not depend on a later x
     out.gradient.push_back(d.v);
-    out.hv.push_back(d.t);
+    out.hv.push_back(d.t[0]);
   }
   return out;
 }
 
-detail::HvpResult detail::forward_over_reverse(std::string_view op, const Var& y, std::span<const Var> xs,
-                                               std::span<const double> v) {
-  return HvpSweep::run(op, y, xs, v);
+std::vector<std::vector<double>> detail::hessian_forward_over_reverse(std::string_view op, const Var& y,
+                                                                      std::span<const Var> xs) {
+  const Tape& t = HvpSweep::check(op, y, xs);
+  const std::uint32_t n = y.index() + 1;
+  const std::size_t m = xs.size();
+  std::vector<std::vector<double>> h(m, std::vector<double>(m, 0.0));
+  // Columns j0 .. j0 + K - 1 per sweep, one unit vector per lane: h[i][j] = d(dy/dx_i)/dx_j, the
+  // create_graph path's h[i][j] (it differentiates row i's gradient in x_j).
+  constexpr int K = detail::hessian_lanes;
+  std::vector<Seed> seeds;
+  for (std::size_t j0 = 0; j0 < m; j0 += K) {
+    seeds.clear();
+    for (std::size_t j = j0; j < std::min(m, j0 + K); ++j)
+      if (xs[j].index() < n) seeds.push_back({xs[j].index(), static_cast<int>(j - j0), 1.0});
+    const auto by_node = [](const Seed& l, const Seed& r) { return l.node < r.node; };
+    if (!std::is_sorted(seeds.begin(), seeds.end(), by_node)) std::stable_sort(seeds.begin(), seeds.end(), by_node);
+    seeds.push_back({n, 0, 0.0});
+    const detail::DualN<K>* adj = HvpSweep::run<K>(t, y, seeds);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (xs[i].index() >= n) continue;
+      const detail::DualN<K>& d = adj[xs[i].index()];
+      for (std::size_t j = j0; j < std::min(m, j0 + K); ++j)
+        h[i][j] = d.t[j - j0];
+    }
+  }
+  return h;
 }
 
 } // namespace autodiff

@@ -121,6 +121,16 @@ std::vector<double> central_difference(const Fn& f, const std::vector<double>& x
     out[i] = (up[i] - down[i]) / (2 * h);
   return out;
 }
+// The create_graph Hessian: h[i][j] = d(dy/dx_i)/dx_j, a sweep of gradient i per row.
+Matrix create_graph_hessian(const Fn& f, const std::vector<double>& x) {
+  Tape tape;
+  const std::vector<Var> xs(x.begin(), x.end());
+  const std::vector<Var> g = grad(f(xs), xs, {.create_graph = true});
+  Matrix h;
+  for (const Var& gi : g)
+    h.push_back(gradient(gi, xs));
+  return h;
+}
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(hvp_forward)
@@ -184,7 +194,7 @@ BOOST_AUTO_TEST_CASE(special_values) {
       for (const auto& p : edge_points(op, false)) {
         bool finite_symmetric = std::all_of(p.begin(), p.end(), [](double x) { return std::isfinite(x); });
         if (finite_symmetric) {
-          const Matrix h = hessian(w.f, p);
+          const Matrix h = create_graph_hessian(w.f, p);
           for (std::size_t i = 0; i < p.size(); ++i)
             for (std::size_t j = 0; j < p.size(); ++j)
               finite_symmetric = finite_symmetric && std::isfinite(h[i][j]) && close(h[i][j], h[j][i]);
@@ -319,6 +329,40 @@ BOOST_AUTO_TEST_CASE(errors_name_the_function_and_the_sizes) {
   BOOST_CHECK_EXCEPTION(
       hvp([](const std::vector<Var>& a) { return a[0]; }, std::vector<double>{1.0, 2.0}, std::vector<double>{1.0}),
       Error, says({"hvp", "2", "1"}));
+}
+
+BOOST_AUTO_TEST_CASE(hessian_in_vector_mode_equals_the_create_graph_hessian) {
+  // Every op of the table at its points, and functions of more variables than one sweep's lanes
+  // (several sweeps, the last one partly filled).
+  std::size_t checked = 0;
+  auto compare = [&](const std::string& name, const Fn& f, const std::vector<double>& p) {
+    const Matrix want = create_graph_hessian(f, p);
+    const Matrix got = hessian(f, p);
+    BOOST_REQUIRE_EQUAL(got.size(), p.size());
+    for (std::size_t i = 0; i < p.size(); ++i)
+      for (std::size_t j = 0; j < p.size(); ++j)
+        BOOST_TEST(close(got[i][j], want[i][j]), fmt::format("{} at ({}), h[{}][{}]: {}, create_graph {}", name,
+                                                             fmt::join(p, ", "), i, j, got[i][j], want[i][j]));
+    ++checked;
+  };
+  for (const auto& op : op_table())
+    for (const auto& w : wrappings(op))
+      for (const auto& p : op.points)
+        compare(w.name, w.f, p);
+  static_assert(detail::hessian_lanes == 8); // the sizes below straddle 1, 2 and 3 sweeps
+  for (std::size_t n : {1u, 7u, 8u, 9u, 17u, 24u}) {
+    std::vector<double> p(n);
+    for (std::size_t i = 0; i < n; ++i)
+      p[i] = 0.9 * std::sin(1.3 * static_cast<double>(i) + 0.2);
+    auto f = [](const std::vector<Var>& x) {
+      Var s = exp(0.3 * x[0]) * x.back();
+      for (std::size_t i = 0; i + 1 < x.size(); ++i)
+        s = s + 100.0 * square(x[i + 1] - square(x[i])) + square(1.0 - x[i]) + tanh(x[i] * x[x.size() - 1 - i]);
+      return s;
+    };
+    compare(fmt::format("composite, n = {}", n), f, p);
+  }
+  BOOST_TEST(checked >= 600u);
 }
 
 BOOST_AUTO_TEST_CASE(threads_each_have_their_own_scratch) {

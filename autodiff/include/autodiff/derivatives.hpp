@@ -14,7 +14,8 @@ namespace autodiff {
 using Matrix = std::vector<std::vector<double>>; // row-major rows
 using VectorFunction = std::function<std::vector<Var>(const std::vector<Var>&)>;
 
-// The Hessian of f at x: one create_graph gradient, then one reverse sweep per row.
+// The Hessian of f at x: forward over reverse, one tangent pass and one dual reverse sweep per 8
+// columns (docs/design.md, Note [Forward over reverse]).
 Matrix hessian(const ScalarFunction& f, std::span<const double> x);
 // H v without forming H: forward over reverse, a tangent pass and a reverse sweep with dual
 // adjoints over f's record (about 2x one gradient; docs/design.md, Note [Forward over reverse]).

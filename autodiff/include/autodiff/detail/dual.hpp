@@ -15,10 +15,12 @@
 
 namespace autodiff::detail {
 
-struct Dual {
-  double v = 0; // value
-  double t = 0; // tangent: the derivative along the direction of the product
+// K tangents at once (vector mode: a Hessian takes K columns per sweep); hvp uses K = 1.
+template <int K> struct DualN {
+  double v = 0;     // value
+  double t[K] = {}; // tangents: derivatives along K directions
 };
+using Dual = DualN<1>;
 
 // A partial derivative times a tangent, with an exact 0 for a zero factor whatever the other one
 // is (inf, NaN): the forward form of Note [Zero adjoints]. A direction that does not move an operand
@@ -44,57 +46,81 @@ struct Partials {
 };
 
 // One op of the rules table applied to duals: its value r (computed by the caller, as the op
-// computes it) and the tangent from the rule's partials.
-template <class R> inline Dual dual_unary(Dual a, double r, double c = 0) {
+// computes it) and the tangents from the rule's partials.
+template <class R, int K> inline DualN<K> dual_unary(const DualN<K>& a, double r, double c = 0) {
   Partials p{a.v, 0, r, c};
   R::vjp(p);
-  return {r, tangent_term(p.pa, a.t)};
+  DualN<K> out;
+  out.v = r;
+  for (int k = 0; k < K; ++k)
+    out.t[k] = tangent_term(p.pa, a.t[k]);
+  return out;
 }
-template <class R> inline Dual dual_binary(Dual a, Dual b, double r) {
+template <class R, int K> inline DualN<K> dual_binary(const DualN<K>& a, const DualN<K>& b, double r) {
   Partials p{a.v, b.v, r, 0};
   R::vjp(p);
-  return {r, tangent_term(p.pa, a.t) + tangent_term(p.pb, b.t)};
+  DualN<K> out;
+  out.v = r;
+  for (int k = 0; k < K; ++k)
+    out.t[k] = tangent_term(p.pa, a.t[k]) + tangent_term(p.pb, b.t[k]);
+  return out;
 }
 
 // Arithmetic, as Var records it: a constant operand is the op's constant (mul_scalar, rsub_scalar, ...).
-inline Dual operator-(Dual a) { return dual_unary<rules::Neg>(a, -a.v); }
-inline Dual operator+(Dual a, Dual b) { return dual_binary<rules::Add>(a, b, a.v + b.v); }
-inline Dual operator-(Dual a, Dual b) { return dual_binary<rules::Sub>(a, b, a.v - b.v); }
-inline Dual operator*(Dual a, Dual b) { return dual_binary<rules::Mul>(a, b, a.v * b.v); }
-inline Dual operator/(Dual a, Dual b) { return dual_binary<rules::Div>(a, b, a.v / b.v); }
-inline Dual operator+(Dual a, double c) { return dual_unary<rules::AddC>(a, a.v + c); }
-inline Dual operator+(double c, Dual a) { return dual_unary<rules::AddC>(a, c + a.v); }
-inline Dual operator-(Dual a, double c) { return dual_unary<rules::AddC>(a, a.v - c); }
-inline Dual operator-(double c, Dual a) { return dual_unary<rules::RSubC>(a, c - a.v); }
-inline Dual operator*(Dual a, double c) { return dual_unary<rules::MulC>(a, a.v * c, c); }
-inline Dual operator*(double c, Dual a) { return dual_unary<rules::MulC>(a, c * a.v, c); }
-inline Dual operator/(Dual a, double c) { return dual_unary<rules::DivC>(a, a.v / c, c); }
-inline Dual operator/(double c, Dual a) { return dual_unary<rules::RDivC>(a, c / a.v); }
-inline Dual& operator+=(Dual& a, Dual b) { return a = a + b; }
-inline Dual& operator-=(Dual& a, Dual b) { return a = a - b; }
+template <int K> DualN<K> operator-(const DualN<K>& a) { return dual_unary<rules::Neg>(a, -a.v); }
+template <int K> DualN<K> operator+(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Add>(a, b, a.v + b.v);
+}
+template <int K> DualN<K> operator-(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Sub>(a, b, a.v - b.v);
+}
+template <int K> DualN<K> operator*(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Mul>(a, b, a.v * b.v);
+}
+template <int K> DualN<K> operator/(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Div>(a, b, a.v / b.v);
+}
+template <int K> DualN<K> operator+(const DualN<K>& a, double c) { return dual_unary<rules::AddC>(a, a.v + c); }
+template <int K> DualN<K> operator+(double c, const DualN<K>& a) { return dual_unary<rules::AddC>(a, c + a.v); }
+template <int K> DualN<K> operator-(const DualN<K>& a, double c) { return dual_unary<rules::AddC>(a, a.v - c); }
+template <int K> DualN<K> operator-(double c, const DualN<K>& a) { return dual_unary<rules::RSubC>(a, c - a.v); }
+template <int K> DualN<K> operator*(const DualN<K>& a, double c) { return dual_unary<rules::MulC>(a, a.v * c, c); }
+template <int K> DualN<K> operator*(double c, const DualN<K>& a) { return dual_unary<rules::MulC>(a, c * a.v, c); }
+template <int K> DualN<K> operator/(const DualN<K>& a, double c) { return dual_unary<rules::DivC>(a, a.v / c, c); }
+template <int K> DualN<K> operator/(double c, const DualN<K>& a) { return dual_unary<rules::RDivC>(a, c / a.v); }
 
 // Comparisons look at values only (the rules' `when` conditions).
-inline bool operator==(Dual a, Dual b) { return a.v == b.v; }
-inline bool operator==(Dual a, double b) { return a.v == b; }
-inline bool operator<(Dual a, Dual b) { return a.v < b.v; }
-inline bool operator<(Dual a, double b) { return a.v < b; }
-inline bool operator>(Dual a, Dual b) { return a.v > b.v; }
-inline bool operator>(Dual a, double b) { return a.v > b; }
-inline bool operator<=(Dual a, double b) { return a.v <= b; }
-inline bool operator>=(Dual a, double b) { return a.v >= b; }
+template <int K> bool operator==(const DualN<K>& a, const DualN<K>& b) { return a.v == b.v; }
+template <int K> bool operator==(const DualN<K>& a, double b) { return a.v == b; }
+template <int K> bool operator<(const DualN<K>& a, const DualN<K>& b) { return a.v < b.v; }
+template <int K> bool operator<(const DualN<K>& a, double b) { return a.v < b; }
+template <int K> bool operator>(const DualN<K>& a, const DualN<K>& b) { return a.v > b.v; }
+template <int K> bool operator>(const DualN<K>& a, double b) { return a.v > b; }
+template <int K> bool operator<=(const DualN<K>& a, double b) { return a.v <= b; }
+template <int K> bool operator>=(const DualN<K>& a, double b) { return a.v >= b; }
 
 // The math functions the rules call (rules.hpp: unqualified, after `using std::f;`).
-inline Dual exp(Dual a) { return dual_unary<rules::Exp>(a, rules::Exp::f(a.v)); }
-inline Dual log(Dual a) { return dual_unary<rules::Log>(a, rules::Log::f(a.v)); }
-inline Dual sqrt(Dual a) { return dual_unary<rules::Sqrt>(a, rules::Sqrt::f(a.v)); }
-inline Dual sin(Dual a) { return dual_unary<rules::Sin>(a, rules::Sin::f(a.v)); }
-inline Dual cos(Dual a) { return dual_unary<rules::Cos>(a, rules::Cos::f(a.v)); }
-inline Dual sinh(Dual a) { return dual_unary<rules::Sinh>(a, rules::Sinh::f(a.v)); }
-inline Dual cosh(Dual a) { return dual_unary<rules::Cosh>(a, rules::Cosh::f(a.v)); }
-inline Dual sigmoid(Dual a) { return dual_unary<rules::Sigmoid>(a, rules::Sigmoid::f(a.v)); }
-inline Dual pow(Dual a, Dual b) { return dual_binary<rules::Pow>(a, b, rules::Pow::f(a.v, b.v)); }
-inline Dual pow(Dual a, double c) { return dual_unary<rules::PowC>(a, rules::PowC::f(a.v, c), c); }
-inline Dual hypot(Dual a, Dual b) { return dual_binary<rules::Hypot>(a, b, rules::Hypot::f(a.v, b.v)); }
-inline Dual hypot(Dual a, double c) { return hypot(a, Dual{c, 0}); }
+template <int K> DualN<K> exp(const DualN<K>& a) { return dual_unary<rules::Exp>(a, rules::Exp::f(a.v)); }
+template <int K> DualN<K> log(const DualN<K>& a) { return dual_unary<rules::Log>(a, rules::Log::f(a.v)); }
+template <int K> DualN<K> sqrt(const DualN<K>& a) { return dual_unary<rules::Sqrt>(a, rules::Sqrt::f(a.v)); }
+template <int K> DualN<K> sin(const DualN<K>& a) { return dual_unary<rules::Sin>(a, rules::Sin::f(a.v)); }
+template <int K> DualN<K> cos(const DualN<K>& a) { return dual_unary<rules::Cos>(a, rules::Cos::f(a.v)); }
+template <int K> DualN<K> sinh(const DualN<K>& a) { return dual_unary<rules::Sinh>(a, rules::Sinh::f(a.v)); }
+template <int K> DualN<K> cosh(const DualN<K>& a) { return dual_unary<rules::Cosh>(a, rules::Cosh::f(a.v)); }
+template <int K> DualN<K> sigmoid(const DualN<K>& a) { return dual_unary<rules::Sigmoid>(a, rules::Sigmoid::f(a.v)); }
+template <int K> DualN<K> pow(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Pow>(a, b, rules::Pow::f(a.v, b.v));
+}
+template <int K> DualN<K> pow(const DualN<K>& a, double c) {
+  return dual_unary<rules::PowC>(a, rules::PowC::f(a.v, c), c);
+}
+template <int K> DualN<K> hypot(const DualN<K>& a, const DualN<K>& b) {
+  return dual_binary<rules::Hypot>(a, b, rules::Hypot::f(a.v, b.v));
+}
+template <int K> DualN<K> hypot(const DualN<K>& a, double c) {
+  DualN<K> b;
+  b.v = c;
+  return hypot(a, b);
+}
 
 } // namespace autodiff::detail
