@@ -89,6 +89,11 @@ template <int K> Scratch<K>& scratch() {
   return s;
 }
 
+std::vector<Seed>& seed_scratch() {
+  thread_local std::vector<Seed> s;
+  return s;
+}
+
 } // namespace
 
 struct HvpSweep {
@@ -207,8 +212,8 @@ detail::HvpResult detail::forward_over_reverse(std::string_view op, const Var& y
   const std::uint32_t n = y.index() + 1;
   // The seeds in node order, so that the tangent pass takes them with one cursor; a variable given
   // twice gets the sum of its components, as the create_graph path's seeded sweep gives it.
-  std::vector<Seed> seeds;
-  seeds.reserve(xs.size() + 1);
+  std::vector<Seed>& seeds = seed_scratch();
+  seeds.clear();
   for (std::size_t k = 0; k < xs.size(); ++k)
     if (xs[k].index() < n) seeds.push_back({xs[k].index(), 0, v[k]});
   const auto by_node = [](const Seed& l, const Seed& r) { return l.node < r.node; };
@@ -236,7 +241,7 @@ std::vector<std::vector<double>> detail::hessian_forward_over_reverse(std::strin
   // Columns j0 .. j0 + K - 1 per sweep, one unit vector per lane: h[i][j] = d(dy/dx_i)/dx_j, the
   // create_graph path's h[i][j] (it differentiates row i's gradient in x_j).
   constexpr int K = detail::hessian_lanes;
-  std::vector<Seed> seeds;
+  std::vector<Seed>& seeds = seed_scratch();
   for (std::size_t j0 = 0; j0 < m; j0 += K) {
     seeds.clear();
     for (std::size_t j = j0; j < std::min(m, j0 + K); ++j)
