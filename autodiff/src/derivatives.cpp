@@ -17,8 +17,8 @@ void same_size(std::string_view op, std::span<const double> x, std::span<const d
 Matrix hessian(const ScalarFunction& f, std::span<const double> x) {
   const ScratchTape scratch; // a private tape, active for this call
   const std::vector<Var> xs(x.begin(), x.end());
-  // Forward over reverse, 8 columns per sweep (Note [Forward over reverse]): 0.7x the create_graph
-  // gradient and one first-order sweep of it per row.
+  // Forward over reverse, 8 columns per sweep (Note [Forward over reverse]): 0.6-0.7x the
+  // create_graph gradient and one first-order sweep of it per row.
   return detail::hessian_forward_over_reverse("hessian", f(xs), xs);
 }
 
