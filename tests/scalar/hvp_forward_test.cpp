@@ -15,6 +15,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,6 +170,46 @@ BOOST_AUTO_TEST_CASE(every_op_matches_central_differences_of_the_gradient) {
         ++checked;
       }
   BOOST_TEST(checked >= 600u);
+}
+
+BOOST_AUTO_TEST_CASE(random_compositions) {
+  // Chains of 2 to 5 table ops over three inputs (as engine_test's), where tangents and dual
+  // adjoints pass through several rules: against the create_graph path and central differences.
+  const auto table = op_table();
+  std::mt19937 rng(2024);
+  std::uniform_int_distribution<std::size_t> pick(0, table.size() - 1);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<std::size_t> chain;
+    for (std::size_t k = 0; k < 2 + static_cast<std::size_t>(trial % 4); ++k)
+      chain.push_back(pick(rng));
+    const Fn f = [&](const std::vector<Var>& x) {
+      Var v = x[0];
+      for (const std::size_t c : chain) {
+        const auto& op = table[c];
+        std::vector<Var> args;
+        for (int a = 0; a < op.arity; ++a) {
+          const double centre = op.points[op.points.size() / 2][static_cast<std::size_t>(a)];
+          const double scale = centre == 0 ? 0.2 : 0.2 * std::fmin(1.0, std::fabs(centre));
+          args.push_back(centre + scale * tanh(a == 0 ? v * x[2] + x[1] : v * x[1] + x[2]));
+        }
+        v = op.f(args);
+      }
+      return v * x[1];
+    };
+    const std::vector<double> p{0.3 - 0.01 * trial, 0.7, -0.2}, v{0.6, -1.1, 0.9};
+    const Paths r = both(f, p, v);
+    const std::vector<double> fd = central_difference(f, p, v);
+    std::vector<std::string> names;
+    for (const std::size_t c : chain)
+      names.push_back(table[c].name);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      BOOST_TEST_CONTEXT(fmt::format("chain {}, component {}", fmt::join(names, " -> "), i)) {
+        BOOST_TEST(close(r.hv[i], r.old[i], 1e-10), r.hv[i] << ", create_graph " << r.old[i]);
+        BOOST_TEST(close(r.hv[i], fd[i], 1e-5), r.hv[i] << ", differences " << fd[i]);
+        BOOST_TEST(same_value(r.gradient[i], r.first[i]));
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(special_values) {
