@@ -232,31 +232,48 @@ detail::HvpResult detail::forward_over_reverse(std::string_view op, const Var& y
   return out;
 }
 
-std::vector<std::vector<double>> detail::hessian_forward_over_reverse(std::string_view op, const Var& y,
-                                                                      std::span<const Var> xs) {
-  const Tape& t = HvpSweep::check(op, y, xs);
+namespace {
+// Columns j0 .. j0 + K - 1 of h per sweep, one unit vector per lane: h[i][j] = d(dy/dx_i)/dx_j, the
+// create_graph path's h[i][j] (it differentiates row i's gradient in x_j).
+template <int K>
+void hessian_columns(const Tape& t, const Var& y, std::span<const Var> xs, std::vector<std::vector<double>>& h) {
   const std::uint32_t n = y.index() + 1;
   const std::size_t m = xs.size();
-  std::vector<std::vector<double>> h(m, std::vector<double>(m, 0.0));
-  // Columns j0 .. j0 + K - 1 per sweep, one unit vector per lane: h[i][j] = d(dy/dx_i)/dx_j, the
-  // create_graph path's h[i][j] (it differentiates row i's gradient in x_j).
-  constexpr int K = detail::hessian_lanes;
   std::vector<Seed>& seeds = seed_scratch();
   for (std::size_t j0 = 0; j0 < m; j0 += K) {
+    const std::size_t j1 = std::min(m, j0 + K);
     seeds.clear();
-    for (std::size_t j = j0; j < std::min(m, j0 + K); ++j)
+    for (std::size_t j = j0; j < j1; ++j)
       if (xs[j].index() < n) seeds.push_back({xs[j].index(), static_cast<int>(j - j0), 1.0});
     const auto by_node = [](const Seed& l, const Seed& r) { return l.node < r.node; };
     if (!std::is_sorted(seeds.begin(), seeds.end(), by_node)) std::stable_sort(seeds.begin(), seeds.end(), by_node);
     seeds.push_back({n, 0, 0.0});
     const detail::DualN<K>* adj = HvpSweep::run<K>(t, y, seeds);
     for (std::size_t i = 0; i < m; ++i) {
-      if (xs[i].index() >= n) continue;
+      if (xs[i].index() >= n) continue; // y does not depend on a later x
       const detail::DualN<K>& d = adj[xs[i].index()];
-      for (std::size_t j = j0; j < std::min(m, j0 + K); ++j)
+      for (std::size_t j = j0; j < j1; ++j)
         h[i][j] = d.t[j - j0];
     }
   }
+}
+} // namespace
+
+std::vector<std::vector<double>> detail::hessian_forward_over_reverse(std::string_view op, const Var& y,
+                                                                      std::span<const Var> xs) {
+  const Tape& t = HvpSweep::check(op, y, xs);
+  const std::size_t m = xs.size();
+  std::vector<std::vector<double>> h(m, std::vector<double>(m, 0.0));
+  // Fewer lanes for fewer variables: idle lanes would still cost their arithmetic on every node.
+  static_assert(hessian_lanes == 8);
+  if (m <= 1)
+    hessian_columns<1>(t, y, xs, h);
+  else if (m <= 2)
+    hessian_columns<2>(t, y, xs, h);
+  else if (m <= 4)
+    hessian_columns<4>(t, y, xs, h);
+  else
+    hessian_columns<8>(t, y, xs, h);
   return h;
 }
 

@@ -390,8 +390,9 @@ BOOST_AUTO_TEST_CASE(hessian_in_vector_mode_equals_the_create_graph_hessian) {
     for (const auto& w : wrappings(op))
       for (const auto& p : op.points)
         compare(w.name, w.f, p);
-  static_assert(detail::hessian_lanes == 8); // the sizes below straddle 1, 2 and 3 sweeps
-  for (std::size_t n : {1u, 7u, 8u, 9u, 17u, 24u}) {
+  // 1, 2, 3 variables: sweeps of 1, 2, 4 lanes; then 8 lanes, straddling 1, 2 and 3 sweeps.
+  static_assert(detail::hessian_lanes == 8);
+  for (std::size_t n : {1u, 2u, 3u, 7u, 8u, 9u, 17u, 24u}) {
     std::vector<double> p(n);
     for (std::size_t i = 0; i < n; ++i)
       p[i] = 0.9 * std::sin(1.3 * static_cast<double>(i) + 0.2);
