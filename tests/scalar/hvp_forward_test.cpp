@@ -1,7 +1,8 @@
 // autodiff::hvp by forward over reverse (docs/design.md, "Note [Forward over reverse]"): for every
 // op of the table, against the create_graph path (a create_graph gradient, then a sweep of it
 // seeded with v) and against central differences of the gradient; its gradient against the
-// first-order sweep's; and the special values of Note [Zero adjoints].
+// first-order sweep's; the special values of Note [Zero adjoints]; and hessian's vector-mode
+// sweeps against the create_graph Hessian.
 
 #include "op_table.hpp"
 
@@ -18,6 +19,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace autodiff;
