@@ -4,6 +4,7 @@
 #include "common.hpp"
 
 #include <autodiff/autodiff.hpp>
+#include <autodiff/detail/hvp.hpp>
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -612,6 +614,111 @@ struct TapeHvp {
   }
 };
 
+// The same on a reused tape by forward over reverse (Note [Forward over reverse]): f recorded once,
+// then a tangent pass and one reverse sweep with dual adjoints; nothing more is recorded.
+struct TapeHvpForward {
+  std::span<const double> x, v;
+  Tape tape;
+  std::vector<Var> xs;
+  std::vector<double> hv;
+  TapeHvpForward(std::span<const double> at, std::span<const double> dir)
+      : x(at), v(dir), xs(at.size()), hv(at.size()) {}
+  double run() {
+    tape.reset();
+    for (std::size_t i = 0; i < x.size(); ++i)
+      xs[i] = Var(x[i]);
+    const Var y = rosenbrock(std::span<const Var>(xs));
+    hv = autodiff::detail::forward_over_reverse("hvp", y, xs, v).hv;
+    return y.value();
+  }
+};
+
+#ifdef TAPEGRAD_HAVE_CODIPACK
+// CoDiPack's forward over reverse, its documented nesting for second order (a reverse type over a
+// forward type, tutorial 6): T is RealReverseGen<RealForward>, as the tutorial's, or the preallocated
+// unchecked Jacobian tape of CodiEngine over RealForward. The tangent v is seeded on the inputs while
+// recording (the partials are stored with their tangents), the adjoint (1, 0) on y, and the inputs'
+// adjoints then hold (gradient, H v).
+template <class T> struct CodiHvp {
+  static constexpr bool unchecked = std::is_same_v<T, codi::RealReverseUncheckedGen<codi::RealForward>>;
+  std::span<const double> x, v;
+  typename T::Tape& tape = T::getTape();
+  std::vector<T> xs;
+  std::vector<double> hv;
+  CodiHvp(std::span<const double> at, std::span<const double> dir, std::size_t nodes)
+      : x(at), v(dir), xs(at.size()), hv(at.size()) {
+    if constexpr (unchecked) {
+      tape.setParameter(codi::TapeParameters::StatementSize, 2 * nodes + 4096);
+      tape.setParameter(codi::TapeParameters::JacobianSize, 3 * nodes + 4096);
+    }
+  }
+  double run() {
+    tape.reset(false);
+    tape.setActive();
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      xs[i] = x[i];
+      xs[i].value().gradient() = v[i];
+      tape.registerInput(xs[i]);
+    }
+    T y = rosenbrock(std::span<const T>(xs));
+    tape.registerOutput(y);
+    tape.setPassive();
+    tape.clearAdjoints();
+    y.gradient().value() = 1.0;
+    tape.evaluate();
+    for (std::size_t i = 0; i < x.size(); ++i)
+      hv[i] = xs[i].getGradient().gradient();
+    return y.getValue().getValue();
+  }
+};
+using CodiHvpUnchecked = CodiHvp<codi::RealReverseUncheckedGen<codi::RealForward>>;
+using CodiHvpTutorial = CodiHvp<codi::RealReverseGen<codi::RealForward>>;
+#endif
+
+// A Hessian on a reused tape: a create_graph gradient and one first-order sweep of it per row
+// (autodiff::hessian's way before), one forward-over-reverse sweep per unit vector, or sweeps of
+// detail::hessian_lanes unit vectors each (vector mode, autodiff::hessian's way now).
+enum class HessianWay { create_graph, forward, forward_lanes };
+template <class F> struct TapeHessian {
+  F f;
+  std::span<const double> x;
+  HessianWay way;
+  Tape tape;
+  std::vector<Var> xs;
+  std::vector<double> h; // row-major
+  TapeHessian(F fn, std::span<const double> at, HessianWay w)
+      : f(fn), x(at), way(w), xs(at.size()), h(at.size() * at.size()) {}
+  double run() {
+    tape.reset();
+    const std::size_t n = x.size();
+    for (std::size_t i = 0; i < n; ++i)
+      xs[i] = Var(x[i]);
+    const Var y = f(std::span<const Var>(xs));
+    if (way == HessianWay::forward) {
+      // Sweep j gives column j: d(dy/dx_i)/dx_j.
+      std::vector<double> e(n, 0.0);
+      for (std::size_t j = 0; j < n; ++j) {
+        e[j] = 1.0;
+        const std::vector<double> col = autodiff::detail::forward_over_reverse("hessian", y, xs, e).hv;
+        for (std::size_t i = 0; i < n; ++i)
+          h[i * n + j] = col[i];
+        e[j] = 0.0;
+      }
+    } else if (way == HessianWay::forward_lanes) {
+      const auto m = autodiff::detail::hessian_forward_over_reverse("hessian", y, xs);
+      for (std::size_t i = 0; i < n; ++i)
+        std::copy(m[i].begin(), m[i].end(), h.begin() + static_cast<std::ptrdiff_t>(i * n));
+    } else {
+      const std::vector<Var> g = autodiff::grad(y, xs, {.create_graph = true});
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::vector<double> row = autodiff::gradient(g[i], xs);
+        std::copy(row.begin(), row.end(), h.begin() + static_cast<std::ptrdiff_t>(i * n));
+      }
+    }
+    return y.value();
+  }
+};
+
 struct Workload {
   const char* name;
   std::string prefix;
@@ -678,17 +785,33 @@ void print_summary(const bench::RecordingReporter& r) {
   }
 
   const auto grad = r.cpu_ns("S1_rosenbrock/tapegrad/gradient");
-  const auto hvp = r.cpu_ns("S1_rosenbrock/tape_hvp");
-  const auto hvp_fn = r.cpu_ns("S1_rosenbrock/autodiff_hvp");
   const auto hvp_hand = r.cpu_ns("S1_rosenbrock/hand_hvp");
-  fmt::print("\n| HVP on S1 | µs | HVP ÷ tapegrad gradient | / hand HVP | allocs/iter |\n");
-  fmt::print("|---|---|---|---|---|\n");
-  fmt::print("| hand-written HVP | {} | - | 1.00 | {} |\n", us(hvp_hand),
-             num(r.counter("S1_rosenbrock/hand_hvp", "allocs/iter"), "{:g}"));
-  fmt::print("| grad(create_graph) + seeded sweep, reused tape | {} | {} | {} | {} |\n", us(hvp), ratio(hvp, grad),
-             ratio(hvp, hvp_hand), num(r.counter("S1_rosenbrock/tape_hvp", "allocs/iter"), "{:g}"));
-  fmt::print("| autodiff::hvp (scratch tape) | {} | {} | {} | {} |\n", us(hvp_fn), ratio(hvp_fn, grad),
-             ratio(hvp_fn, hvp_hand), num(r.counter("S1_rosenbrock/autodiff_hvp", "allocs/iter"), "{:g}"));
+  const auto codi = r.cpu_ns("S1_rosenbrock/codipack_hvp");
+  fmt::print("\n| HVP on S1 | µs | ÷ tapegrad gradient | ÷ hand HVP | ÷ CoDiPack FoR | allocs/iter |\n");
+  fmt::print("|---|---|---|---|---|---|\n");
+  const auto row = [&](const char* what, const std::string& name) {
+    const auto t = r.cpu_ns(name);
+    fmt::print("| {} | {} | {} | {} | {} | {} |\n", what, us(t), ratio(t, grad), ratio(t, hvp_hand), ratio(t, codi),
+               num(r.counter(name, "allocs/iter"), "{:g}"));
+  };
+  row("hand-written HVP", "S1_rosenbrock/hand_hvp");
+  row("grad(create_graph) + seeded sweep, reused tape", "S1_rosenbrock/tape_hvp");
+  row("forward over reverse, reused tape", "S1_rosenbrock/tape_hvp_forward");
+  row("autodiff::hvp (scratch tape, forward over reverse)", "S1_rosenbrock/autodiff_hvp");
+  row("CoDiPack forward over reverse (RealReverseUncheckedGen<RealForward>)", "S1_rosenbrock/codipack_hvp");
+  row("CoDiPack forward over reverse (RealReverseGen<RealForward>)", "S1_rosenbrock/codipack_hvp_checked");
+
+  fmt::print(
+      "\n| Hessian, reused tape | create_graph + n sweeps µs | n forward-over-reverse sweeps µs | ÷ create_graph "
+      "| n / {} vector-mode sweeps µs | ÷ create_graph |\n",
+      autodiff::detail::hessian_lanes);
+  fmt::print("|---|---|---|---|---|---|\n");
+  for (const char* w : {"S1_rosenbrock_n100", "S3_mlp"}) {
+    const auto old = r.cpu_ns(std::string(w) + "/hessian_create_graph");
+    const auto fwd = r.cpu_ns(std::string(w) + "/hessian_forward");
+    const auto lanes = r.cpu_ns(std::string(w) + "/hessian_forward_lanes");
+    fmt::print("| {} | {} | {} | {} | {} | {} |\n", w, us(old), us(fwd), ratio(fwd, old), us(lanes), ratio(lanes, old));
+  }
 }
 
 } // namespace
@@ -726,12 +849,37 @@ int main(int argc, char** argv) {
                   checked_s4_gradient("S4-Toon", s4_toon, toon_plain, w.s4_q, w.s4_v), 1e-4);
 
     std::vector<double> hv(s1_n);
+    std::vector<double> hessians[2];
     rosenbrock_hvp(w.s1_x, w.s1_v, hv);
     TapeHvp t(w.s1_x, w.s1_v);
     t.run();
     bench::check_close("S1 HVP (tape vs hand-written)", t.hv, hv);
     const auto fn = [](const std::vector<Var>& x) { return rosenbrock(std::span<const Var>(x)); };
     bench::check_close("S1 HVP (autodiff::hvp vs hand-written)", autodiff::hvp(fn, w.s1_x, w.s1_v), hv);
+    TapeHvpForward tf(w.s1_x, w.s1_v);
+    tf.run();
+    bench::check_close("S1 HVP (forward over reverse vs hand-written)", tf.hv, hv);
+    for (const HessianWay way : {HessianWay::create_graph, HessianWay::forward, HessianWay::forward_lanes}) {
+      TapeHessian h1(s1, std::span<const double>(w.s1_x).first(100), way);
+      h1.run();
+      TapeHessian h3(s3, std::span<const double>(w.s3_p), way);
+      h3.run();
+      if (way == HessianWay::create_graph) {
+        hessians[0] = h1.h, hessians[1] = h3.h;
+        continue;
+      }
+      const char* what = way == HessianWay::forward ? "forward" : "vector mode";
+      bench::check_close(fmt::format("S1 n=100 Hessian ({} vs create_graph)", what), h1.h, hessians[0]);
+      bench::check_close(fmt::format("S3 Hessian ({} vs create_graph)", what), h3.h, hessians[1], 1e-10);
+    }
+#ifdef TAPEGRAD_HAVE_CODIPACK
+    CodiHvpUnchecked c(w.s1_x, w.s1_v, tapegrad_nodes(s1, w.s1_x));
+    c.run();
+    bench::check_close("S1 HVP (CoDiPack forward over reverse vs hand-written)", c.hv, hv);
+    CodiHvpTutorial ct(w.s1_x, w.s1_v, 0);
+    ct.run();
+    bench::check_close("S1 HVP (CoDiPack RealReverseGen<RealForward> vs hand-written)", ct.hv, hv);
+#endif
   }
 
   const auto reg = [](const std::string& name, auto fn) {
@@ -796,6 +944,33 @@ int main(int argc, char** argv) {
     TapeHvp t(w.s1_x, w.s1_v);
     bench_double(s, [&] { return t.run(); });
   });
+  reg("S1_rosenbrock/tape_hvp_forward", [&w](benchmark::State& s) {
+    TapeHvpForward t(w.s1_x, w.s1_v);
+    bench_double(s, [&] { return t.run(); });
+  });
+#ifdef TAPEGRAD_HAVE_CODIPACK
+  reg("S1_rosenbrock/codipack_hvp", [&w, s1](benchmark::State& s) {
+    CodiHvpUnchecked t(w.s1_x, w.s1_v, tapegrad_nodes(s1, w.s1_x));
+    bench_double(s, [&] { return t.run(); });
+  });
+  reg("S1_rosenbrock/codipack_hvp_checked", [&w](benchmark::State& s) {
+    CodiHvpTutorial t(w.s1_x, w.s1_v, 0);
+    bench_double(s, [&] { return t.run(); });
+  });
+#endif
+  for (const HessianWay way : {HessianWay::create_graph, HessianWay::forward, HessianWay::forward_lanes}) {
+    const char* what = way == HessianWay::create_graph ? "/hessian_create_graph"
+                       : way == HessianWay::forward    ? "/hessian_forward"
+                                                       : "/hessian_forward_lanes";
+    reg(std::string("S1_rosenbrock_n100") + what, [&w, s1, way](benchmark::State& s) {
+      TapeHessian t(s1, std::span<const double>(w.s1_x).first(100), way);
+      bench_double(s, [&] { return t.run(); });
+    });
+    reg(std::string("S3_mlp") + what, [&w, s3, way](benchmark::State& s) {
+      TapeHessian t(s3, std::span<const double>(w.s3_p), way);
+      bench_double(s, [&] { return t.run(); });
+    });
+  }
   reg("S1_rosenbrock/autodiff_hvp", [&w](benchmark::State& s) {
     const autodiff::ScalarFunction fn = [](const std::vector<Var>& x) { return rosenbrock(std::span<const Var>(x)); };
     bench_double(s, [&] { return autodiff::hvp(fn, w.s1_x, w.s1_v)[0]; });

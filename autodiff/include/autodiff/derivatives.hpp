@@ -14,9 +14,11 @@ namespace autodiff {
 using Matrix = std::vector<std::vector<double>>; // row-major rows
 using VectorFunction = std::function<std::vector<Var>(const std::vector<Var>&)>;
 
-// The Hessian of f at x: one create_graph gradient, then one reverse sweep per row.
+// The Hessian of f at x: forward over reverse, one tangent pass and one dual reverse sweep per 8
+// columns (docs/design.md, Note [Forward over reverse]).
 Matrix hessian(const ScalarFunction& f, std::span<const double> x);
-// H v without forming H: the gradient of <grad f, v>, two reverse sweeps (about 4x one gradient).
+// H v without forming H: forward over reverse, a tangent pass and a reverse sweep with dual
+// adjoints over f's record (about 2x one gradient; docs/design.md, Note [Forward over reverse]).
 std::vector<double> hvp(const ScalarFunction& f, std::span<const double> x, std::span<const double> v);
 // The Jacobian of f at x, one reverse sweep per output (row). For many outputs and few inputs,
 // forward mode would be cheaper; reverse costs m sweeps of the whole tape for m outputs.

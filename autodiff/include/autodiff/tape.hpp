@@ -137,6 +137,7 @@ private:
   friend class Var;
   friend struct TapeAccess;
   friend class ScratchTape;
+  friend struct HvpSweep; // autodiff/src/hvp.cpp: reads the record (Note [Forward over reverse])
   struct DefaultTag {};
   explicit Tape(DefaultTag);
   struct NoneTag {};
