@@ -24,16 +24,9 @@ using detail::Dual;
 
 namespace {
 
-// Ops whose every contribution is exactly +g or -g: at g = (0, 0) they add zeros and never a
-// non-finite value, so the reverse sweep tests neither (the list of backward.cpp's passes_adjoint,
-// Note [Zero adjoints]; a new op is tested unless listed).
-template <class R> inline constexpr bool passes_adjoint = false;
-template <> inline constexpr bool passes_adjoint<rules::Leaf> = true;
-template <> inline constexpr bool passes_adjoint<rules::Add> = true;
-template <> inline constexpr bool passes_adjoint<rules::Sub> = true;
-template <> inline constexpr bool passes_adjoint<rules::AddC> = true;
-template <> inline constexpr bool passes_adjoint<rules::RSubC> = true;
-template <> inline constexpr bool passes_adjoint<rules::Neg> = true;
+// detail::passes_adjoint (tape.hpp): ops whose every contribution is exactly +g or -g; at
+// g = (0, 0) they add zeros and never a non-finite value, so the reverse sweep tests neither.
+using detail::passes_adjoint;
 
 // The rule context of the reverse sweep: operands and result are (value, tangents) from the tangent
 // pass, the adjoint g and the contributions are duals. A contribution is dropped where the adjoint's
