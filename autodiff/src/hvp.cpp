@@ -2,6 +2,8 @@
 // by a tangent pass forwards over the tape and a reverse sweep whose adjoints are dual numbers, both
 // running the ops' own vjp rules. Nothing is recorded.
 
+#include "walk.hpp"
+
 #include <autodiff/detail/dual.hpp>
 #include <autodiff/detail/hvp.hpp>
 #include <autodiff/var.hpp>
@@ -98,6 +100,10 @@ struct HvpSweep {
 
 const Tape& HvpSweep::check(std::string_view op, const Var& y, std::span<const Var> xs) {
   const Tape& t = TapeAccess::checked(op, y);
+  if (!t.higher_order())
+    throw Error(fmt::format("autodiff: {}: needs the ops of the computation, and a first-order tape keeps only their "
+                            "partial derivatives (Note [First-order tapes])",
+                            op));
   for (const Var& x : xs) {
     TapeAccess::checked(op, x);
     if (t.ops_[x.index()] != OpCode::Leaf)
@@ -165,35 +171,18 @@ template <int K> const detail::DualN<K>* HvpSweep::run(const Tape& t, const Var&
 
   // The reverse sweep from y, the operand cursors where the tangent pass left them.
   adj[y.index()].v = 1.0;
-  for (std::uint32_t i = n; i-- > 0;) {
-    switch (ops[i]) {
-#define TAPEGRAD_X(Name)                                                                                               \
-  case OpCode::Name: {                                                                                                 \
-    using R = rules::Name;                                                                                             \
-    std::uint32_t a = 0, b = 0;                                                                                        \
-    double c = 0;                                                                                                      \
-    if constexpr (R::form == rules::Form::binary) {                                                                    \
-      ap -= 2;                                                                                                         \
-      a = args[ap];                                                                                                    \
-      b = args[ap + 1];                                                                                                \
-    } else if constexpr (R::form != rules::Form::leaf) {                                                               \
-      a = args[--ap];                                                                                                  \
-    }                                                                                                                  \
-    if constexpr (R::form == rules::Form::unary_const) c = consts[--cp];                                               \
-    if constexpr (R::form != rules::Form::leaf) {                                                                      \
-      const D g = adj[i];                                                                                              \
-      /* Note [Zero adjoints], for a dual adjoint: (0, 0...) contributes nothing. */                                   \
-      if constexpr (!passes_adjoint<R>)                                                                                \
-        if (g.v == 0 && std::all_of(g.t, g.t + K, [](double x) { return x == 0; })) break;                             \
-      DualContext<K, !passes_adjoint<R>> x{prim, adj, i, a, b, c, g};                                                  \
-      R::vjp(x);                                                                                                       \
-    }                                                                                                                  \
-    break;                                                                                                             \
-  }
-      TAPEGRAD_SCALAR_OPS(TAPEGRAD_X)
-#undef TAPEGRAD_X
-    }
-  }
+  detail::reverse_walk(ops, args, ap, consts, cp, n,
+                       [&](auto rule, std::uint32_t i, std::uint32_t a, std::uint32_t b, double c) {
+                         using R = decltype(rule);
+                         if constexpr (R::form != rules::Form::leaf) {
+                           const D g = adj[i];
+                           // Note [Zero adjoints], for a dual adjoint: (0, 0...) contributes nothing.
+                           if constexpr (!passes_adjoint<R>)
+                             if (g.v == 0 && std::all_of(g.t, g.t + K, [](double x) { return x == 0; })) return;
+                           DualContext<K, !passes_adjoint<R>> x{prim, adj, i, a, b, c, g};
+                           R::vjp(x);
+                         }
+                       });
   return adj;
 }
 
