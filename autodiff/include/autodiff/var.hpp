@@ -280,8 +280,7 @@ struct TapeAccess {
   // adds nothing, even where the statement's adjoint is infinite (inf * 0 would be NaN). A branch,
   // predicted, and not `p += (g != 0)`: that would make every later store's address wait for this
   // partial, a chain through the statement's divisions (Toon's recording was 7% slower with it).
-  template <bool NonZero = false>
-  [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor& c) {
+  template <bool NonZero = false> [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor& c) {
     if (NonZero || g != 0) [[likely]] {
       c.args[c.p] = v.i_;
       c.partials[c.p] = g;
