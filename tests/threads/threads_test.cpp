@@ -153,6 +153,10 @@ BOOST_AUTO_TEST_CASE(scalar_hessians_and_gradients_in_threads) {
       Var a = 1.0 + k, b = 2.0;
       const std::vector<double> g = gradient(a * b + sin(a), {a, b});
       if (g[0] != 2.0 + std::cos(1.0 + k) || g[1] != 1.0 + k) wrong.fetch_add(1);
+      // A first-order tape (Note [First-order tapes]) above it on the same thread: the same gradient.
+      Tape first_order({.higher_order = false});
+      Var c = 1.0 + k, d = 2.0;
+      if (gradient(c * d + sin(c), {c, d}) != g) wrong.fetch_add(1);
     }
   });
   BOOST_TEST(wrong.load() == 0);
