@@ -9,6 +9,8 @@
 #   scripts/fuzz.sh 3600       an hour per target, for a long local run
 #   scripts/fuzz.sh 0          only replay the corpora
 # TAPEGRAD_FUZZ_SECONDS does the same as the argument (the argument wins).
+# TAPEGRAD_FUZZ_BUILD=<dir> uses a build folder configured already with clang, -DTAPEGRAD_SANITIZE=ON
+# and -DTAPEGRAD_FUZZ=ON (scripts/test.sh's sanitizer build) instead of configuring build/fuzz.
 # The last line says how many targets ran and passed ("fuzz.sh: 4 targets ran: 4 passed, 0 failed");
 # scripts/test.sh reads its count from there.
 set -euo pipefail
@@ -28,13 +30,16 @@ targets=(
   "fuzz_state_dict tests/fuzz/corpus/state_dict 20"
 )
 
-build=build/fuzz
-# -O1 -g1, as test.sh's sanitizer passes: at -O2 -g the build was more than half of this script's
-# time (about 125 of 219 s in CI). Each target fuzzes for a fixed time, so -O1 costs executions in
-# that time, not minutes of CI.
-CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPEGRAD_FUZZ=ON -DTAPEGRAD_BUILD_TESTS=ON \
-  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DTAPEGRAD_BUILD_BENCHMARKS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF \
-  >/dev/null
+if [ -n "${TAPEGRAD_FUZZ_BUILD:-}" ]; then
+  build=$TAPEGRAD_FUZZ_BUILD
+else
+  build=build/fuzz
+  # -O1 -g1, as test.sh's sanitizer build: at -O2 -g the build was more than half of this
+  # script's time. Each target fuzzes for a fixed time, so -O1 costs executions, not minutes.
+  CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPEGRAD_FUZZ=ON -DTAPEGRAD_BUILD_TESTS=ON \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DTAPEGRAD_BUILD_BENCHMARKS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF \
+    >/dev/null
+fi
 
 names=()
 for t in "${targets[@]}"; do

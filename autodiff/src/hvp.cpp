@@ -246,14 +246,12 @@ std::vector<std::vector<double>> detail::hessian_forward_over_reverse(std::strin
   const Tape& t = HvpSweep::check(op, y, xs);
   const std::size_t m = xs.size();
   std::vector<std::vector<double>> h(m, std::vector<double>(m, 0.0));
-  // Fewer lanes for fewer variables: idle lanes would still cost their arithmetic on every node.
+  // One lane for one variable (the width hvp uses), eight otherwise. Each width instantiates every
+  // rule for its dual type (seconds of compile time per build, and CI builds this file four times);
+  // for 2 to 7 variables the idle lanes cost arithmetic on a tape that is small anyway.
   static_assert(hessian_lanes == 8);
   if (m <= 1)
     hessian_columns<1>(t, y, xs, h);
-  else if (m <= 2)
-    hessian_columns<2>(t, y, xs, h);
-  else if (m <= 4)
-    hessian_columns<4>(t, y, xs, h);
   else
     hessian_columns<8>(t, y, xs, h);
   return h;

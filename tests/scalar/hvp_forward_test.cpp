@@ -392,7 +392,8 @@ BOOST_AUTO_TEST_CASE(hessian_in_vector_mode_equals_the_create_graph_hessian) {
     for (const auto& w : wrappings(op))
       for (const auto& p : op.points)
         compare(w.name, w.f, p);
-  // 1, 2, 3 variables: sweeps of 1, 2, 4 lanes; then 8 lanes, straddling 1, 2 and 3 sweeps.
+  // 1 variable: one lane; 2, 3 and 7 variables: one sweep of 8 lanes, some idle; then 8 lanes,
+  // straddling 1, 2 and 3 sweeps.
   static_assert(detail::hessian_lanes == 8);
   for (std::size_t n : {1u, 2u, 3u, 7u, 8u, 9u, 17u, 24u}) {
     std::vector<double> p(n);
