@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -27,8 +26,6 @@ using tapegrad_test::op_table;
 using tapegrad_test::OpInfo;
 
 namespace {
-constexpr double inf = std::numeric_limits<double>::infinity();
-constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
 
 using Fn = std::function<Var(const std::vector<Var>&)>;
 
@@ -85,22 +82,7 @@ std::string where(const std::string& name, const std::vector<double>& p, const s
   return fmt::format("{} at ({}) along ({})", name, fmt::join(p, ", "), fmt::join(v, ", "));
 }
 
-// Where some op of the table has an infinite or undefined partial (0, +-1, ...), and non-finite
-// operands (as zero_adjoint_test.cpp).
-const std::vector<double> edges{0.0, -0.0, 1.0, -1.0, 0.5, -2.0, inf, -inf, NaN};
-std::vector<std::vector<double>> edge_points(const OpInfo& op, bool finite_only) {
-  std::vector<std::vector<double>> out;
-  for (double a : edges) {
-    if (finite_only && !std::isfinite(a)) continue;
-    if (op.arity == 1) {
-      out.push_back({a});
-      continue;
-    }
-    for (double b : edges)
-      if (!finite_only || std::isfinite(b)) out.push_back({a, b});
-  }
-  return out;
-}
+using tapegrad_test::edge_points; // where partials are infinite or undefined, and non-finite operands
 
 // (grad f(x + h v) - grad f(x - h v)) / 2h, h small against the smallest nonzero |x_i|.
 std::vector<double> central_difference(const Fn& f, const std::vector<double>& x, const std::vector<double>& v) {

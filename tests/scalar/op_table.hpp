@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,33 @@ inline std::vector<OpInfo> op_table() {
   binary("min",   [](const Var& a, const Var& b) { return min(a, b); }, [](double a, double b) { return std::fmin(a, b); }, pairs, false);
   // clang-format on
   return t;
+}
+
+// Where some op of the table has an infinite or undefined partial derivative (0 for log, sqrt,
+// cbrt, division; +-1 for asin, acos, atanh; 1 for acosh), and non-finite operands.
+inline const std::vector<double> edges{0.0,
+                                       -0.0,
+                                       1.0,
+                                       -1.0,
+                                       0.5,
+                                       -2.0,
+                                       std::numeric_limits<double>::infinity(),
+                                       -std::numeric_limits<double>::infinity(),
+                                       std::numeric_limits<double>::quiet_NaN()};
+
+// Every point of an op's arity built from `edges` (only the finite ones if asked).
+inline std::vector<std::vector<double>> edge_points(const OpInfo& op, bool finite_only = false) {
+  std::vector<std::vector<double>> out;
+  for (double a : edges) {
+    if (finite_only && !std::isfinite(a)) continue;
+    if (op.arity == 1) {
+      out.push_back({a});
+      continue;
+    }
+    for (double b : edges)
+      if (!finite_only || std::isfinite(b)) out.push_back({a, b});
+  }
+  return out;
 }
 
 } // namespace tapegrad_test

@@ -9,33 +9,17 @@
 #include <boost/test/unit_test.hpp>
 #include <fmt/format.h>
 
-#include <limits>
-
 using namespace autodiff;
 using tapegrad_test::op_table;
 
 namespace {
-constexpr double inf = std::numeric_limits<double>::infinity();
-constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
-
 bool same_value(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
 
-// Where some op of the table has an infinite or undefined partial derivative (0 for log, sqrt,
-// cbrt, division; +-1 for asin, acos, atanh; 1 for acosh), and non-finite operands.
-const std::vector<double> edges{0.0, -0.0, 1.0, -1.0, 0.5, -2.0, inf, -inf, NaN};
-
-// Every point of an op of the given arity built from `edges`, and the op's own points.
+// The op's own points and those built from tapegrad_test::edges.
 std::vector<std::vector<double>> points_of(const tapegrad_test::OpInfo& op, bool finite_only = false) {
   std::vector<std::vector<double>> out = op.points;
-  for (double a : edges) {
-    if (finite_only && !std::isfinite(a)) continue;
-    if (op.arity == 1) {
-      out.push_back({a});
-      continue;
-    }
-    for (double b : edges)
-      if (!finite_only || std::isfinite(b)) out.push_back({a, b});
-  }
+  for (auto& p : tapegrad_test::edge_points(op, finite_only))
+    out.push_back(std::move(p));
   return out;
 }
 
