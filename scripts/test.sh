@@ -9,7 +9,17 @@ scripts/deps.sh
 
 jobs=2
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+consumer_log=$(mktemp)
+fuzz_log=$(mktemp)
+consumer=
+# One cleanup, set once. It must not fail: under set -e a failing command in an EXIT trap becomes
+# the script's exit status, and `kill` of a consumer already waited for fails, which turned a green
+# run into exit code 1 after its closing line.
+cleanup() {
+  if [ -n "$consumer" ]; then kill "$consumer" 2>/dev/null || true; fi
+  rm -f "$log" "$consumer_log" "$fuzz_log"
+}
+trap cleanup EXIT
 # Each phase's duration, so that the 20-minute budget on 2 cores can be watched phase by phase.
 phase_start=$SECONDS
 phase() { echo "== test.sh: $1 took $((SECONDS - phase_start)) s (total $SECONDS s)"; phase_start=$SECONDS; }
@@ -63,23 +73,20 @@ if [ "${TAPEGRAD_SKIP_TSAN:-0}" != 1 ]; then
 fi
 
 fuzzed=0
-consumer_log=$(mktemp)
-trap 'rm -f "$log" "$consumer_log"' EXIT
 ctest --test-dir build/release --output-on-failure -R "$consumer_test" >"$consumer_log" 2>&1 &
 consumer=$!
-trap 'kill "$consumer" 2>/dev/null; rm -f "$log" "$consumer_log"' EXIT
 if [ "${TAPEGRAD_SKIP_FUZZ:-0}" != 1 ]; then
-  fuzz_log=$(mktemp)
-  trap 'kill "$consumer" 2>/dev/null; rm -f "$log" "$consumer_log" "$fuzz_log"' EXIT
   "${fuzz_build[@]}" scripts/fuzz.sh | tee "$fuzz_log"
   # fuzz.sh's own count of the targets it ran and passed (its last line).
   fuzzed=$(sed -n 's/^fuzz\.sh: [0-9]* targets ran: \([0-9]*\) passed.*/\1/p' "$fuzz_log" | tail -n 1)
 fi
 if ! wait "$consumer"; then
+  consumer=
   cat "$consumer_log"
   echo "test.sh: the add_subdirectory consumer failed" >&2
   exit 1
 fi
+consumer=
 tee -a "$log" <"$consumer_log"
 phase "fuzzing and the add_subdirectory consumer"
 
