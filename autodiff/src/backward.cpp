@@ -74,19 +74,29 @@ void Tape::sweep(std::span<const std::uint32_t> outputs, std::span<const double>
   readable_adjoints_ = adj_.size();
 }
 
-// Note [First-order tapes]: each entry's adjoint times its stored partials, added to its operands'.
-// A zero adjoint skips the entry (Note [Zero adjoints]): a partial may be infinite. Leaves have no
-// pairs, and entries after the outputs have a zero adjoint.
+// Note [First-order tapes]: each entry's adjoint, added to its unit pairs' operands and, times each
+// stored partial, to its other pairs' operands. A zero adjoint skips the latter (Note [Zero
+// adjoints]): a partial may be infinite. Unit pairs need no test (0 times 1 is 0), as the default
+// sweep does not test the ops that give them (detail::passes_adjoint). Leaves have no pairs, and
+// entries after the outputs have a zero adjoint. The other pairs are read down from args_.size, the
+// unit pairs up from units_, where recording left them.
 void Tape::sweep_partials() {
   double* adj = adj_.data();
   const detail::PairCount* counts = counts_.get();
   const std::uint32_t* args = args_.data.get();
   const double* partials = partials_.get();
-  std::size_t p = args_.size;
+  std::size_t p = args_.size, u = units_;
   for (std::size_t i = n_; i-- > 0;) {
-    const auto k = static_cast<std::size_t>(counts[i]);
-    p -= k;
+    const auto h = static_cast<std::size_t>(counts[i]);
+    std::size_t units = h >> 4, k = h & 15;
+    if (counts[i] == detail::wide_entry) [[unlikely]] {
+      units = 0;
+      k = args[u++];
+    }
     const double g = adj[i];
+    for (const std::size_t end = u + units; u < end; ++u)
+      adj[args[u]] += g;
+    p -= k;
     if (g == 0) continue;
     for (std::size_t j = p; j < p + k; ++j)
       adj[args[j]] += g * partials[j];

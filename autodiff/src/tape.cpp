@@ -116,6 +116,7 @@ ScratchTape::~ScratchTape() {
 void Tape::reset() {
   n_ = 0;
   args_.size = 0;
+  units_ = args_.capacity;
   consts_.size = 0;
   adj_.clear();
   swept_ = false;
@@ -149,12 +150,20 @@ void Tape::reserve(std::size_t nodes, std::size_t consts) {
   if (consts_.capacity - consts_.size < consts) consts_.grow(consts_.size + consts);
 }
 
+// The unit pairs' operands sit at the top of args_ (Note [First-order tapes]), so growing moves
+// them to the top of the new array.
 void Tape::reserve_partials(std::size_t pairs) {
   if (cap_ == n_) grow_nodes();
-  if (args_.capacity - args_.size < pairs) {
-    const std::size_t size = args_.size;
-    args_.grow(size + pairs);
-    grow_array(partials_, size, args_.capacity);
+  if (units_ - args_.size < pairs) {
+    const std::size_t size = args_.size, units = args_.capacity - units_;
+    const std::size_t capacity = std::max({size + units + pairs, args_.capacity * 2, std::size_t{1024}});
+    auto bigger = std::make_unique_for_overwrite<std::uint32_t[]>(capacity);
+    if (size != 0) std::memcpy(bigger.get(), args_.data.get(), size * sizeof(std::uint32_t));
+    if (units != 0) std::memcpy(bigger.get() + capacity - units, args_.data.get() + units_, units * sizeof(std::uint32_t));
+    args_.data = std::move(bigger);
+    args_.capacity = capacity;
+    units_ = capacity - units;
+    grow_array(partials_, size, capacity);
   }
 }
 
@@ -165,7 +174,9 @@ std::size_t Tape::operation_count() const {
 }
 
 std::size_t Tape::bytes_used() const {
-  if (first_order_) return n_ * sizeof(detail::PairCount) + args_.size * (sizeof(std::uint32_t) + sizeof(double));
+  if (first_order_)
+    return n_ * sizeof(detail::PairCount) + args_.size * (sizeof(std::uint32_t) + sizeof(double)) +
+           (args_.capacity - units_) * sizeof(std::uint32_t);
   return n_ * (sizeof(double) + sizeof(OpCode)) + args_.size * sizeof(std::uint32_t) + consts_.size * sizeof(double);
 }
 

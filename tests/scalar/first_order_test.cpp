@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace autodiff;
@@ -243,6 +244,63 @@ BOOST_AUTO_TEST_CASE(the_tape_holds_one_byte_per_entry_and_twelve_per_partial) {
   BOOST_TEST(close(gradient(z, {c, d})[1], 1.0 + 3.0 * std::cos(2.0), 1e-15));
   BOOST_TEST(tape.bytes_reserved() == reserved);
   BOOST_CHECK_THROW((void)Var(a * c), Error);
+}
+
+// A sum's operands have a partial of exactly 1, known from the statement's type: only their index
+// is kept (4 bytes, not 12). Statements of more than 15 Vars keep every pair with its partial and
+// their pair count beside them.
+BOOST_AUTO_TEST_CASE(unit_partials_keep_their_operand_only) {
+  Tape tape(first_order);
+  const Var a = 1.5, b = 2.0, c = -3.0, d = 0.25;
+  const Var y = a + b * c + d; // a and d: unit pairs; b and c: pairs with their partials
+  BOOST_TEST(tape.bytes_used() == 5u * 1u + 2u * 4u + 2u * (4u + 8u));
+  BOOST_TEST(gradient(y, {a, b, c, d}) == (std::vector<double>{1.0, -3.0, 2.0, 1.0}));
+  const Var z = a - b + (c + 2.0); // a, c: unit; b: -1 stored
+  BOOST_TEST(tape.bytes_used() == 6u * 1u + 4u * 4u + 3u * (4u + 8u));
+  BOOST_TEST(gradient(z, {a, b, c, d}) == (std::vector<double>{1.0, -1.0, 1.0, 0.0}));
+  // A unit pair under a zero adjoint adds zero; one under an infinite adjoint adds it.
+  const Var s = a + c;
+  BOOST_TEST(gradient(Var(s * 0.0), {a, c}) == (std::vector<double>{0.0, 0.0}));
+  const Var e = 0.0, f = 0.0;
+  const Var u = e + f;
+  BOOST_TEST(gradient(Var(log(u)), {e, f}) == (std::vector<double>{inf, inf}));
+}
+
+template <std::size_t... I> Var wide_sum(const std::vector<Var>& x, std::index_sequence<I...>) {
+  return (x[I] + ...) + x[0] * x[1]; // one statement: 20 Vars read, x[0] and x[1] twice
+}
+
+BOOST_AUTO_TEST_CASE(statements_of_more_than_fifteen_vars_and_growth_match_the_default_tape) {
+  std::vector<double> p(20);
+  for (std::size_t i = 0; i < p.size(); ++i)
+    p[i] = 0.1 * static_cast<double>(i) - 0.7;
+  const auto f = [](const std::vector<Var>& x) { return wide_sum(x, std::make_index_sequence<20>{}); };
+  {
+    Tape tape(first_order);
+    const std::vector<Var> x(p.begin(), p.end());
+    const Var y = f(x);
+    BOOST_TEST(tape.bytes_used() == 21u * 1u + 4u + 22u * (4u + 8u)); // the count, then every pair
+    BOOST_TEST(gradient(y, x) == gradient_on({}, f, p));
+  }
+  // Many statements, narrow and wide, so that the pairs' arrays grow and move several times; the
+  // unit pairs (kept at the top) move with them. Then a reset reuses the memory.
+  const auto chain = [&f](const std::vector<Var>& x) {
+    Var s = x[0];
+    for (std::size_t k = 0; k < 5000; ++k) {
+      s = s + x[k % 20] * x[(k + 3) % 20] - x[(k + 7) % 20];
+      if (k % 97 == 0) s = s * 0.5 + f(x) * 1e-3;
+    }
+    return s;
+  };
+  Tape tape(first_order);
+  for (int round = 0; round < 2; ++round) {
+    tape.reset();
+    const std::vector<Var> x(p.begin(), p.end());
+    const Var y = chain(x);
+    const std::vector<double> got = gradient(y, x), want = gradient_on({}, chain, p);
+    for (std::size_t i = 0; i < p.size(); ++i)
+      BOOST_TEST(close(got[i], want[i], 1e-12), fmt::format("round {}: d/dx{} {} vs {}", round, i, got[i], want[i]));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(what_needs_the_ops_says_so_and_the_helpers_still_work) {

@@ -41,9 +41,22 @@ template <> inline constexpr bool passes_adjoint<rules::AddC> = true;
 template <> inline constexpr bool passes_adjoint<rules::RSubC> = true;
 template <> inline constexpr bool passes_adjoint<rules::Neg> = true;
 
-// A first-order tape's pair count of an entry. Not a char type, which may alias anything: storing one
-// would make the compiler reload the tape's cursors after it, in every statement.
+// Ops that pass their adjoint unchanged (+g) to operand a, or b: on a first-order tape a Var reached
+// from a statement's root through these alone has a partial of 1, known from the expression's type,
+// and is stored without it (Note [First-order tapes]). var.hpp checks each against its rule.
+template <class R> inline constexpr bool unit_a = false;
+template <class R> inline constexpr bool unit_b = false;
+template <> inline constexpr bool unit_a<rules::Add> = true;
+template <> inline constexpr bool unit_b<rules::Add> = true;
+template <> inline constexpr bool unit_a<rules::Sub> = true;
+template <> inline constexpr bool unit_a<rules::AddC> = true;
+
+// A first-order tape's entry header (Note [First-order tapes]): (unit pairs << 4) | other pairs for
+// a statement of at most 15 Vars, wide_entry for a longer one. Not a char type, which may alias
+// anything: storing one would make the compiler reload the tape's cursors after it, in every statement.
 enum class PairCount : std::uint8_t {};
+inline constexpr std::size_t narrow_leaves = 15;
+inline constexpr PairCount wide_entry{0xFF}; // not a narrow header: that needs 15 + 15 pairs
 
 // A growable array that never shrinks: reset() keeps its memory, so re-recording allocates nothing.
 template <class T> struct Stream {
@@ -174,7 +187,7 @@ private:
     ops[i] = op;
     return static_cast<std::uint32_t>(i);
   }
-  // A first-order tape's entry: how many (operand, partial) pairs the statement stored (0: a leaf).
+  // A first-order tape's entry with no pairs: a leaf.
   std::uint32_t push_statement_header(detail::PairCount count) {
     const std::size_t i = n_;
     if (i == cap_) [[unlikely]]
@@ -199,7 +212,8 @@ private:
   double adjoint(const Var& v) const;
 
   // Higher-order tapes (the default) fill values_, ops_, args_ (operands) and consts_; first-order
-  // tapes fill counts_, and args_ and partials_ in step (Note [First-order tapes]).
+  // tapes fill counts_, args_ and partials_ in step from the bottom, and the operands of unit
+  // partials (and wide entries' pair counts) in args_ down from units_ (Note [First-order tapes]).
   std::unique_ptr<double[]> values_;
   std::unique_ptr<OpCode[]> ops_;
   std::unique_ptr<detail::PairCount[]> counts_;
@@ -209,6 +223,7 @@ private:
   std::size_t n_ = 0;
   std::size_t cap_ = 0;
   detail::Stream<std::uint32_t> args_;
+  std::size_t units_ = 0; // first-order: args_[units_, args_.capacity) holds the unit pairs' operands
   detail::Stream<double> consts_;
   std::uint64_t gen_;
   std::vector<double> adj_; // adjoints of the last sweep, one per node that existed then

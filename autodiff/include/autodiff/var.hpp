@@ -269,19 +269,26 @@ struct TapeAccess {
   }
 
   // ---- first-order tapes (Note [First-order tapes]) ----
-  // Where a statement's (operand, partial) pairs go.
-  struct PartialsCursor {
+  // Where a statement's (operand, partial) pairs go: the other pairs up from p, the operands of unit
+  // partials down from u. Wide statements (more than detail::narrow_leaves Vars) keep no unit pairs.
+  template <bool Wide> struct PartialsCursor {
     std::uint32_t* args;
     double* partials;
-    std::size_t p;
+    std::size_t p, u;
   };
   // The local reverse pass reaches a Var: d statement / d v is g (a Var read twice gets two pairs).
   // A zero partial is not stored: the sweep then adds nothing for it, as the default tape's rule
   // adds nothing, even where the statement's adjoint is infinite (inf * 0 would be NaN). A branch,
   // predicted, and not `p += (g != 0)`: that would make every later store's address wait for this
   // partial, a chain through the statement's divisions (Toon's recording was 7% slower with it).
-  template <bool NonZero = false> [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor& c) {
-    if (NonZero || g != 0) [[likely]] {
+  // Unit: g is 1 by the expression's type (every op above passes its adjoint unchanged: a sum's
+  // operand, detail::unit_a/unit_b); only the operand is stored. A test of g == 1 at run time
+  // instead made Toon's recording 12% slower, and would make the tape's layout depend on values.
+  template <bool NonZero = false, bool Unit = false, bool Wide>
+  [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor<Wide>& c) {
+    if constexpr (Unit && !Wide) {
+      c.args[--c.u] = v.i_;
+    } else if (NonZero || Unit || g != 0) [[likely]] {
       c.args[c.p] = v.i_;
       c.partials[c.p] = g;
       ++c.p;
@@ -290,24 +297,30 @@ struct TapeAccess {
   // ... or a subexpression. A zero adjoint stops there (Note [Zero adjoints]): its Vars get no pair,
   // not the NaN that 0 times an infinite partial below would give.
   // Under an op that passes its adjoint (detail::passes_adjoint) g is the parent's, never 0.
-  template <bool NonZero = false, VarExpression E>
-  [[gnu::always_inline]] static void pass(const E& e, double g, PartialsCursor& c) {
-    if (NonZero || g != 0) [[likely]]
-      e.partials(g, c);
+  template <bool NonZero = false, bool Unit = false, VarExpression E, class Cursor>
+  [[gnu::always_inline]] static void pass(const E& e, double g, Cursor& c) {
+    if (NonZero || Unit || g != 0) [[likely]]
+      e.template partials<Unit>(g, c);
   }
   // Records e on a first-order tape: its partial derivatives by a reverse pass over the expression,
-  // with the rules of rules.hpp run on doubles, then one entry and its non-zero pairs (at most E::leaves).
+  // with the rules of rules.hpp run on doubles, then one entry and its pairs. One test for the room
+  // of both kinds of pairs: they grow towards each other in args_.
   template <VarExpression E> [[gnu::always_inline]] static Var record_partials(Tape& t, const E& e, std::uint64_t g) {
-    static_assert(E::leaves <= 255, "autodiff: a statement reads more than 255 Vars; split the expression "
-                                    "(for example accumulate it with +=)");
-    if (t.cap_ == t.n_ || t.args_.capacity - t.args_.size < E::leaves) [[unlikely]]
-      t.reserve_partials(E::leaves);
-    const std::size_t first = t.args_.size;
-    PartialsCursor c{t.args_.data.get(), t.partials_.get(), first};
-    e.partials(1.0, c);
-    t.args_.size = c.p;
+    constexpr bool wide = E::leaves > detail::narrow_leaves;
+    if (t.cap_ == t.n_ || t.units_ - t.args_.size < E::leaves + wide) [[unlikely]]
+      t.reserve_partials(E::leaves + wide);
+    const std::size_t first = t.args_.size, top = t.units_;
+    PartialsCursor<wide> c{t.args_.data.get(), t.partials_.get(), first, top};
+    e.template partials<true>(1.0, c);
     const std::size_t i = t.n_;
-    t.counts_[i] = static_cast<detail::PairCount>(c.p - first);
+    if constexpr (wide) {
+      c.args[--c.u] = static_cast<std::uint32_t>(c.p - first);
+      t.counts_[i] = detail::wide_entry;
+    } else {
+      t.counts_[i] = static_cast<detail::PairCount>((top - c.u) << 4 | (c.p - first));
+    }
+    t.args_.size = c.p;
+    t.units_ = c.u;
     t.n_ = i + 1;
     return Var(Var::Node{}, e.value(), static_cast<std::uint32_t>(i), g);
   }
@@ -321,16 +334,27 @@ namespace detail {
 struct StatementContext {
   double a_, b_, r_, c_, g_;
   double ga = -0.0, gb = -0.0;
-  double g() const { return g_; }
-  double a() const { return a_; }
-  double b() const { return b_; }
-  double r() const { return r_; }
-  double c() const { return c_; }
-  void da(double v) { ga += v; }
-  void db(double v) { gb += v; }
-  void da_neg(double v) { ga -= v; }
-  void db_neg(double v) { gb -= v; }
+  constexpr double g() const { return g_; }
+  constexpr double a() const { return a_; }
+  constexpr double b() const { return b_; }
+  constexpr double r() const { return r_; }
+  constexpr double c() const { return c_; }
+  constexpr void da(double v) { ga += v; }
+  constexpr void db(double v) { gb += v; }
+  constexpr void da_neg(double v) { ga -= v; }
+  constexpr void db_neg(double v) { gb -= v; }
 };
+// The rule's contributions for g = 1 at values that make no other rule give exactly 1: the ops
+// listed in unit_a/unit_b (tape.hpp) must pass their adjoint unchanged to that operand.
+template <class R> constexpr StatementContext unit_probe() {
+  StatementContext x{3.0, 5.0, 7.0, 11.0, 1.0};
+  R::vjp(x);
+  return x;
+}
+template <class R> constexpr bool passes_unit_a = !unit_a<R> || unit_probe<R>().ga == 1.0;
+template <class R> constexpr bool passes_unit_b = !unit_b<R> || unit_probe<R>().gb == 1.0;
+static_assert(passes_unit_a<rules::Add> && passes_unit_b<rules::Add> && passes_unit_a<rules::Sub> &&
+              passes_unit_a<rules::AddC>);
 } // namespace detail
 
 // ---- expression types (Note [Statements]) ---------------------------------------------------------
@@ -363,10 +387,10 @@ template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
     c.args[c.ap++] = ia;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), 0, v, 0, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
   }
 };
 // R applied to a and a constant it stores (Form::unary_const).
@@ -389,10 +413,10 @@ template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
     c.consts[c.cp++] = k;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), 0, v, k, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
   }
 };
 // R applied to a and b (Form::binary). Nodes go in the order C++ code reads: a's, b's, then R.
@@ -423,11 +447,11 @@ template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTa
     c.ap += 2;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  [[gnu::always_inline]] void partials(double g, TapeAccess::PartialsCursor& c) const {
+  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), b.value(), v, 0, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>>(a, x.ga, c);
-    TapeAccess::pass<detail::passes_adjoint<R>>(b, x.gb, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_b<R>>(b, x.gb, c);
   }
 };
 
