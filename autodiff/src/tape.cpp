@@ -159,7 +159,8 @@ void Tape::reserve_partials(std::size_t pairs) {
     const std::size_t capacity = std::max({size + units + pairs, args_.capacity * 2, std::size_t{1024}});
     auto bigger = std::make_unique_for_overwrite<std::uint32_t[]>(capacity);
     if (size != 0) std::memcpy(bigger.get(), args_.data.get(), size * sizeof(std::uint32_t));
-    if (units != 0) std::memcpy(bigger.get() + capacity - units, args_.data.get() + units_, units * sizeof(std::uint32_t));
+    if (units != 0)
+      std::memcpy(bigger.get() + capacity - units, args_.data.get() + units_, units * sizeof(std::uint32_t));
     args_.data = std::move(bigger);
     args_.capacity = capacity;
     units_ = capacity - units;
