@@ -97,6 +97,42 @@ BOOST_AUTO_TEST_CASE(third_derivative_of_sin_x_squared) {
   }
 }
 
+// pow(a, b) at b == 0: d/da is 0 there but not in a neighbourhood, so its derivative in b (1/a) must
+// survive. Dropping d/da at b == 0 gave d2/da db = 0 against d2/db da = 1/a, from create_graph,
+// hessian and hvp alike. Only a == 0, where a^(b-1) is infinite, keeps it dropped. (Where a < 0,
+// d/db is taken as 0, as PyTorch does, so only d2/da db = 1/a is left.)
+BOOST_AUTO_TEST_CASE(pow_hessian_at_a_zero_exponent_is_symmetric) {
+  const auto f = [](const std::vector<Var>& v) -> Var { return pow(v[0], v[1]); };
+  for (double a : {2.0, 0.5, -3.0}) {
+    const double l = a > 0 ? std::log(a) : 0.0; // d/db is taken as 0 where a <= 0
+    const Matrix want = {{0.0, 1.0 / a}, {a > 0 ? 1.0 / a : 0.0, l * l}};
+    const Matrix h = hessian(f, std::vector<double>{a, 0.0});
+    Tape tape;
+    Var x = a, y = 0.0;
+    const std::vector<Var> g = grad(pow(x, y), {x, y}, {.create_graph = true});
+    const std::vector<double> row0 = gradient(g[0], {x, y}), row1 = gradient(g[1], {x, y});
+    const std::vector<double> hv0 = hvp(f, std::vector<double>{a, 0.0}, std::vector<double>{1.0, 0.0});
+    for (std::size_t i = 0; i < 2; ++i)
+      for (std::size_t j = 0; j < 2; ++j) {
+        const double created = i == 0 ? row0[j] : row1[j];
+        BOOST_TEST(std::fabs(h[i][j] - want[i][j]) < 1e-15,
+                   fmt::format("a = {}: hessian[{}][{}] {}", a, i, j, h[i][j]));
+        BOOST_TEST(std::fabs(created - want[i][j]) < 1e-15,
+                   fmt::format("a = {}: create_graph [{}][{}] {}", a, i, j, created));
+      }
+    BOOST_TEST(std::fabs(hv0[1] - want[1][0]) < 1e-15, fmt::format("a = {}: hvp {}", a, hv0[1]));
+  }
+  // At a == 0 the first derivative in a stays 0 (not 0 * inf) and nothing is NaN.
+  for (const auto& row : hessian(f, std::vector<double>{0.0, 0.0}))
+    for (double v : row)
+      BOOST_TEST(!std::isnan(v));
+  Tape tape;
+  Var x = 0.0, y = 0.0;
+  BOOST_TEST(gradient(pow(x, y), {x, y}) == (std::vector<double>{0.0, 0.0}));
+  Var n = std::nan(""), z = 0.0; // pow(NaN, 0) is 1 for every a: its derivative in a is 0
+  BOOST_TEST(gradient(pow(n, z), {n})[0] == 0.0);
+}
+
 BOOST_AUTO_TEST_CASE(every_op_has_a_correct_second_derivative) {
   std::size_t checked = 0;
   for (const auto& op : tapegrad_test::op_table()) {

@@ -324,6 +324,26 @@ BOOST_AUTO_TEST_CASE(rosenbrock_hessian_is_exact) {
   }
 }
 
+// The tensor form of tests/scalar/higher_order_test.cpp's pow case: the same rule, run with masks.
+// At b == 0, d/da is 0 but its derivative in b is 1/a; dropping d/da there made the Hessian
+// [[0, 0], [1/a, log(a)^2]].
+BOOST_AUTO_TEST_CASE(pow_hessian_at_a_zero_exponent_is_symmetric) {
+  const UnaryTensorFunction f = [](const Tensor& x) { return sum(pow(slice(x, 0, 0, 3), slice(x, 0, 3, 6))); };
+  const std::vector<double> a{2.0, 0.5, 4.0};
+  const Tensor x = tensor({a[0], a[1], a[2], 0.0, 0.0, 0.0}, DType::float64);
+  const std::vector<double> h = hessian(f, x).to_vector();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double l = std::log(a[i]);
+    const std::size_t n = 6, ia = i, ib = i + 3;
+    BOOST_TEST(std::fabs(h[ia * n + ib] - 1.0 / a[i]) < 1e-15,
+               fmt::format("a = {}: d2/da db {}", a[i], h[ia * n + ib]));
+    BOOST_TEST(std::fabs(h[ib * n + ia] - 1.0 / a[i]) < 1e-15,
+               fmt::format("a = {}: d2/db da {}", a[i], h[ib * n + ia]));
+    BOOST_TEST(std::fabs(h[ib * n + ib] - l * l) < 1e-15);
+    BOOST_TEST(h[ia * n + ia] == 0.0);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(quadratic_form_hessian_is_a_plus_a_transpose) {
   manual_seed(42);
   const std::int64_t n = 4;

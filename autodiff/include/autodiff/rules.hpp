@@ -142,8 +142,12 @@ struct Pow {
   template <class X> static constexpr void vjp(X& x) {
     using std::log;
     using std::pow;
-    // d/da is 0 for b == 0 (pow(a, 0) == 1 everywhere), not 0 * inf at a == 0.
-    when(x, x.b() != 0, [&] { x.da(x.g() * x.b() * pow(x.a(), x.b() - 1.0)); });
+    // d/da = b a^(b-1). At b == 0 it is 0, and is computed as such (0 times a finite power) wherever
+    // it can be: dropped at b == 0 alone, the recorded derivative lost its dependence on b, and a
+    // create_graph Hessian had d2/da db = 0 against d2/db da = 1/a. Only at a == 0 (0 * inf) and at
+    // a NaN (pow(NaN, 0) is 1 whatever a is) is it dropped, as PyTorch drops it at every b == 0.
+    const auto add_da = [&] { x.da(x.g() * x.b() * pow(x.a(), x.b() - 1.0)); };
+    when_else(x, x.b() != 0, add_da, [&] { when(x, x.a() != 0, [&] { when(x, x.a() == x.a(), add_da); }); });
     // d/db = r log a; where a <= 0 the real power is only defined on integers (or is 0), so the
     // derivative in b is taken as 0 there, as PyTorch does, instead of NaN from log.
     when(x, x.a() > 0, [&] { x.db(x.g() * x.r() * log(x.a())); });
