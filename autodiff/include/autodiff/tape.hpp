@@ -57,6 +57,9 @@ template <> inline constexpr bool unit_a<rules::AddC> = true;
 enum class PairCount : std::uint8_t {};
 inline constexpr std::size_t narrow_leaves = 15;
 inline constexpr PairCount wide_entry{0xFF}; // not a narrow header: that needs 15 + 15 pairs
+// Statements with 2 to this many pairs with partials merge the pairs of a Var read more than once
+// (Note [First-order tapes], "Merged pairs"): up to 28 index compares while recording.
+inline constexpr std::size_t merge_slots = 8;
 
 // A growable array that never shrinks: reset() keeps its memory, so re-recording allocates nothing.
 template <class T> struct Stream {

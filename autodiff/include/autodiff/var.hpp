@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace autodiff {
@@ -276,7 +277,19 @@ struct TapeAccess {
     double* partials;
     std::size_t p, u;
   };
-  // The local reverse pass reaches a Var: d statement / d v is g (a Var read twice gets two pairs).
+  // ... or, for a statement of 2 to detail::merge_slots Vars with partials (not unit pairs), one slot
+  // per such Var, numbered at compile time, so that the slots live in registers: the operands are
+  // read first (indices()), the partials fill d (0 where a zero adjoint stopped the pass), and
+  // store_merged() adds the partials of a Var read more than once before storing (Note [First-order
+  // tapes], "Merged pairs").
+  template <std::size_t G> struct MergeCursor {
+    std::uint32_t* args;
+    std::size_t u;
+    std::uint32_t idx[G];
+    double d[G] = {};
+  };
+  // The local reverse pass reaches a Var: d statement / d v is g (in a statement of more than
+  // detail::merge_slots such Vars, a Var read twice gets two pairs; below, see MergeCursor).
   // A zero partial is not stored: the sweep then adds nothing for it, as the default tape's rule
   // adds nothing, even where the statement's adjoint is infinite (inf * 0 would be NaN). A branch,
   // predicted, and not `p += (g != 0)`: that would make every later store's address wait for this
@@ -284,7 +297,7 @@ struct TapeAccess {
   // Unit: g is 1 by the expression's type (every op above passes its adjoint unchanged: a sum's
   // operand, detail::unit_a/unit_b); only the operand is stored. A test of g == 1 at run time
   // instead made Toon's recording 12% slower, and would make the tape's layout depend on values.
-  template <bool NonZero = false, bool Unit = false, bool Wide>
+  template <bool NonZero = false, bool Unit = false, std::size_t Slot = 0, bool Wide>
   [[gnu::always_inline]] static void pass(const Var& v, double g, PartialsCursor<Wide>& c) {
     if constexpr (Unit && !Wide) {
       c.args[--c.u] = v.i_;
@@ -297,10 +310,61 @@ struct TapeAccess {
   // ... or a subexpression. A zero adjoint stops there (Note [Zero adjoints]): its Vars get no pair,
   // not the NaN that 0 times an infinite partial below would give.
   // Under an op that passes its adjoint (detail::passes_adjoint) g is the parent's, never 0.
-  template <bool NonZero = false, bool Unit = false, VarExpression E, class Cursor>
+  template <bool NonZero = false, bool Unit = false, std::size_t Slot = 0, VarExpression E, class Cursor>
   [[gnu::always_inline]] static void pass(const E& e, double g, Cursor& c) {
     if (NonZero || Unit || g != 0) [[likely]]
-      e.template partials<Unit>(g, c);
+      e.template partials<Unit, Slot>(g, c);
+  }
+  // A Var in a merged statement: its partial goes to its slot; a unit pair is stored at once.
+  template <bool NonZero = false, bool Unit = false, std::size_t Slot = 0, std::size_t G>
+  [[gnu::always_inline]] static void pass(const Var& v, double g, MergeCursor<G>& c) {
+    if constexpr (Unit)
+      c.args[--c.u] = v.i_;
+    else
+      c.d[Slot] = g;
+  }
+  template <bool Unit, std::size_t Slot, std::size_t G>
+  [[gnu::always_inline]] static void index(const Var& v, MergeCursor<G>& c) {
+    if constexpr (!Unit) c.idx[Slot] = v.i_;
+  }
+  template <bool Unit, std::size_t Slot, VarExpression E, std::size_t G>
+  [[gnu::always_inline]] static void index(const E& e, MergeCursor<G>& c) {
+    e.template indices<Unit, Slot>(c);
+  }
+  // Slot J's partial goes to the first earlier slot of the same Var, if any (which is then the
+  // Var's first slot: an earlier one would have matched first). Unrolled at compile time, so every
+  // index is a constant and the slots stay in registers; reads of one Var object compare equal at
+  // compile time, and only the operands that may differ cost a compare.
+  template <std::size_t J, std::size_t K = 0, std::size_t G>
+  [[gnu::always_inline]] static void merge_slot(MergeCursor<G>& c, bool (&merged)[G]) {
+    if constexpr (K < J) {
+      if (c.idx[K] == c.idx[J]) [[unlikely]] {
+        c.d[K] += c.d[J];
+        merged[J] = true;
+      } else {
+        merge_slot<J, K + 1>(c, merged);
+      }
+    }
+  }
+  // Then each Var's pair, unless its partial is 0 (as pass() above: the zero-partial rule applies
+  // to the sum).
+  template <std::size_t G> [[gnu::always_inline]] static std::size_t
+  store_merged(MergeCursor<G>& c, std::uint32_t* args, double* partials, std::size_t p) {
+    bool merged[G] = {};
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      (merge_slot<J>(c, merged), ...);
+      (store_slot(merged[J], c.idx[J], c.d[J], args, partials, p), ...);
+    }
+    (std::make_index_sequence<G>{});
+    return p;
+  }
+  [[gnu::always_inline]] static void store_slot(bool merged, std::uint32_t index, double d, std::uint32_t* args,
+                                                double* partials, std::size_t& p) {
+    if (!merged && d != 0) [[likely]] {
+      args[p] = index;
+      partials[p] = d;
+      ++p;
+    }
   }
   // Records e on a first-order tape: its partial derivatives by a reverse pass over the expression,
   // with the rules of rules.hpp run on doubles, then one entry and its pairs. One test for the room
@@ -310,17 +374,28 @@ struct TapeAccess {
     if (t.cap_ == t.n_ || t.units_ - t.args_.size < E::leaves + wide) [[unlikely]]
       t.reserve_partials(E::leaves + wide);
     const std::size_t first = t.args_.size, top = t.units_;
-    PartialsCursor<wide> c{t.args_.data.get(), t.partials_.get(), first, top};
-    e.template partials<true>(1.0, c);
     const std::size_t i = t.n_;
-    if constexpr (wide) {
-      c.args[--c.u] = static_cast<std::uint32_t>(c.p - first);
-      t.counts_[i] = detail::wide_entry;
+    constexpr std::size_t merged = E::template general<true>;
+    if constexpr (!wide && merged >= 2 && merged <= detail::merge_slots) {
+      MergeCursor<merged> c{t.args_.data.get(), top, {}, {}};
+      e.template indices<true, 0>(c);
+      e.template partials<true, 0>(1.0, c);
+      const std::size_t p = store_merged(c, t.args_.data.get(), t.partials_.get(), first);
+      t.counts_[i] = static_cast<detail::PairCount>((top - c.u) << 4 | (p - first));
+      t.args_.size = p;
+      t.units_ = c.u;
     } else {
-      t.counts_[i] = static_cast<detail::PairCount>((top - c.u) << 4 | (c.p - first));
+      PartialsCursor<wide> c{t.args_.data.get(), t.partials_.get(), first, top};
+      e.template partials<true, 0>(1.0, c);
+      if constexpr (wide) {
+        c.args[--c.u] = static_cast<std::uint32_t>(c.p - first);
+        t.counts_[i] = detail::wide_entry;
+      } else {
+        t.counts_[i] = static_cast<detail::PairCount>((top - c.u) << 4 | (c.p - first));
+      }
+      t.args_.size = c.p;
+      t.units_ = c.u;
     }
-    t.args_.size = c.p;
-    t.units_ = c.u;
     t.n_ = i + 1;
     return Var(Var::Node{}, e.value(), static_cast<std::uint32_t>(i), g);
   }
@@ -368,6 +443,10 @@ template <class A> inline constexpr std::size_t consts_of = 0;
 template <VarExpression A> inline constexpr std::size_t consts_of<A> = A::consts;
 template <class A> inline constexpr std::size_t leaves_of = 1; // a Var: one (operand, partial) pair
 template <VarExpression A> inline constexpr std::size_t leaves_of<A> = A::leaves;
+// The Vars of A not reached through unit ops alone (given Unit: A is so reached): its pairs with a
+// partial, each a slot of a merged statement.
+template <class A, bool Unit> inline constexpr std::size_t general_of = Unit ? 0 : 1;
+template <VarExpression A, bool Unit> inline constexpr std::size_t general_of<A, Unit> = A::template general<Unit>;
 } // namespace detail
 
 // R applied to a (Form::unary).
@@ -387,10 +466,14 @@ template <class R, Operand A> struct UnaryExpr : detail::StatementTag {
     c.args[c.ap++] = ia;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
+  template <bool Unit> static constexpr std::size_t general = detail::general_of<A, Unit && detail::unit_a<R>>;
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void indices(Cursor& c) const {
+    TapeAccess::index<Unit && detail::unit_a<R>, Slot>(a, c);
+  }
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), 0, v, 0, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>, Slot>(a, x.ga, c);
   }
 };
 // R applied to a and a constant it stores (Form::unary_const).
@@ -413,10 +496,14 @@ template <class R, Operand A> struct UnaryConstExpr : detail::StatementTag {
     c.consts[c.cp++] = k;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
+  template <bool Unit> static constexpr std::size_t general = detail::general_of<A, Unit && detail::unit_a<R>>;
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void indices(Cursor& c) const {
+    TapeAccess::index<Unit && detail::unit_a<R>, Slot>(a, c);
+  }
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), 0, v, k, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>, Slot>(a, x.ga, c);
   }
 };
 // R applied to a and b (Form::binary). Nodes go in the order C++ code reads: a's, b's, then R.
@@ -447,11 +534,18 @@ template <class R, Operand A, Operand B> struct BinaryExpr : detail::StatementTa
     c.ap += 2;
     return TapeAccess::node(c, detail::code_of<R>, v);
   }
-  template <bool Unit, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
+  template <bool Unit> static constexpr std::size_t general_a = detail::general_of<A, Unit && detail::unit_a<R>>;
+  template <bool Unit> static constexpr std::size_t general =
+      general_a<Unit> + detail::general_of<B, Unit && detail::unit_b<R>>;
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void indices(Cursor& c) const {
+    TapeAccess::index<Unit && detail::unit_a<R>, Slot>(a, c);
+    TapeAccess::index<Unit && detail::unit_b<R>, Slot + general_a<Unit>>(b, c);
+  }
+  template <bool Unit, std::size_t Slot, class Cursor> [[gnu::always_inline]] void partials(double g, Cursor& c) const {
     detail::StatementContext x{a.value(), b.value(), v, 0, g};
     R::vjp(x);
-    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>>(a, x.ga, c);
-    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_b<R>>(b, x.gb, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_a<R>, Slot>(a, x.ga, c);
+    TapeAccess::pass<detail::passes_adjoint<R>, Unit && detail::unit_b<R>, Slot + general_a<Unit>>(b, x.gb, c);
   }
 };
 
