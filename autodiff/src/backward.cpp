@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstddef>
+#include <utility>
 
 namespace autodiff {
 
@@ -86,14 +88,52 @@ void Tape::sweep_partials() {
   const std::uint32_t* args = args_.data.get();
   const double* partials = partials_.get();
   std::size_t p = args_.size, u = units_;
+  // Entries of the common shapes (unit pairs, other pairs) run unrolled: their loops' exits were
+  // the sweep's mispredicted branches, one jump (predicted from the entries before it) replaces
+  // them. 18-22% faster on S1, S3, LW and Toon (Note [First-order tapes]).
+  const auto shape = [&]<std::size_t U, std::size_t K>(double g) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) { ((adj[args[u + J]] += g), ...); }
+    (std::make_index_sequence<U>{});
+    u += U;
+    p -= K;
+    if constexpr (K != 0) {
+      if (g == 0) return;
+      [&]<std::size_t... J>(std::index_sequence<J...>) { ((adj[args[p + J]] += g * partials[p + J]), ...); }
+      (std::make_index_sequence<K>{});
+    }
+  };
   for (std::size_t i = n_; i-- > 0;) {
+    const double g = adj[i];
+    switch (static_cast<std::size_t>(counts[i])) {
+    case 0: // a leaf
+      continue;
+#define TAPEGRAD_SHAPE(U, K)                                                                                           \
+  case (U) << 4 | (K):                                                                                                 \
+    shape.template operator()<U, K>(g);                                                                                \
+    continue;
+      TAPEGRAD_SHAPE(0, 1)
+      TAPEGRAD_SHAPE(0, 2)
+      TAPEGRAD_SHAPE(0, 3)
+      TAPEGRAD_SHAPE(0, 4)
+      TAPEGRAD_SHAPE(1, 0)
+      TAPEGRAD_SHAPE(1, 1)
+      TAPEGRAD_SHAPE(1, 2)
+      TAPEGRAD_SHAPE(1, 3)
+      TAPEGRAD_SHAPE(2, 0)
+      TAPEGRAD_SHAPE(2, 1)
+      TAPEGRAD_SHAPE(2, 2)
+      TAPEGRAD_SHAPE(3, 0)
+      TAPEGRAD_SHAPE(3, 1)
+#undef TAPEGRAD_SHAPE
+    default: // any other narrow entry, or a wide one
+      break;
+    }
     const auto h = static_cast<std::size_t>(counts[i]);
     std::size_t units = h >> 4, k = h & 15;
     if (counts[i] == detail::wide_entry) [[unlikely]] {
       units = 0;
       k = args[u++];
     }
-    const double g = adj[i];
     for (const std::size_t end = u + units; u < end; ++u)
       adj[args[u]] += g;
     p -= k;
