@@ -237,4 +237,70 @@ BOOST_AUTO_TEST_CASE(create_graph_rules_read_their_saved_tensors_while_the_recor
   BOOST_TEST(r.passed, fmt::format("{}", r));
 }
 
+// ---- undoing broadcasting ---------------------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(broadcast_gradients_add_their_rows_in_order_bit_for_bit) {
+  // The engine sums a broadcast gradient back to its input's shape (sum_to). A bias broadcast
+  // along leading dims has a path of its own (columns in blocks of 16 held in registers); every
+  // path must add a column's rows one after another from 0, in the input's dtype, so the bits do
+  // not depend on which path ran. The reference below does exactly that, element by element.
+  manual_seed(11);
+  struct Case {
+    Shape out, in;
+  };
+  const Case cases[] = {
+      {{37, 16}, {16}},        {{5, 33}, {1, 33}}, {{4, 3, 17}, {17}}, {{4, 3, 17}, {1, 1, 17}},
+      {{2, 3, 40}, {3, 40}},   {{9, 1}, {1}},      {{7, 5}, {1, 1}},   {{4, 3, 17}, {4, 1, 17}},
+      {{4, 3, 17}, {4, 3, 1}}, {{6, 16}, {6, 1}},  {{0, 16}, {16}},    {{3, 0}, {0}},
+  };
+  for (const DType d : {DType::float32, DType::float64})
+    for (const Case& c : cases) {
+      Tape tape;
+      Tensor b = zeros(c.in, d);
+      b.requires_grad(true);
+      const Tensor g = randn(c.out, d);
+      (zeros(c.out, d) + b).backward(g);
+      // reference: out element i adds into the input element it was broadcast from, in order of i
+      const auto gv = g.to_vector();
+      std::vector<double> want(static_cast<std::size_t>(c.in.numel()), 0.0);
+      std::vector<float> want32(want.size(), 0.0f);
+      const int r = c.out.rank(), off = r - c.in.rank();
+      for (std::int64_t i = 0; i < c.out.numel(); ++i) {
+        std::int64_t rest = i, j = 0, stride = 1;
+        for (int k = r - 1; k >= 0; --k) {
+          const std::int64_t idx = rest % c.out[k];
+          rest /= c.out[k];
+          if (k >= off) {
+            const std::int64_t dim = c.in[k - off];
+            j += (dim == 1 ? 0 : idx) * stride;
+            stride *= dim;
+          }
+        }
+        want[static_cast<std::size_t>(j)] += gv[static_cast<std::size_t>(i)];
+        want32[static_cast<std::size_t>(j)] += static_cast<float>(gv[static_cast<std::size_t>(i)]);
+      }
+      const Tensor got = b.grad();
+      BOOST_TEST_CONTEXT(fmt::format("{} -> {} ({})", c.out, c.in, dtype_name(d))) {
+        BOOST_REQUIRE(got.defined());
+        BOOST_TEST(got.shape() == c.in);
+        const auto gotv = got.to_vector();
+        for (std::size_t k = 0; k < want.size(); ++k)
+          if (d == DType::float32)
+            BOOST_TEST(gotv[k] == double{want32[k]}, "element " << k);
+          else
+            BOOST_TEST(gotv[k] == want[k], "element " << k);
+      }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(linear_with_no_input_features_gives_its_bias) {
+  // x [3, 0] w^T is an empty sum: every row is the bias (the product adds onto the bias rows).
+  Tape tape;
+  Tensor b = tensor({1.5, -2.0}, DType::float64);
+  b.requires_grad(true);
+  const Tensor y = linear(zeros({3, 0}, DType::float64), zeros({2, 0}, DType::float64), b);
+  BOOST_TEST(y.to_vector() == (std::vector<double>{1.5, -2, 1.5, -2, 1.5, -2}), boost::test_tools::per_element());
+  sum(y * tensor({1.0, 10.0}, DType::float64)).backward();
+  BOOST_TEST(b.grad().to_vector() == (std::vector<double>{3, 30}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -182,10 +182,25 @@ public:
 
 private:
   friend struct detail::Access;
+  // A count of 1 means this handle is the only one, and no other thread can be copying it, so the
+  // last owner skips the atomic read-modify-write (about 20 cycles even uncontended): most tensors
+  // an op makes die with their only handle. The acquire load pairs with other owners' decrements.
   void drop() {
-    if (buf_ && buf_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::release(buf_);
+    if (buf_ &&
+        (buf_->refs.load(std::memory_order_acquire) == 1 || buf_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1))
+      detail::release(buf_);
     if (slot_) detail::release(slot_);
   }
+  // Drops the storage and the gradient slot, leaving the handle undefined; cheaper than assigning
+  // Tensor(), which zeroes the whole handle first.
+  void reset_storage() {
+    drop();
+    buf_ = nullptr;
+    slot_ = nullptr;
+    node_ = npos;
+  }
+  // Storage of shape s, for Access::make: no zeroed handle to overwrite.
+  Tensor(detail::Buffer* b, const Shape& s, DType d) : buf_(b), shape_(s), dtype_(d) {}
   void* raw() const { return static_cast<char*>(buf_->data) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_)); }
 
   detail::Buffer* buf_ = nullptr;

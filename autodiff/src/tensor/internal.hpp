@@ -133,7 +133,14 @@ private:
 // One recorded tensor operation. Inputs that do not require grad are stored as npos, and their
 // values (if the rule needs them) are among the saved tensors. Typed parameters live in typed
 // fields: dims, counts, dtypes and indices in `ints`, real constants (x + c, clamp's bounds) in `c`.
+// Built in place in Record::nodes by its constructor: a node assembled on the stack and copied in
+// was read back in wide moves right after narrow stores (a store-forwarding stall per field, a
+// fifth of recording a small op).
 struct Node {
+  Node(const OpInfo* o, const Shape& s, DType d) : op(o), shape(s), dtype(d) {}
+  Node(const OpInfo* o, const Shape& s, DType d, std::uint8_t in, std::uint8_t ns, std::uint16_t ni, std::uint32_t a,
+       const Tensor* sv, const std::int64_t* is, double c0, double c1)
+      : op(o), shape(s), dtype(d), nin(in), nsaved(ns), nints(ni), args(a), saved(sv), ints(is), c{c0, c1} {}
   const OpInfo* op;
   Shape shape;
   DType dtype;
@@ -174,6 +181,7 @@ struct Access {
   static void* raw(const Tensor& t) { return t.raw(); }
   static Buffer* buffer(const Tensor& t) { return t.buf_; }
   static GradSlot* slot(const Tensor& t) { return t.slot_; }
+  static void clear(Tensor& t) { t.reset_storage(); } // undefined again, without zeroing the handle
   static void set_node(Tensor& t, std::uint32_t node, std::uint64_t gen) {
     t.node_ = node;
     t.gen_ = gen;

@@ -224,13 +224,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* o = ptr<T>(out);
-    detail::gemm<T>(false, true, m, out_f, in_f, ptr<T>(x), ptr<T>(w), o, T(0));
+    // The bias is copied into every row and the product added to it (beta = 1), as PyTorch's addmm
+    // does: no second pass over the output to add the bias. (Where BLAS splits a long k, the bias
+    // now joins the first partial sum instead of the total: a last-bit difference.)
     if (b.defined()) {
       const T* bv = ptr<T>(b);
-      for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t i = 0; i < m; ++i) // a loop, not copy_n: a memmove call per short row cost more
         for (std::int64_t j = 0; j < out_f; ++j)
-          o[i * out_f + j] += bv[j];
+          o[i * out_f + j] = bv[j];
     }
+    detail::gemm<T>(false, true, m, out_f, in_f, ptr<T>(x), ptr<T>(w), o, b.defined() ? T(1) : T(0));
   });
   if (b.defined() ? detail::any_requires_grad({&x, &w, &b}) : detail::any_requires_grad({&x, &w})) {
     const Tensor* in[3] = {&x, &w, &b};

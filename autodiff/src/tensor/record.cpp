@@ -106,10 +106,9 @@ std::uint32_t leaf_node(Record& rec, const Tensor& t) {
   GradSlot* s = Access::slot(t);
   if (const std::uint32_t* k = rec.leaf_nodes.find(s)) return *k;
   if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
-  Node n{&leaf_op, t.shape(), t.dtype()};
+  Node& n = rec.nodes.emplace_back(&leaf_op, t.shape(), t.dtype());
   retain(s);
   n.slot = s;
-  rec.nodes.push_back(n);
   const auto k = static_cast<std::uint32_t>(rec.nodes.size() - 1);
   rec.leaf_nodes.insert(s, k);
   return k;
@@ -153,22 +152,18 @@ std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec) {
   const auto args = static_cast<std::uint32_t>(rec.args.size());
   for (const Tensor* t : spec.inputs)
     rec.args.push_back(t->requires_grad() ? node_of(op.name, rec, *t) : Tensor::npos);
-  Node n{&op, out.shape(), out.dtype()};
-  n.nin = static_cast<std::uint8_t>(nin);
-  n.nsaved = static_cast<std::uint8_t>(spec.saved.size());
-  n.nints = static_cast<std::uint16_t>(spec.ints.size());
-  n.args = args;
   // `out` becomes the node's tensor before the saved tensors are copied, so that an op saving its
   // output (tanh saves r) saves it as recorded, and a create_graph rule differentiates through it.
   const auto k = static_cast<std::uint32_t>(rec.nodes.size());
   Access::set_node(out, k, gen);
   // Plain copies: rules read only values and shapes, so the node and gradient slot a saved tensor
   // carries along are harmless, and skipping detach() keeps recording cheap.
-  n.saved = rec.saved.append(spec.saved.size(), [&](std::size_t j) -> const Tensor& { return spec.saved[j]; });
-  n.ints = rec.ints.append(spec.ints.size(), [&](std::size_t j) { return spec.ints[j]; });
-  n.c[0] = spec.c0;
-  n.c[1] = spec.c1;
-  rec.nodes.push_back(n);
+  const Tensor* saved =
+      rec.saved.append(spec.saved.size(), [&](std::size_t j) -> const Tensor& { return spec.saved[j]; });
+  const std::int64_t* ints = rec.ints.append(spec.ints.size(), [&](std::size_t j) { return spec.ints[j]; });
+  rec.nodes.emplace_back(&op, out.shape(), out.dtype(), static_cast<std::uint8_t>(nin),
+                         static_cast<std::uint8_t>(spec.saved.size()), static_cast<std::uint16_t>(spec.ints.size()),
+                         args, saved, ints, spec.c0, spec.c1);
   return k;
 }
 
@@ -278,7 +273,7 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     ~Cleanup() {
       if (done) return;
       for (std::uint32_t i = 0; i < top; ++i) // kept ones too: grad() will not return them
-        rec.adj[i] = Tensor();
+        Access::clear(rec.adj[i]);
     }
   } cleanup{rec, top};
   for (std::size_t k = 0; k < roots.size(); ++k) {
@@ -307,7 +302,7 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     } else if (op->backward != nullptr) {
       op->backward(ctx);
     }
-    if (!rec.keep[i]) rec.adj[i] = Tensor(); // frees memory as early as possible
+    if (!rec.keep[i]) Access::clear(gi); // frees memory as early as possible
   }
   cleanup.done = true;
 }

@@ -19,6 +19,7 @@ struct Buffer {
   std::uint32_t size_class = 0;
   std::size_t bytes = 0;
   void* data = nullptr;
+  Buffer* next = nullptr; // the next buffer of its size class while cached
 };
 void release(Buffer* b);
 // The gradient slot of a leaf (or of a tensor that asked for retain_grad()): shared by the copies
