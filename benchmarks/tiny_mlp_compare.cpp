@@ -98,7 +98,9 @@ void linear_backward(int n, int in, int out, const float* a, const float* w, con
   if (ga != nullptr) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1, d, out, w, in, 0, ga, in);
 }
 
-struct Floor {
+// The parameters, their gradients and the activations the backward reads, as both hand-written
+// steps keep them: weights [out, in] as Linear's, row-major, drawn as Linear draws them.
+struct Net {
   std::vector<float> w1 = std::vector<float>(hidden * 2), b1 = std::vector<float>(hidden),
                      w2 = std::vector<float>(hidden * hidden), b2 = std::vector<float>(hidden),
                      w3 = std::vector<float>(hidden), b3 = std::vector<float>(1);
@@ -108,7 +110,7 @@ struct Floor {
   std::vector<float> gw1 = w1, gb1 = b1, gw2 = w2, gb2 = b2, gw3 = w3, gb3 = b3;
   float loss = 0;
 
-  Floor() {
+  Net() {
     std::mt19937 rng(0);
     auto init = [&](std::vector<float>& w, std::vector<float>& b, int in) {
       std::uniform_real_distribution<float> u(-1 / std::sqrt(float(in)), 1 / std::sqrt(float(in)));
@@ -121,7 +123,18 @@ struct Floor {
     init(w2, b2, hidden);
     init(w3, b3, hidden);
   }
+  // sgd(parameter, gradient) for each of the six
+  template <class F> void update(const F& sgd) {
+    sgd(w1, gw1);
+    sgd(b1, gb1);
+    sgd(w2, gw2);
+    sgd(b2, gb2);
+    sgd(w3, gw3);
+    sgd(b3, gb3);
+  }
+};
 
+struct Floor : Net {
   void step(const Data& d) {
     constexpr int nh = batch * hidden;
     float *a1 = h1.data(), *a2 = h2.data(), *g1 = d1.data(), *g2 = d2.data(), *o = out.data(), *go = dout.data();
@@ -148,41 +161,12 @@ struct Floor {
       const float* gv = g.data();
       each(static_cast<int>(p.size()), [&](int k) { pv[k] -= lr * gv[k]; });
     };
-    sgd(w1, gw1);
-    sgd(b1, gb1);
-    sgd(w2, gw2);
-    sgd(b2, gb2);
-    sgd(w3, gw3);
-    sgd(b3, gb3);
+    update(sgd);
   }
 };
 
 // ---- plain per-sample loops ------------------------------------------------------------------------
-// Weights [out, in] as Linear's, row-major; the forward keeps what the backward reads.
-struct Hand {
-  std::vector<float> w1 = std::vector<float>(hidden * 2), b1 = std::vector<float>(hidden),
-                     w2 = std::vector<float>(hidden * hidden), b2 = std::vector<float>(hidden),
-                     w3 = std::vector<float>(hidden), b3 = std::vector<float>(1);
-  std::vector<float> h1 = std::vector<float>(batch * hidden), h2 = std::vector<float>(batch * hidden),
-                     d1 = std::vector<float>(batch * hidden), d2 = std::vector<float>(batch * hidden),
-                     out = std::vector<float>(batch);
-  std::vector<float> gw1 = w1, gb1 = b1, gw2 = w2, gb2 = b2, gw3 = w3, gb3 = b3;
-  float loss = 0;
-
-  Hand() {
-    std::mt19937 rng(0);
-    auto init = [&](std::vector<float>& w, std::vector<float>& b, int in) {
-      std::uniform_real_distribution<float> u(-1 / std::sqrt(float(in)), 1 / std::sqrt(float(in)));
-      for (auto& v : w)
-        v = u(rng);
-      for (auto& v : b)
-        v = u(rng);
-    };
-    init(w1, b1, 2);
-    init(w2, b2, hidden);
-    init(w3, b3, hidden);
-  }
-
+struct Hand : Net {
   void step(const Data& d) {
     for (int i = 0; i < batch; ++i) {
       const float* x = &d.x[static_cast<std::size_t>(2 * i)];
@@ -244,12 +228,7 @@ struct Hand {
       for (std::size_t k = 0; k < p.size(); ++k)
         p[k] -= lr * g[k];
     };
-    sgd(w1, gw1);
-    sgd(b1, gb1);
-    sgd(w2, gw2);
-    sgd(b2, gb2);
-    sgd(w3, gw3);
-    sgd(b3, gb3);
+    update(sgd);
   }
 };
 
