@@ -293,9 +293,28 @@ int main(int argc, char** argv) {
 #endif
 
   autodiff::set_num_threads(1); // tiny ops run on the calling thread anyway; no pool wake-ups
-  if (only_tapegrad) {
+  if (only_tapegrad) {          // the step alone, then split into its phases (one clock read between phases)
     for (int r = 0; r < rounds; ++r)
       fmt::print("tapegrad {:.2f} us/step\n", us_per_step(engines[1].second, steps));
+    using clock = std::chrono::steady_clock;
+    double t[4] = {};
+    for (int i = 0; i < steps; ++i) {
+      const auto t0 = clock::now();
+      tape.reset();
+      const autodiff::Tensor loss = nn::mse_loss((*model)(x), y);
+      const auto t1 = clock::now();
+      opt.zero_grad();
+      const auto t2 = clock::now();
+      loss.backward();
+      const auto t3 = clock::now();
+      opt.step();
+      const auto t4 = clock::now();
+      const std::chrono::duration<double, std::micro> d[4] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3};
+      for (int k = 0; k < 4; ++k)
+        t[k] += d[k].count();
+    }
+    fmt::print("phases, us/step: forward {:.2f}, zero_grad {:.2f}, backward {:.2f}, step {:.2f}\n", t[0] / steps,
+               t[1] / steps, t[2] / steps, t[3] / steps);
     return 0;
   }
   for (auto& [name, step] : engines)

@@ -34,7 +34,7 @@ template <class F> void dispatch(const Tensor& t, F&& f) {
   else
     fail(fmt::format("optimizer: parameter of dtype {} cannot be optimised", t.dtype()));
 }
-template <class T> std::span<T> mut(Tensor t) { return t.mutable_data<T>(); }
+template <class T> std::span<T> mut(Tensor& t) { return t.mutable_data<T>(); } // no copy: no atomic updates
 } // namespace
 
 namespace {

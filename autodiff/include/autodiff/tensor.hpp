@@ -223,7 +223,12 @@ public:
 private:
   bool previous_;
 };
-bool grad_enabled();
+namespace detail {
+// This thread's grad mode. constinit: read inline with one thread-local load, no initialisation
+// check (every op asks whether to record).
+extern constinit thread_local bool grad_mode;
+} // namespace detail
+inline bool grad_enabled() { return detail::grad_mode; }
 // Enables recording on this thread while alive, even inside a NoGradGuard (RAII; nests).
 class EnableGradGuard {
 public:

@@ -2,6 +2,7 @@
 // `backward` with BLAS, the recorded `backward_graph`), then its forward function.
 
 #include "internal.hpp"
+#include "kernels.hpp"
 
 #include <cblas.h>
 
@@ -135,11 +136,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (d.k != kb) fail("matmul: shapes {} and {} cannot be multiplied", a.shape(), b.shape());
   if (d.ba != d.bb && d.ba != 1 && d.bb != 1)
     fail("matmul: batch sizes of shapes {} and {} differ", a.shape(), b.shape());
-  std::vector<std::int64_t> dims; // [m, 0] x [0, n] has m n elements: checked
-  if (ra == 3 || rb == 3) dims.push_back(d.batch());
-  if (ra != 1) dims.push_back(d.m);
-  if (rb != 1) dims.push_back(d.n);
-  const Shape s = detail::make_shape("matmul", dims);
+  std::int64_t dims[3]; // [m, 0] x [0, n] has m n elements: checked. An array: no heap per op
+  std::size_t r = 0;
+  if (ra == 3 || rb == 3) dims[r++] = d.batch();
+  if (ra != 1) dims[r++] = d.m;
+  if (rb != 1) dims[r++] = d.n;
+  const Shape s = detail::make_shape("matmul", std::span<const std::int64_t>(dims, r));
   Tensor out = Access::make(s, a.dtype());
   detail::dispatch_float("matmul", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -217,9 +219,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (b.dim() != 1 || b.size(0) != out_f)
       fail("linear: bias of shape {} does not fit weight of shape {} (it must be [{}])", b.shape(), w.shape(), out_f);
   }
-  std::vector<std::int64_t> dims = x.shape().vec(); // [m, 0] and [out, 0] give m out elements: checked
-  dims.back() = out_f;
-  const Shape s = detail::make_shape("linear", dims);
+  // [m, 0] and [out, 0] give m out elements: checked. An array: no heap per op
+  std::array<std::int64_t, Shape::max_rank> dims{};
+  std::copy(x.shape().begin(), x.shape().end(), dims.begin());
+  dims[static_cast<std::size_t>(x.dim() - 1)] = out_f;
+  const Shape s =
+      detail::make_shape("linear", std::span<const std::int64_t>(dims.data(), x.shape().end() - x.shape().begin()));
   Tensor out = Access::make(s, x.dtype());
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -229,9 +234,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     // now joins the first partial sum instead of the total: a last-bit difference.)
     if (b.defined()) {
       const T* bv = ptr<T>(b);
-      for (std::int64_t i = 0; i < m; ++i) // a loop, not copy_n: a memmove call per short row cost more
+      // Rows in the widest vectors (kernels.hpp): a memmove call per short row, or this loop in
+      // baseline SSE, cost more than the rest of a tiny layer's forward.
+      detail::run_range(0, m, [&](std::int64_t i) {
         for (std::int64_t j = 0; j < out_f; ++j)
           o[i * out_f + j] = bv[j];
+      });
     }
     detail::gemm<T>(false, true, m, out_f, in_f, ptr<T>(x), ptr<T>(w), o, b.defined() ? T(1) : T(0));
   });

@@ -538,14 +538,11 @@ Tensor Tensor::reshape(const Shape& s) const { return autodiff::reshape(*this, s
 Tensor Tensor::t() const { return autodiff::transpose(*this); }
 
 // ---- grad mode -------------------------------------------------------------------------------
-namespace {
-thread_local bool tl_grad_enabled = true;
-}
-bool grad_enabled() { return tl_grad_enabled; }
-NoGradGuard::NoGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { tl_grad_enabled = previous_; }
-EnableGradGuard::EnableGradGuard() : previous_(tl_grad_enabled) { tl_grad_enabled = true; }
-EnableGradGuard::~EnableGradGuard() { tl_grad_enabled = previous_; }
+constinit thread_local bool detail::grad_mode = true;
+NoGradGuard::NoGradGuard() : previous_(detail::grad_mode) { detail::grad_mode = false; }
+NoGradGuard::~NoGradGuard() { detail::grad_mode = previous_; }
+EnableGradGuard::EnableGradGuard() : previous_(detail::grad_mode) { detail::grad_mode = true; }
+EnableGradGuard::~EnableGradGuard() { detail::grad_mode = previous_; }
 
 // ---- factories -------------------------------------------------------------------------------
 // Each factory checks its shape under its own name first (a -1 left in it, say), before allocating.
