@@ -15,6 +15,7 @@
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -173,8 +174,15 @@ struct Record final : TapeExtension {
   void free_graph(); // reset() by backward(): later errors say the graph was freed
 };
 
-// The record of the active tape, created on first use; null when nothing is to be recorded.
-Record& record_of(Tape& t);
+// The record of the tape, created on first use. Inline: every recorded op asks. typeid of a final
+// class is one pointer compare: no dynamic_cast on the hot path.
+Record& record_of_slow(Tape& t);
+inline Record& record_of(Tape& t) {
+  TapeExtension* e = t.extension();
+  if (e != nullptr && typeid(*e) == typeid(Record)) [[likely]]
+    return *static_cast<Record*>(e);
+  return record_of_slow(t);
+}
 
 struct Access {
   static Tensor make(const Shape& s, DType d); // uninitialized storage
@@ -269,7 +277,8 @@ struct BackwardCtx {
   // Adds gk to input k's adjoint. gk may have the broadcast (output) shape: the engine sums it back
   // to the input's shape, and reports a gradient of any other shape as an error naming the op. In a
   // create_graph sweep the reduction and the accumulation are recorded ops too.
-  void grad(int k, Tensor gk);
+  void grad(int k, Tensor&& gk);
+  void grad(int k, const Tensor& gk) { grad(k, Tensor(gk)); } // a copy: the adjoint passed on (add)
 
 private:
   void fit(int k, std::uint32_t j, Tensor& gk) const;
@@ -280,9 +289,25 @@ private:
 template <class... A> [[noreturn]] void fail(fmt::format_string<A...> f, A&&... a) {
   throw Error("autodiff: " + fmt::format(f, std::forward<A>(a)...));
 }
-void check_defined(std::string_view op, const Tensor& t);
-void check_float(std::string_view op, const Tensor& t); // float32 or float64
-void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
+// Inline tests with the messages out of line: every op runs them.
+[[noreturn]] void undefined_error(std::string_view op);
+[[noreturn]] void int64_error(std::string_view op, const Tensor& t);
+[[noreturn]] void dtype_mismatch_error(std::string_view op, const Tensor& a, const Tensor& b);
+inline void check_defined(std::string_view op, const Tensor& t) {
+  if (!t.defined()) [[unlikely]]
+    undefined_error(op);
+}
+inline void check_float(std::string_view op, const Tensor& t) { // float32 or float64
+  check_defined(op, t);
+  if (t.dtype() == DType::int64) [[unlikely]]
+    int64_error(op, t);
+}
+inline void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a);
+  check_defined(op, b);
+  if (a.dtype() != b.dtype()) [[unlikely]]
+    dtype_mismatch_error(op, a, b);
+}
 int normalize_dim(std::string_view op, int dim, int rank); // negative dims from the end
 // An Error "op: shape [...]: why" unless s follows Shape's rule (no -1 either): for shapes an op
 // computes, changed through operator[], before anything is allocated for them.

@@ -76,11 +76,9 @@ void Record::reset() {
   keep.clear(); // adj stays: its entries are all undefined between sweeps
 }
 
-Record& record_of(Tape& t) {
+Record& record_of_slow(Tape& t) {
   TapeExtension* e = t.extension();
-  // typeid of a final class is one pointer compare: no dynamic_cast on the hot path.
-  if (e != nullptr && typeid(*e) == typeid(Record)) [[likely]]
-    return *static_cast<Record*>(e);
+  if (e != nullptr && typeid(*e) == typeid(Record)) return *static_cast<Record*>(e);
   if (e != nullptr) fail("tensor: the active tape's extension slot holds something other than the tensor record");
   auto r = std::make_unique<Record>();
   Record* p = r.get();
@@ -148,10 +146,11 @@ std::uint32_t record(const OpInfo& op, Tensor& out, const NodeSpec& spec) {
     fail("{}: at most {} integer parameters can be saved for one node, got {}", op.name,
          std::numeric_limits<decltype(Node::nints)>::max(), spec.ints.size());
   if (rec.nodes.size() >= Tensor::npos - 1) fail("tensor: the tape's tensor record is full");
-  // Leaf nodes of the inputs are appended first (node_of), so the inputs precede this node.
+  // Leaf nodes of the inputs are appended first (leaf_node), so the inputs precede this node. A
+  // recorded input's generation was checked above; a constant (a leaf not requiring grad) is npos.
   const auto args = static_cast<std::uint32_t>(rec.args.size());
   for (const Tensor* t : spec.inputs)
-    rec.args.push_back(t->requires_grad() ? node_of(op.name, rec, *t) : Tensor::npos);
+    rec.args.push_back(!t->is_leaf() ? t->node() : t->requires_grad() ? leaf_node(rec, *t) : Tensor::npos);
   // `out` becomes the node's tensor before the saved tensors are copied, so that an op saving its
   // output (tanh saves r) saves it as recorded, and a create_graph rule differentiates through it.
   const auto k = static_cast<std::uint32_t>(rec.nodes.size());
@@ -207,7 +206,7 @@ void BackwardCtx::fit(int k, std::uint32_t j, Tensor& gk) const {
   gk = create_graph ? sum_to_recorded(gk, in_shape) : sum_to(gk, in_shape);
 }
 
-void BackwardCtx::grad(int k, Tensor gk) {
+void BackwardCtx::grad(int k, Tensor&& gk) {
   const std::uint32_t j = input(k);
   if (j == Tensor::npos || !gk.defined()) return;
   if (const Node& in = rec.nodes[j]; gk.dtype() != in.dtype || !(gk.shape() == in.shape)) [[unlikely]]

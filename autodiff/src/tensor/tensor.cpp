@@ -194,9 +194,10 @@ SharedCache& shared_cache() {
 }
 } // namespace
 
-Buffer* allocate(std::size_t bytes) {
-  std::uint32_t cls = 0;
-  const std::size_t size = class_of(bytes, cls);
+namespace {
+// The paths that take a lock, touch the heap or set up this thread's cache: out of line, so that the
+// common case (a small buffer from or to this thread's free list) saves no registers.
+[[gnu::noinline]] Buffer* allocate_slow(std::size_t bytes, std::uint32_t cls, std::size_t size) {
   if (cls >= num_classes) fail("tensor: cannot allocate {} bytes", bytes);
   Buffer* b = nullptr;
   if (size >= shared_from) {
@@ -219,10 +220,7 @@ Buffer* allocate(std::size_t bytes) {
   b->data = static_cast<char*>(mem) + header;
   return b;
 }
-
-void release(Buffer* b) {
-  std::uint32_t cls = 0;
-  const std::size_t size = class_of(b->bytes, cls);
+[[gnu::noinline]] void release_slow(Buffer* b, std::size_t size) {
   if (size >= shared_from) {
     SharedCache& c = shared_cache();
     const std::lock_guard lock(c.m);
@@ -231,6 +229,27 @@ void release(Buffer* b) {
     return;
   }
   free_buffer(b);
+}
+} // namespace
+
+Buffer* allocate(std::size_t bytes) {
+  std::uint32_t cls = 0;
+  const std::size_t size = class_of(bytes, cls);
+  if (size < shared_from && live_cache != nullptr) [[likely]]
+    if (Buffer* b = live_cache->take(cls, size)) {
+      b->refs.store(1, std::memory_order_relaxed);
+      b->bytes = bytes;
+      return b;
+    }
+  return allocate_slow(bytes, cls, size);
+}
+
+void release(Buffer* b) {
+  std::uint32_t cls = 0;
+  const std::size_t size = class_of(b->bytes, cls);
+  if (size < shared_from && live_cache != nullptr && live_cache->keep(b, size, max_thread_bytes)) [[likely]]
+    return;
+  release_slow(b, size);
 }
 
 void retain(GradSlot* s) { s->refs.fetch_add(1, std::memory_order_relaxed); }
@@ -264,21 +283,13 @@ Tensor Access::make(const Shape& s, DType d) {
 }
 
 // ---- checks and shape helpers -----------------------------------------------------------------
-void check_defined(std::string_view op, const Tensor& t) {
-  if (!t.defined()) fail("{}: the tensor is undefined (default-constructed)", op);
+void undefined_error(std::string_view op) { fail("{}: the tensor is undefined (default-constructed)", op); }
+void int64_error(std::string_view op, const Tensor& t) {
+  fail("{}: needs a float32 or float64 tensor, got int64 of shape {}; convert with .to(DType::float32)", op, t.shape());
 }
-void check_float(std::string_view op, const Tensor& t) {
-  check_defined(op, t);
-  if (t.dtype() == DType::int64)
-    fail("{}: needs a float32 or float64 tensor, got int64 of shape {}; convert with .to(DType::float32)", op,
-         t.shape());
-}
-void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b) {
-  check_defined(op, a);
-  check_defined(op, b);
-  if (a.dtype() != b.dtype())
-    fail("{}: dtypes {} (shape {}) and {} (shape {}) differ; convert one with .to()", op, a.dtype(), a.shape(),
-         b.dtype(), b.shape());
+void dtype_mismatch_error(std::string_view op, const Tensor& a, const Tensor& b) {
+  fail("{}: dtypes {} (shape {}) and {} (shape {}) differ; convert one with .to()", op, a.dtype(), a.shape(), b.dtype(),
+       b.shape());
 }
 int normalize_dim(std::string_view op, int dim, int rank) {
   const int r = rank == 0 ? 1 : rank;
