@@ -82,7 +82,27 @@ struct Tapegrad {
     opt = std::make_unique<nn::Adam>(model->parameters(), nn::AdamOptions{.lr = 1e-3});
   }
 
+  // Microseconds per step in its parts: the batch copied in with zero_grad and the tape reset,
+  // forward and backward (the shards at 2 threads), and the optimizer's update.
+  struct Phases {
+    double prep = 0, forward_backward = 0, update = 0;
+    std::int64_t steps = 0;
+    void add(clock_type::time_point a, clock_type::time_point b, clock_type::time_point c, clock_type::time_point e) {
+      using us = std::chrono::duration<double, std::micro>;
+      prep += us(b - a).count();
+      forward_backward += us(c - b).count();
+      update += us(e - c).count();
+      ++steps;
+    }
+    std::string str() const {
+      const double n = static_cast<double>(std::max<std::int64_t>(1, steps));
+      return fmt::format("[per step: batch {:.0f} us, forward+backward {:.0f} us, update {:.0f} us]", prep / n,
+                         forward_backward / n, update / n);
+    }
+  } phases;
+
   double epoch(const Data& d) {
+    phases = {};
     const std::int64_t batches = (d.count() + batch - 1) / batch;
     autodiff::Tensor x = autodiff::zeros({batch, pixels}), y = autodiff::zeros({batch}, autodiff::DType::int64);
     const auto t0 = clock_type::now();
@@ -92,15 +112,19 @@ struct Tapegrad {
         x = autodiff::zeros({n, pixels});
         y = autodiff::zeros({n}, autodiff::DType::int64);
       }
+      const auto p0 = clock_type::now();
       gather(d, b, x.mutable_data<float>().data(), y.mutable_data<std::int64_t>().data());
       tape.reset();
       opt->zero_grad();
+      const auto p1 = clock_type::now();
       // As the demo: the rows split across the threads (one shard at 1 thread).
       const autodiff::Tensor loss =
           nn::parallel_backward(x, y, [&](const autodiff::Tensor& xs, const autodiff::Tensor& ys) {
             return nn::ShardResult{nn::cross_entropy((*model)(xs), ys), {}};
           }).loss;
+      const auto p2 = clock_type::now();
       opt->step();
+      phases.add(p0, p1, p2, clock_type::now());
       if (b + 1 == batches) last_loss = loss.item();
     }
     return seconds_since(t0);
@@ -214,8 +238,8 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < counts.size(); ++i) {
       set_threads(counts[i]);
       const double a = ours[i].epoch(d);
-      std::string line =
-          fmt::format("round {} threads {}: tapegrad {:.3f} s (loss {:.3f})", r, counts[i], a, ours[i].last_loss);
+      std::string line = fmt::format("round {} threads {}: tapegrad {:.3f} s (loss {:.3f}) {}", r, counts[i], a,
+                                     ours[i].last_loss, ours[i].phases.str());
       if (r > 0) best_ours[i] = std::min(best_ours[i], a);
 #if TAPEGRAD_HAVE_TORCH
       const double b = theirs[i].epoch(d);
