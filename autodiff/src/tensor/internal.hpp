@@ -314,7 +314,10 @@ int normalize_dim(std::string_view op, int dim, int rank); // negative dims from
 void check_shape(std::string_view op, const Shape& s);
 // A Shape of these dims, checked as above: the ops that compute output dims build them with it.
 Shape make_shape(std::string_view op, std::span<const std::int64_t> dims);
-Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
+Shape broadcast_shapes_slow(std::string_view op, const Shape& a, const Shape& b);
+inline Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
+  return a == b ? a : broadcast_shapes_slow(op, a, b); // most binary ops: the shapes are equal
+}
 bool broadcastable_to(const Shape& from, const Shape& to);
 
 // Calls f(T{}) with T = float or double according to d; int64 is an error naming the op.
@@ -373,8 +376,9 @@ Tensor expand_copy(const Tensor& t, const Shape& s);
 Tensor sum_to(const Tensor& g, const Shape& s);
 // The same with recorded ops (sum over dims and reshape), for create_graph rules.
 Tensor sum_to_recorded(const Tensor& g, const Shape& s);
-// a + b for same-shape, same-dtype float tensors, in place into a when a's storage is unshared.
-Tensor accumulate(Tensor a, const Tensor& b);
+// a += b for same-shape, same-dtype float tensors: in a's storage when no other handle shares it,
+// otherwise into new storage that a then holds.
+void accumulate(Tensor& a, const Tensor& b);
 // A contiguous copy of `t` converted to dtype d (not recorded).
 Tensor convert(const Tensor& t, DType d);
 // A 0-D tensor holding c in a's dtype: a constant that broadcasts against a (comparisons with a

@@ -217,7 +217,7 @@ void BackwardCtx::grad(int k, Tensor&& gk) {
   else if (create_graph)
     a = add(a, gk); // recorded; never in place, since `a` may be saved by the nodes just recorded
   else
-    a = accumulate(std::move(a), gk);
+    accumulate(a, gk);
 }
 
 namespace {
@@ -232,7 +232,7 @@ enum class Mode { accumulate, functional };
 void accumulate_into(GradSlot& slot, Tensor& g, bool leaf) {
   std::lock_guard lock(slot.mutex);
   if (slot.grad.defined()) {
-    slot.grad = accumulate(std::move(slot.grad), g);
+    accumulate(slot.grad, g);
   } else if (leaf && Access::unique(g)) {
     slot.grad = std::move(g);
   } else {
@@ -279,8 +279,10 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     Tensor& a = rec.adj[roots[k]];
     if (create_graph) // the seeds may require grad (the v of a Hessian-vector product, say)
       a = a.defined() ? add(a, seeds[k]) : seeds[k];
+    else if (a.defined())
+      accumulate(a, seeds[k]);
     else
-      a = a.defined() ? accumulate(std::move(a), seeds[k]) : seeds[k].detach();
+      a = seeds[k].detach();
   }
   for (std::uint32_t i = top; i-- > 0;) {
     Tensor& gi = rec.adj[i];

@@ -296,8 +296,7 @@ int normalize_dim(std::string_view op, int dim, int rank) {
   if (dim < -r || dim >= r) fail("{}: dim {} is out of range for a tensor of {} dimensions", op, dim, rank);
   return dim < 0 ? dim + r : dim;
 }
-Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
-  if (a == b) return a; // most binary ops; a shape equal to itself broadcasts to itself
+Shape broadcast_shapes_slow(std::string_view op, const Shape& a, const Shape& b) {
   const int r = std::max(a.rank(), b.rank());
   std::array<std::int64_t, Shape::max_rank> d{};
   for (int i = 0; i < r; ++i) {
@@ -410,20 +409,24 @@ Tensor sum_to_recorded(const Tensor& g, const Shape& s) {
     if (s[d] == 1 && t.size(d) != 1) t = sum(t, d, true);
   return t;
 }
-Tensor accumulate(Tensor a, const Tensor& b) {
-  Tensor out = Access::unique(a) ? std::move(a) : Tensor();
-  const bool inplace = out.defined();
-  if (!inplace) out = Access::make(a.shape(), a.dtype());
+void accumulate(Tensor& a, const Tensor& b) {
+  const bool inplace = Access::unique(a);
+  Tensor out = inplace ? std::move(a) : Access::make(a.shape(), a.dtype());
   dispatch_float("accumulate", out.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T* x = ptr<T>(inplace ? out : a);
     const T* y = ptr<T>(b);
     T* o = ptr<T>(out);
     const std::int64_t n = out.numel();
-    for (std::int64_t i = 0; i < n; ++i)
-      o[i] = x[i] + y[i];
+    if (inplace) { // one pointer, so the loop needs no overlap test (o == x would fail one: scalar code)
+      for (std::int64_t i = 0; i < n; ++i)
+        o[i] += y[i];
+    } else {
+      const T* x = ptr<T>(a);
+      for (std::int64_t i = 0; i < n; ++i)
+        o[i] = x[i] + y[i];
+    }
   });
-  return out;
+  a = std::move(out);
 }
 Tensor convert(const Tensor& t, DType d) {
   Tensor out = Access::make(t.shape(), d);
