@@ -268,19 +268,31 @@ template <class Op> void unary_backward(BackwardCtx& x) {
   if constexpr (u.da == Flow::g) { // a + c: the adjoint as it is
     x.grad(0, x.g);
   } else {
-    Tensor ga = Access::make(x.g.shape(), x.g.dtype());
-    dispatch_float(Op::name, x.g.dtype(), [&](auto tag) {
+    // The gradient goes into g's own storage when the rule may take it (BackwardCtx::owned): no
+    // buffer to allocate and free, one array fewer in cache. A unique g shares storage with no
+    // saved value, so the loop reads and writes one array through one pointer (two pointers that
+    // may be equal would fail GCC's overlap test and run the scalar loop).
+    const bool inplace = x.owned != nullptr && Access::unique(x.g);
+    const DType d = x.g.dtype();
+    const std::int64_t n = x.g.numel();
+    Tensor ga = inplace ? std::move(*x.owned) : Access::make(x.g.shape(), d);
+    dispatch_float(Op::name, d, [&](auto tag) {
       using T = decltype(tag);
       const T* av = u.a ? ptr<T>(x.saved(0)) : nullptr;
       const T* rv = u.r ? ptr<T>(x.saved(u.a ? 1 : 0)) : nullptr;
-      const T* gv = ptr<T>(x.g);
-      T* o = ptr<T>(ga);
       const T c0 = static_cast<T>(x.c(0)), c1 = static_cast<T>(x.c(1));
-      split(x.g.numel(), [&](std::int64_t i) {
-        Elem<T> e{gv[i], u.a ? av[i] : T(0), T(0), u.r ? rv[i] : T(0), c0, c1};
+      T* o = ptr<T>(ga);
+      const auto rule = [&](T g, std::int64_t i) {
+        Elem<T> e{g, u.a ? av[i] : T(0), T(0), u.r ? rv[i] : T(0), c0, c1};
         R::vjp(e);
-        o[i] = gv[i] == T(0) ? T(0) : e.ga(); // Note [Zero adjoints]
-      });
+        return g == T(0) ? T(0) : e.ga(); // Note [Zero adjoints]
+      };
+      if (inplace) {
+        split(n, [&](std::int64_t i) { o[i] = rule(o[i], i); });
+      } else {
+        const T* gv = ptr<T>(x.g);
+        split(n, [&](std::int64_t i) { o[i] = rule(gv[i], i); });
+      }
     });
     x.grad(0, std::move(ga));
   }

@@ -263,6 +263,10 @@ struct BackwardCtx {
   std::uint32_t i; // the node
   const Tensor& g; // the adjoint of the node's output
   bool create_graph = false;
+  // g itself when the sweep drops it after the rule (first order, not kept by a functional grad()):
+  // a rule may then take g's storage for an input's gradient of the same shape, when no other handle
+  // shares it (Access::unique), instead of allocating one. g is undefined afterwards.
+  Tensor* owned = nullptr;
   const Node& node() const { return rec.nodes[i]; } // valid only until the rule records
   int nin() const { return node().nin; }
   bool has_ints() const { return node().nints != 0; }

@@ -292,7 +292,7 @@ void sweep(Record& rec, std::span<const std::uint32_t> roots, std::span<const Te
     if (mode == Mode::accumulate && nd.slot != nullptr) accumulate_into(*nd.slot, gi, op == &leaf_op);
     // The rule gets the node's index and gi itself: rec.adj does not move during a sweep (it was
     // sized above), and a rule writes only its inputs' entries, never node i's.
-    BackwardCtx ctx{rec, i, gi, create_graph};
+    BackwardCtx ctx{rec, i, gi, create_graph, create_graph || rec.keep[i] ? nullptr : &gi};
     if (create_graph) {
       if (op == &leaf_op) {
       } else if (op->backward_graph == nullptr) {
