@@ -237,6 +237,60 @@ BOOST_AUTO_TEST_CASE(create_graph_rules_read_their_saved_tensors_while_the_recor
   BOOST_TEST(r.passed, fmt::format("{}", r));
 }
 
+// ---- gradients written over the adjoint ---------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(a_rule_writes_over_an_adjoint_only_when_nothing_else_holds_it) {
+  // A unary rule may write its input's gradient into the adjoint it reads (BackwardCtx::owned). The
+  // adjoints a functional grad() returns are kept, so their rules take the allocating path: both
+  // paths must give the same bits, and nothing a caller holds (a seed, a retained or returned
+  // gradient) may be written over.
+  manual_seed(21);
+  for (const DType d : {DType::float32, DType::float64}) {
+    BOOST_TEST_CONTEXT(dtype_name(d)) {
+      Tensor x = randn({37}, d);
+      x.requires_grad(true);
+      const auto f = [&](Tensor& m, Tensor& t) {
+        m = x * 0.9;
+        t = tanh(m);
+        return exp(tanh(t));
+      };
+      Tensor m, t;
+      {
+        Tape tape;
+        const Tensor seed = randn({37}, d);
+        const std::vector<double> seed_before = seed.to_vector();
+        f(m, t).backward(seed); // every rule may write over its adjoint, except where the seed is it
+        BOOST_TEST(seed.to_vector() == seed_before, boost::test_tools::per_element());
+        const std::vector<double> fast = x.grad().to_vector();
+        x.zero_grad();
+        const Tensor y = f(m, t);                                      // before m and t are read: f records them anew
+        const std::vector<Tensor> kept = grad({y}, {x, m, t}, {seed}); // m's and t's adjoints are kept
+        BOOST_TEST(kept[0].to_vector() == fast, boost::test_tools::per_element());
+        // the adjoints returned for m and t are what their rules read: still the values of dy/dm, dy/dt
+        const Tensor dm = kept[1], dt = kept[2];
+        const Tensor y2 = f(m, t);
+        const std::vector<Tensor> again = grad({y2}, {m, t}, {seed});
+        BOOST_TEST(dm.to_vector() == again[0].to_vector(), boost::test_tools::per_element());
+        BOOST_TEST(dt.to_vector() == again[1].to_vector(), boost::test_tools::per_element());
+      }
+      {
+        Tape tape;
+        Tensor h = x * 0.9;
+        h.retain_grad();
+        Tensor r = tanh(h);
+        r.retain_grad();
+        sum(exp(r)).backward();
+        // dy/dr = exp(r), dy/dh = exp(r) (1 - r^2): the retained gradients are not written over
+        const auto rv = r.detach().to_vector(), hg = h.grad().to_vector(), rg = r.grad().to_vector();
+        for (std::size_t k = 0; k < rv.size(); ++k) {
+          const double tol = d == DType::float32 ? 1e-5 : 1e-12;
+          BOOST_TEST(rg[k] == std::exp(rv[k]), boost::test_tools::tolerance(tol));
+          BOOST_TEST(hg[k] == std::exp(rv[k]) * (1 - rv[k] * rv[k]), boost::test_tools::tolerance(tol));
+        }
+      }
+    }
+  }
+}
+
 // ---- undoing broadcasting ---------------------------------------------------------------------------
 BOOST_AUTO_TEST_CASE(broadcast_gradients_add_their_rows_in_order_bit_for_bit) {
   // The engine sums a broadcast gradient back to its input's shape (sum_to). A bias broadcast
