@@ -224,7 +224,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   std::copy(x.shape().begin(), x.shape().end(), dims.begin());
   dims[static_cast<std::size_t>(x.dim() - 1)] = out_f;
   const Shape s =
-      detail::make_shape("linear", std::span<const std::int64_t>(dims.data(), x.shape().end() - x.shape().begin()));
+      detail::make_shape("linear", std::span<const std::int64_t>(dims.data(), static_cast<std::size_t>(x.dim())));
   Tensor out = Access::make(s, x.dtype());
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);

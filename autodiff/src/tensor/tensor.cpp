@@ -362,31 +362,31 @@ Tensor sum_to(const Tensor& g, const Shape& s) {
     using T = decltype(tag);
     T* o = ptr<T>(out);
     const T* a = ptr<T>(g);
-    const std::int64_t n = s.numel(), total = g.numel();
-    if (n > 0 && total > 0 && repeats_along_leading_dims(g.shape(), s)) {
-      // A bias's gradient: column sums of `rows` rows of n. Blocks of 16 columns are summed in
+    const std::int64_t count = s.numel(), total = g.numel();
+    if (count > 0 && total > 0 && repeats_along_leading_dims(g.shape(), s)) {
+      // A bias's gradient: column sums of `rows` rows of `count`. Blocks of 16 columns are summed in
       // registers; adding each row into `o` made every row wait for the last one's store (a
       // load-add-store chain, 1 us for the 100 x 16 bias of a tiny MLP). Each column still adds its
       // rows in order from 0, as the general loop below does, so the bits are the same.
-      const std::int64_t rows = total / n;
+      const std::int64_t rows = total / count;
       constexpr std::int64_t block = 16;
       std::int64_t j = 0;
-      for (; j + block <= n; j += block) {
+      for (; j + block <= count; j += block) {
         T acc[block] = {};
         for (std::int64_t i = 0; i < rows; ++i)
           for (std::int64_t k = 0; k < block; ++k)
-            acc[k] += a[i * n + j + k];
+            acc[k] += a[i * count + j + k];
         std::copy_n(acc, block, o + j);
       }
-      for (; j < n; ++j) {
+      for (; j < count; ++j) {
         T acc = 0;
         for (std::int64_t i = 0; i < rows; ++i)
-          acc += a[i * n + j];
+          acc += a[i * count + j];
         o[j] = acc;
       }
       return;
     }
-    std::fill(o, o + n, T(0));
+    std::fill(o, o + count, T(0));
     for_rows<1>(g.shape(), {broadcast_strides(s, g.shape())}, [&](std::int64_t ai, auto off, std::int64_t n, auto st) {
       if (st[0] == 0) {
         T acc = 0;
