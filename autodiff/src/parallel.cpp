@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -96,7 +97,8 @@ public:
       fn_ = fn;
       n_ = n;
       tasks_ = std::min<std::int64_t>(threads, n / grain);
-      next_.store(0);
+      for (std::int64_t t = 0; t < tasks_; ++t)
+        claimed_[static_cast<std::size_t>(t)].store(false, std::memory_order_relaxed);
       failed_.store(false);
       error_ = nullptr;
       pending_ = static_cast<int>(workers_.size());
@@ -110,7 +112,7 @@ public:
     if (blas > 1) openblas_set_num_threads(1);
     wake_.notify_all();
     in_parallel = true;
-    work();
+    work(0);
     in_parallel = false;
     spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
     std::unique_lock lock(m_);
@@ -128,12 +130,17 @@ private:
     return n_ / tasks_ >= 256 ? b & ~std::int64_t{15} : b;
   }
 
-  void work() {
-    for (;;) {
-      const std::int64_t t = next_.fetch_add(1);
-      if (t >= tasks_) return;
+  // Thread `self` (the caller 0, worker i i + 1) runs range `self` first, then any range nobody has
+  // taken. Why: the same element range of a parameter then lands on the same core at every call
+  // (the optimizer's update reads its moments where the last update left them, in that core's
+  // cache; with ranges taken first-come, a polling worker often took range 0 and a 3 MB update ran
+  // 3x slower reading lines last written on the other vCPU: Note [One thread pool]); and a range
+  // whose thread is late (asleep, preempted) is still taken by whoever is free.
+  void work(std::int64_t self) {
+    const auto run = [&](std::int64_t t) {
+      if (claimed_[static_cast<std::size_t>(t)].exchange(true, std::memory_order_relaxed)) return;
       const std::int64_t b = bound(t), e = bound(t + 1);
-      if (b == e || failed_.load(std::memory_order_relaxed)) continue; // skip the rest after an error
+      if (b == e || failed_.load(std::memory_order_relaxed)) return; // skip the rest after an error
       try {
         fn_(ctx_, b, e);
       } catch (...) {
@@ -141,7 +148,10 @@ private:
         if (!error_) error_ = std::current_exception();
         failed_.store(true);
       }
-    }
+    };
+    if (self < tasks_) run(self);
+    for (std::int64_t t = 0; t < tasks_; ++t)
+      run(t);
   }
 
   void start_workers(int k) {
@@ -154,8 +164,9 @@ private:
       stop_requested_.store(false);
       first = generation_;
     }
+    claimed_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(k) + 1);
     for (int i = 0; i < k; ++i)
-      workers_.emplace_back([this, first] {
+      workers_.emplace_back([this, first, self = std::int64_t{i} + 1] {
         in_parallel = true;
         std::uint64_t seen = first;
         for (;;) {
@@ -166,7 +177,7 @@ private:
             if (stop_) return;
             seen = generation_;
           }
-          work();
+          work(self);
           const std::lock_guard lock(m_);
           if (--pending_ == 0) done_.notify_one();
         }
@@ -215,7 +226,7 @@ private:
   void* ctx_ = nullptr;
   detail::RangeFn fn_ = nullptr;
   std::int64_t n_ = 0, tasks_ = 0;
-  std::atomic<std::int64_t> next_{0};
+  std::unique_ptr<std::atomic<bool>[]> claimed_; // one per thread; range t taken (work())
   std::atomic<bool> failed_{false};
   std::mutex error_m_;
   std::exception_ptr error_;
