@@ -265,8 +265,11 @@ template <class R, class T> T value(T a, T c0, T c1) {
 template <class Op> void unary_backward(BackwardCtx& x) {
   using R = typename Op::rule;
   constexpr Uses u = uses<R>;
-  if constexpr (u.da == Flow::g) { // a + c: the adjoint as it is
-    x.grad(0, x.g);
+  if constexpr (u.da == Flow::g) { // a + c: the adjoint as it is, the sweep's handle when it is ours
+    if (x.owned != nullptr)
+      x.grad(0, std::move(*x.owned));
+    else
+      x.grad(0, x.g);
   } else {
     // The gradient goes into g's own storage when the rule may take it (BackwardCtx::owned): no
     // buffer to allocate and free, one array fewer in cache. A unique g shares storage with no
@@ -371,10 +374,17 @@ template <class Op> void binary_backward(BackwardCtx& x) {
   using R = typename Op::rule;
   constexpr Uses u = uses<R>;
   const bool need_a = x.needs(0), need_b = x.needs(1);
-  // add (and sub's a): the adjoint as it is; the engine reduces broadcasting
-  if (need_a && u.da == Flow::g) x.grad(0, x.g);
-  if (need_b && u.db == Flow::g) x.grad(1, x.g);
   const bool ka = need_a && u.da != Flow::g, kb = need_b && u.db != Flow::g; // those need a kernel
+  // add (and sub's a): the adjoint as it is; the engine reduces broadcasting. When no kernel reads
+  // g afterwards, the last input served takes the sweep's handle (BackwardCtx::owned) instead of a
+  // copy of it.
+  if (need_b && u.db == Flow::g) x.grad(1, x.g);
+  if (need_a && u.da == Flow::g) {
+    if (x.owned != nullptr && !kb)
+      x.grad(0, std::move(*x.owned));
+    else
+      x.grad(0, x.g);
+  }
   if (!ka && !kb) return;
   // A value the rule does not read was not saved: g (of the output's shape) stands in for it.
   const Tensor& a = u.a ? x.saved(0) : x.g;

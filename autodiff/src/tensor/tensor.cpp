@@ -410,21 +410,25 @@ Tensor sum_to_recorded(const Tensor& g, const Shape& s) {
   return t;
 }
 void accumulate(Tensor& a, const Tensor& b) {
-  const bool inplace = Access::unique(a);
-  Tensor out = inplace ? std::move(a) : Access::make(a.shape(), a.dtype());
+  if (Access::unique(a)) { // in place, with no handle moved (a Tensor is 112 bytes)
+    dispatch_float("accumulate", a.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* y = ptr<T>(b);
+      T* o = ptr<T>(a);
+      const std::int64_t n = a.numel();
+      for (std::int64_t i = 0; i < n; ++i) // one pointer, so no overlap test (o == x would fail one: scalar code)
+        o[i] += y[i];
+    });
+    return;
+  }
+  Tensor out = Access::make(a.shape(), a.dtype());
   dispatch_float("accumulate", out.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T* y = ptr<T>(b);
+    const T *x = ptr<T>(a), *y = ptr<T>(b);
     T* o = ptr<T>(out);
     const std::int64_t n = out.numel();
-    if (inplace) { // one pointer, so the loop needs no overlap test (o == x would fail one: scalar code)
-      for (std::int64_t i = 0; i < n; ++i)
-        o[i] += y[i];
-    } else {
-      const T* x = ptr<T>(a);
-      for (std::int64_t i = 0; i < n; ++i)
-        o[i] = x[i] + y[i];
-    }
+    for (std::int64_t i = 0; i < n; ++i)
+      o[i] = x[i] + y[i];
   });
   a = std::move(out);
 }
