@@ -285,16 +285,16 @@ template <class Op> void unary_backward(BackwardCtx& x) {
       const T* rv = u.r ? ptr<T>(x.saved(u.a ? 1 : 0)) : nullptr;
       const T c0 = static_cast<T>(x.c(0)), c1 = static_cast<T>(x.c(1));
       T* o = ptr<T>(ga);
-      const auto rule = [&](T g, std::int64_t i) {
+      const auto rule = [=](T g, std::int64_t i) {
         Elem<T> e{g, u.a ? av[i] : T(0), T(0), u.r ? rv[i] : T(0), c0, c1};
         R::vjp(e);
         return g == T(0) ? T(0) : e.ga(); // Note [Zero adjoints]
       };
       if (inplace) {
-        split(n, [&](std::int64_t i) { o[i] = rule(o[i], i); });
+        split(n, [=](std::int64_t i) { o[i] = rule(o[i], i); });
       } else {
         const T* gv = ptr<T>(x.g);
-        split(n, [&](std::int64_t i) { o[i] = rule(gv[i], i); });
+        split(n, [=](std::int64_t i) { o[i] = rule(gv[i], i); });
       }
     });
     x.grad(0, std::move(ga));
@@ -318,7 +318,7 @@ template <class Op> Tensor unary_op(const Tensor& a, double c0, double c1) {
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
     const T k0 = static_cast<T>(c0), k1 = static_cast<T>(c1);
-    split(a.numel(), [&](std::int64_t i) { o[i] = value<R>(av[i], k0, k1); });
+    split(a.numel(), [=](std::int64_t i) { o[i] = value<R>(av[i], k0, k1); });
   });
   if (any_requires_grad({&a})) {
     const Tensor* saved[2];
@@ -340,13 +340,13 @@ template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b
   const T* y = ptr<T>(b);
   const std::int64_t n = s.numel();
   if (a.shape() == s && b.shape() == s) {
-    split(n, [&](std::int64_t i) { o[i] = fn(x[i], y[i], i); });
+    split(n, [=](std::int64_t i) { o[i] = fn(x[i], y[i], i); });
   } else if (a.shape() == s && b.numel() == 1) {
     const T yv = y[0];
-    split(n, [&](std::int64_t i) { o[i] = fn(x[i], yv, i); });
+    split(n, [=](std::int64_t i) { o[i] = fn(x[i], yv, i); });
   } else if (b.shape() == s && a.numel() == 1) {
     const T xv = x[0];
-    split(n, [&](std::int64_t i) { o[i] = fn(xv, y[i], i); });
+    split(n, [=](std::int64_t i) { o[i] = fn(xv, y[i], i); });
   } else { // broadcast along rows: on the calling thread (Note [Vectorised kernels])
     for_rows<2>(s, {broadcast_strides(a.shape(), s), broadcast_strides(b.shape(), s)},
                 [&](std::int64_t oo, auto off, std::int64_t len, auto st) {
@@ -355,13 +355,13 @@ template <class T, class U, class Fn> void bmap(const Tensor& a, const Tensor& b
                   U* orow = o + oo;
                   // the common row layouts get loops without strides, in the widest vectors
                   if (st[0] == 1 && st[1] == 1) {
-                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yr[j], oo + j); });
+                    run_range(0, len, [=](std::int64_t j) { orow[j] = fn(xr[j], yr[j], oo + j); });
                   } else if (st[0] == 1 && st[1] == 0) {
                     const T yv = yr[0];
-                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xr[j], yv, oo + j); });
+                    run_range(0, len, [=](std::int64_t j) { orow[j] = fn(xr[j], yv, oo + j); });
                   } else if (st[0] == 0 && st[1] == 1) {
                     const T xv = xr[0];
-                    run_range(0, len, [&](std::int64_t j) { orow[j] = fn(xv, yr[j], oo + j); });
+                    run_range(0, len, [=](std::int64_t j) { orow[j] = fn(xv, yr[j], oo + j); });
                   } else {
                     for (std::int64_t j = 0; j < len; ++j)
                       orow[j] = fn(xr[j * st[0]], yr[j * st[1]], oo + j);

@@ -53,9 +53,15 @@ inline constexpr std::int64_t map_grain = 65536;
 
 // body(i) computes element i alone, so the bits do not depend on the vector width, the split or the
 // thread count.
+//
+// The loop runs a local copy of `body`, and the kernels' lambdas capture by value: a store through
+// the output pointer could otherwise alias a captured float (a constant, the rule's c0), so the
+// compiler reloaded it every element or guarded the vector loop with overlap tests against each
+// captured address, which for the 16 elements of a tiny op cost as much as the arithmetic.
 template <class F> TAPEGRAD_KERNEL_CLONES void run_range(std::int64_t lo, std::int64_t hi, const F& body) {
+  const F f = body;
   for (std::int64_t i = lo; i < hi; ++i)
-    body(i);
+    f(i);
 }
 template <class F> void split(std::int64_t n, const F& body) {
   if (n < 2 * map_grain)

@@ -236,7 +236,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       const T* bv = ptr<T>(b);
       // Rows in the widest vectors (kernels.hpp): a memmove call per short row, or this loop in
       // baseline SSE, cost more than the rest of a tiny layer's forward.
-      detail::run_range(0, m, [&](std::int64_t i) {
+      detail::run_range(0, m, [=](std::int64_t i) {
         for (std::int64_t j = 0; j < out_f; ++j)
           o[i * out_f + j] = bv[j];
       });

@@ -41,7 +41,7 @@ Tensor scaled(const Tensor& t, double c) {
     const T* a = ptr<T>(t);
     T* o = ptr<T>(out);
     const T k = static_cast<T>(c);
-    split(t.numel(), [&](std::int64_t i) { o[i] = a[i] * k; }); // Note [Vectorised kernels]
+    split(t.numel(), [=](std::int64_t i) { o[i] = a[i] * k; }); // Note [Vectorised kernels]
   });
   return out;
 }
