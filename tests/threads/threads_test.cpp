@@ -12,6 +12,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <thread>
@@ -102,6 +103,28 @@ BOOST_AUTO_TEST_CASE(threads_accumulate_into_one_shared_grad) {
     for (std::size_t i = 0; i < got.size(); ++i) // the order of the additions differs by thread
       BOOST_TEST(std::abs(got[i] - want[j][i]) <= 1e-12 * (1 + std::abs(want[j][i])));
   }
+}
+
+// The slot's lock under contention: every thread adds into one leaf's .grad() many times, with
+// gradients large enough that an unguarded read-add-write or handle swap would lose updates (with the
+// lock made a no-op, TSan reports the race and this test fails). Whole numbers in float64: every
+// partial sum is exact, so any order of the additions gives the same bits.
+BOOST_AUTO_TEST_CASE(threads_add_into_one_leaf_without_losing_an_update) {
+  constexpr int reps = 1000;
+  constexpr std::int64_t n = 4096;
+  Tensor w = zeros({n}, DType::float64);
+  w.requires_grad(true);
+  on_threads([&](int k) {
+    const Tensor c = full({n}, static_cast<double>(k + 1), DType::float64);
+    for (int rep = 0; rep < reps; ++rep) {
+      // A tape per pass; the first passes find .grad() undefined, and one of them installs it.
+      Tape tape;
+      sum(w * c).backward();
+    }
+  });
+  const double want = reps * (threads * (threads + 1) / 2);
+  const std::vector<double> got = w.grad().to_vector();
+  BOOST_TEST(std::count(got.begin(), got.end(), want) == n);
 }
 
 BOOST_AUTO_TEST_CASE(threads_train_their_own_copies_while_sharing_nothing_else) {
