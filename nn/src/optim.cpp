@@ -124,6 +124,11 @@ constexpr std::int64_t update_grain = 32768;
 // Runs f(begin, end) over [0, n), split across the pool's threads for large parameters. The
 // updates are elementwise, so the split changes no bits.
 template <class F> void run_split(std::int64_t n, F&& f) {
+  if (n < 2 * update_grain) { // what parallel_for would do, without the call into the pool
+    const FlushDenormals flush;
+    f(std::size_t{0}, static_cast<std::size_t>(n));
+    return;
+  }
   autodiff::parallel_for(n, update_grain, [&](std::int64_t b, std::int64_t e) {
     const FlushDenormals flush;
     f(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
@@ -296,7 +301,9 @@ void SGD::step() {
       a.mom = static_cast<T>(options.momentum);
       a.damp = static_cast<T>(1 - options.dampening);
       a.decay = a.wd != 0; // in T: a decay that rounds to 0 adds nothing, as 0 * w would for finite w
-      a.first = !has_buffer(k, "momentum_buffer");
+      // Looked up only with momentum: a string and a map lookup per parameter were a fifth of a tiny
+      // step's update.
+      a.first = options.momentum != 0 && !has_buffer(k, "momentum_buffer");
       a.nesterov = options.nesterov;
       // Tested in double, as buffer_names: a momentum that rounds to 0 in float still keeps a buffer.
       if (options.momentum != 0) a.buf = mut<T>(buffer(k, "momentum_buffer", p)).data();
