@@ -6,7 +6,7 @@
 // is a few microseconds, so tapegrad / floor is the engine's cost per op (recording, buffers,
 // dispatch). Rounds are interleaved; each engine's fastest round is printed.
 //
-//   tiny_mlp_compare [--rounds 7] [--steps 2000]
+//   tiny_mlp_compare [--rounds 7] [--steps 2000] [--only-tapegrad | --only-floor]
 
 #include <autodiff/parallel.hpp>
 #include <autodiff/tensor.hpp>
@@ -241,8 +241,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--steps", steps, "steps per round")->check(CLI::Range(1, 10000000))->capture_default_str();
-  bool only_tapegrad = false;
+  bool only_tapegrad = false, only_floor = false;
   app.add_flag("--only-tapegrad", only_tapegrad, "run tapegrad's step alone (for a profiler)");
+  app.add_flag("--only-floor", only_floor, "run the floor's step alone (for a profiler)")->excludes("--only-tapegrad");
   CLI11_PARSE(app, argc, argv);
 
   const Data d = make_data();
@@ -293,7 +294,12 @@ int main(int argc, char** argv) {
 #endif
 
   autodiff::set_num_threads(1); // tiny ops run on the calling thread anyway; no pool wake-ups
-  if (only_tapegrad) {          // the step alone, then split into its phases (one clock read between phases)
+  if (only_floor) {
+    for (int r = 0; r < rounds; ++r)
+      fmt::print("floor {:.2f} us/step\n", us_per_step(engines[0].second, steps));
+    return 0;
+  }
+  if (only_tapegrad) { // the step alone, then split into its phases (one clock read between phases)
     for (int r = 0; r < rounds; ++r)
       fmt::print("tapegrad {:.2f} us/step\n", us_per_step(engines[1].second, steps));
     using clock = std::chrono::steady_clock;
