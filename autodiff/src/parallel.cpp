@@ -131,11 +131,11 @@ private:
   }
 
   // Thread `self` (the caller 0, worker i i + 1) runs range `self` first, then any range nobody has
-  // taken. Why: the same element range of a parameter then lands on the same core at every call
-  // (the optimizer's update reads its moments where the last update left them, in that core's
-  // cache; with ranges taken first-come, a polling worker often took range 0 and a 3 MB update ran
-  // 3x slower reading lines last written on the other vCPU: Note [One thread pool]); and a range
-  // whose thread is late (asleep, preempted) is still taken by whoever is free.
+  // taken. Why: the same element range of a parameter then lands on the same core at every call, so
+  // the optimizer's update finds its moments where the last update left them, in that core's cache
+  // (with ranges taken first-come, a polling worker often took range 0, and on a VM whose vCPUs sit
+  // far apart, writing lines the other core has touched is slow: Note [Data-parallel steps]); and a
+  // range whose thread is late (asleep, preempted) is still taken by whoever is free.
   void work(std::int64_t self) {
     const auto run = [&](std::int64_t t) {
       if (claimed_[static_cast<std::size_t>(t)].exchange(true, std::memory_order_relaxed)) return;
