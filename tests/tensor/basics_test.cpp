@@ -42,6 +42,24 @@ BOOST_AUTO_TEST_CASE(factories) {
                          "autodiff: data: the tensor is float32"));
 }
 
+// empty: the shape and dtype asked for, a leaf that does not require grad, storage of its own that
+// can be written in full (each write read back), and no storage for zero elements.
+BOOST_AUTO_TEST_CASE(empty_gives_writable_storage_of_the_shape) {
+  Tensor a = empty({3, 4}, DType::float64);
+  BOOST_TEST(a.shape().vec() == (std::vector<std::int64_t>{3, 4}));
+  BOOST_TEST((a.dtype() == DType::float64));
+  BOOST_TEST(!a.requires_grad());
+  std::span<double> v = a.mutable_data<double>();
+  BOOST_TEST(v.size() == 12U);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>(i);
+  const Tensor b = empty({3, 4}, DType::float64); // a second one never shares the first's storage
+  BOOST_TEST(b.storage_id() != a.storage_id());
+  BOOST_TEST(a.to_vector() == (std::vector<double>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  BOOST_TEST(empty({0, 5}).numel() == 0);
+  BOOST_TEST((empty({2}, DType::int64).dtype() == DType::int64));
+}
+
 BOOST_AUTO_TEST_CASE(random_numbers_are_seedable) {
   manual_seed(42);
   const std::vector<double> a = rand({100}).to_vector();

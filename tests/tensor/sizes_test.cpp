@@ -72,6 +72,7 @@ BOOST_AUTO_TEST_CASE(factories_name_themselves) {
   BOOST_TEST(starts_with(error_of([] { (void)zeros({-1, 3}); }), "autodiff: zeros: shape [-1,3]: dimension 0 is -1"));
   BOOST_TEST(starts_with(error_of([] { (void)ones({-1}); }), "autodiff: ones: shape [-1]"));
   BOOST_TEST(starts_with(error_of([] { (void)full({2, -1}, 1.0); }), "autodiff: full: shape [2,-1]"));
+  BOOST_TEST(starts_with(error_of([] { (void)empty({2, -1}); }), "autodiff: empty: shape [2,-1]"));
   BOOST_TEST(starts_with(error_of([] { (void)rand({-1}); }), "autodiff: rand: shape [-1]"));
   BOOST_TEST(starts_with(error_of([] { (void)randn({-1}); }), "autodiff: randn: shape [-1]"));
   BOOST_TEST(starts_with(error_of([] { (void)from_vector(std::vector<double>{1}, {-1}); }),

@@ -580,6 +580,10 @@ Tensor zeros(const Shape& s, DType d) { return full_impl("zeros", s, 0.0, d); }
 Tensor ones(const Shape& s, DType d) { return full_impl("ones", s, 1.0, d); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor empty(const Shape& s, DType d) {
+  detail::check_shape("empty", s);
+  return Access::make(s, d);
+}
 
 Tensor arange(double end, DType d) { return arange(0, end, 1, d); }
 Tensor arange(double start, double end, double step, DType d) {
