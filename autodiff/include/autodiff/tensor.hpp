@@ -254,11 +254,11 @@ Tensor zeros(const Shape& s, DType d = DType::float32);
 Tensor ones(const Shape& s, DType d = DType::float32);
 Tensor full(const Shape& s, double value, DType d = DType::float32);
 Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
 // Storage of shape s left as the allocator hands it over (torch::empty): for a tensor that is then
 // written in full through mutable_data(), without the pass zeros() would spend filling it first.
 // Reading an element before writing it gives whatever the memory last held.
 Tensor empty(const Shape& s, DType d = DType::float32);
-Tensor ones_like(const Tensor& t);
 Tensor arange(double end, DType d = DType::float32);
 Tensor arange(double start, double end, double step = 1, DType d = DType::float32);
 Tensor linspace(double start, double end, std::int64_t steps, DType d = DType::float32);
