@@ -12,8 +12,15 @@
 //   other read     the other thread read it (both cores now hold the lines, shared)
 //   other read+32M the other thread read it, then read 32 MiB of other data
 // and, for comparison, the writer only reading the buffer after the other thread wrote it.
+//
+// Then what the second core adds to computing: the demo's largest product (128 x 784 times 784 x
+// 256, OpenBLAS on one thread per call) whole on one thread, against its two halves of output
+// columns (what autodiff's linear gives each thread, Note [Owned rows]) on the two threads at once.
+// A ratio of 0.5 is a second core as fast as the first; it bounds what any split of the demo's
+// matrix products can reach on this machine.
 
 #include <CLI/CLI.hpp>
+#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -77,7 +84,45 @@ template <class Op> double median_us(std::vector<float>& buf, Other other, int r
   return t[static_cast<std::size_t>(reps / 2)];
 }
 
+// The median time of the product x w^T, x [m, k], w [n, k]: whole on this thread, or its two
+// halves of output columns on this thread and the other at once.
+double gemm_us(bool halves, int reps) {
+  constexpr int m = 128, k = 784, n = 256;
+  std::vector<float> x(m * k, 0.5F), w(n * k, 0.25F), y(m * n);
+  const auto product = [&](int c0, int c1) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, c1 - c0, k, 1.0F, x.data(), k, w.data() + c0 * k, k, 0.0F,
+                y.data() + c0, n);
+  };
+  std::atomic<int> go{0}, done{0};
+  std::thread peer([&] {
+    for (int r = 0; r < reps && halves; ++r) {
+      while (go.load() <= r) {
+      }
+      product(n / 2, n);
+      done.store(r + 1);
+    }
+  });
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = clock_type::now();
+    if (halves) {
+      go.store(r + 1);
+      product(0, n / 2);
+      while (done.load() <= r) {
+      }
+    } else {
+      product(0, n);
+    }
+    t.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  peer.join();
+  std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
+  return t[static_cast<std::size_t>(reps / 2)];
+}
+
 } // namespace
+
+extern "C" void openblas_set_num_threads(int);
 
 int main(int argc, char** argv) {
   CLI::App app{"coherence_bench: the cost of writing data another core has touched"};
@@ -104,5 +149,11 @@ int main(int argc, char** argv) {
   const double remote_read = median_us(buf, Other::write, reps, read);
   fmt::print("\nreading it after the other thread wrote it: {:.1f} us ({:.1f} GB/s)\n", remote_read,
              static_cast<double>(buf.size() * sizeof(float)) / (remote_read * 1e3));
+
+  openblas_set_num_threads(1); // one thread per call, as inside tapegrad's parallel_for
+  const double whole = gemm_us(false, reps), halves = gemm_us(true, reps);
+  fmt::print("\n128x784 times 784x256 (sgemm, one BLAS thread per call): whole on one thread {:.1f} us, "
+             "its two column halves on two threads at once {:.1f} us ({:.2f}x; 0.5 is a second core as fast)\n",
+             whole, halves, halves / whole);
   return sink.load() == -1.0F ? 1 : 0;
 }

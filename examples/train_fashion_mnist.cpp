@@ -48,6 +48,7 @@ struct Config {
   fs::path out = "fashion_mnist_out";
   fs::path data = std::string(nn::fashion_mnist_default_dir);
   bool resume = false;
+  bool data_parallel = false; // split each batch's rows across the threads instead of each layer's features
 };
 
 struct EpochStats {
@@ -248,7 +249,11 @@ void load_checkpoint(const fs::path& path, const Training& t, int& epoch, std::i
 int run(const Config& c) {
   // One count for tapegrad's kernels and OpenBLAS (docs/design.md, Note [One thread pool]).
   if (c.threads > 0) autodiff::set_num_threads(c.threads);
-  fmt::print("threads: {} for tapegrad, {} for OpenBLAS\n{}\n", autodiff::get_num_threads(), openblas_get_num_threads(),
+  fmt::print("threads: {} for tapegrad, {} for OpenBLAS; {}\n{}\n", autodiff::get_num_threads(),
+             openblas_get_num_threads(),
+             autodiff::get_num_threads() == 1 ? "one core"
+             : c.data_parallel                ? "each batch's rows split across them (--data-parallel)"
+                                              : "each layer's output features split across them",
              examples::describe_blas_kernel());
   autodiff::manual_seed(c.seed);
   fs::create_directories(c.out);
@@ -300,14 +305,22 @@ int run(const Config& c) {
         ++step;
         continue;
       }
-      // The batch's rows split across the threads, one shard and tape each (one shard at 1 thread:
-      // then exactly forward, loss, backward); docs/design.md, Note [Data-parallel steps].
+      // By default the step is forward, loss, backward: linear splits each large layer's output
+      // features across the threads, and the optimizer updates each thread's rows on it
+      // (docs/design.md, Note [Owned rows]). With --data-parallel the batch's rows are split instead,
+      // one shard and tape each (Note [Data-parallel steps]).
       opt->zero_grad();
-      const nn::ShardResult r =
-          nn::parallel_backward(b.inputs, b.targets, [&](const Tensor& x, const Tensor& t) -> nn::ShardResult {
-            const Tensor logits = (*model)(x);
-            return {nn::cross_entropy(logits, t), logits};
-          });
+      const auto shard = [&](const Tensor& x, const Tensor& t) -> nn::ShardResult {
+        const Tensor logits = (*model)(x);
+        return {nn::cross_entropy(logits, t), logits};
+      };
+      nn::ShardResult r;
+      if (c.data_parallel) {
+        r = nn::parallel_backward(b.inputs, b.targets, shard);
+      } else {
+        r = shard(b.inputs, b.targets);
+        r.loss.backward();
+      }
       opt->step();
       const Tensor& loss = r.loss;
       const auto pred = predictions(r.output);
@@ -390,6 +403,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", c.out, "directory for the model, checkpoint and plot")->capture_default_str();
   app.add_option("--data", c.data, "directory with the Fashion-MNIST files")->capture_default_str();
   app.add_flag("--resume", c.resume, "continue from <out>/checkpoint.safetensors");
+  app.add_flag("--data-parallel", c.data_parallel,
+               "split each batch's rows across the threads (nn::parallel_backward) instead of each layer's output "
+               "features");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(c);

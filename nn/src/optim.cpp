@@ -119,19 +119,24 @@ private:
 
 // Elements per range when an update is split across threads (docs/design.md, Note [One thread
 // pool]): below twice this, a parameter is updated on the calling thread.
-constexpr std::int64_t update_grain = 32768;
+constexpr std::int64_t update_grain = 16384;
 
-// Runs f(begin, end) over [0, n), split across the pool's threads for large parameters. The
-// updates are elementwise, so the split changes no bits.
-template <class F> void run_split(std::int64_t n, F&& f) {
+// Runs f(begin, end) over parameter p's elements, split across the pool's threads for large
+// parameters. The updates are elementwise, so the split changes no bits. A parameter of two or more
+// dimensions is split by whole rows (its first dimension), in the pool's equal shares: autodiff's
+// linear splits a weight's rows the same way, so each thread updates the rows it computed with and
+// whose gradient it wrote (docs/design.md, Note [Owned rows]).
+template <class F> void run_split(const autodiff::Tensor& p, F&& f) {
+  const std::int64_t n = p.numel();
   if (n < 2 * update_grain) { // what parallel_for would do, without the call into the pool
     const FlushDenormals flush;
     f(std::size_t{0}, static_cast<std::size_t>(n));
     return;
   }
-  autodiff::parallel_for(n, update_grain, [&](std::int64_t b, std::int64_t e) {
+  const std::int64_t rows = p.dim() >= 2 ? p.size(0) : n, per_row = n / rows; // n > 0: rows > 0
+  autodiff::parallel_for(rows, (update_grain + per_row - 1) / per_row, [&](std::int64_t b, std::int64_t e) {
     const FlushDenormals flush;
-    f(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
+    f(static_cast<std::size_t>(b * per_row), static_cast<std::size_t>(e * per_row));
   });
 }
 } // namespace
@@ -307,7 +312,7 @@ void SGD::step() {
       a.nesterov = options.nesterov;
       // Tested in double, as buffer_names: a momentum that rounds to 0 in float still keeps a buffer.
       if (options.momentum != 0) a.buf = mut<T>(buffer(k, "momentum_buffer", p)).data();
-      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::sgd(a, b, e); });
+      run_split(p, [&](std::size_t b, std::size_t e) { kernels::sgd(a, b, e); });
     });
     ++step_count(k);
   });
@@ -346,7 +351,7 @@ void Adam::step() {
       a.decay = decoupled_  ? kernels::AdamDecay::decoupled
                 : a.wd != 0 ? kernels::AdamDecay::coupled
                             : kernels::AdamDecay::none;
-      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::adam(a, b, e); });
+      run_split(p, [&](std::size_t b, std::size_t e) { kernels::adam(a, b, e); });
     });
   });
 }
@@ -379,7 +384,7 @@ void RMSprop::step() {
         T* buf = mut<T>(buffer(k, "momentum_buffer", p)).data();
         if (a.mom > 0) a.buf = buf;
       }
-      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::rmsprop(a, b, e); });
+      run_split(p, [&](std::size_t b, std::size_t e) { kernels::rmsprop(a, b, e); });
     });
   });
 }
@@ -404,7 +409,7 @@ void Adagrad::step() {
       a.wd = static_cast<T>(g.weight_decay);
       a.eps = static_cast<T>(options.eps);
       a.clr = static_cast<T>(g.lr / (1 + static_cast<double>(step - 1) * options.lr_decay));
-      run_split(p.numel(), [&](std::size_t b, std::size_t e) { kernels::adagrad(a, b, e); });
+      run_split(p, [&](std::size_t b, std::size_t e) { kernels::adagrad(a, b, e); });
     });
   });
 }

@@ -258,8 +258,12 @@ std::vector<Case> every_configuration() {
 // Runs `steps` steps of one configuration on a parameter of n elements with random gradients
 // (normal at three scales, with exact zeros, huge values and signed zeros mixed in) and checks every
 // bit of the parameter and of every buffer against the scalar loop after each step.
+// A parameter of n elements, of shape [rows, n / rows] when rows > 1 (split by whole rows).
 template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
-                                      const std::function<void(ScalarRef<T>&, const std::vector<T>&)>& ref) {
+                                      const std::function<void(ScalarRef<T>&, const std::vector<T>&)>& ref,
+                                      std::int64_t rows = 1) {
+  const autodiff::Shape shape = rows > 1 ? autodiff::Shape{rows, static_cast<std::int64_t>(n) / rows}
+                                         : autodiff::Shape{static_cast<std::int64_t>(n)};
   constexpr DType dt = std::is_same_v<T, float> ? DType::float32 : DType::float64;
   std::mt19937_64 rng(n * 7919 + steps);
   std::normal_distribution<double> normal;
@@ -278,7 +282,7 @@ template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
   std::vector<double> w0(n);
   for (std::size_t i = 0; i < n; ++i)
     w0[i] = draw(i + 1, 1.0);
-  Tensor w = autodiff::from_vector(w0, {static_cast<std::int64_t>(n)}, dt).requires_grad(true);
+  Tensor w = autodiff::from_vector(w0, shape, dt).requires_grad(true);
   auto opt = c.make({w});
   ScalarRef<T> r;
   r.w.assign(w.data<T>().begin(), w.data<T>().end());
@@ -292,7 +296,7 @@ template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
     const double scale = s % 3 == 0 ? 1e-3 : s % 3 == 1 ? 1.0 : 30.0;
     for (std::size_t i = 0; i < n; ++i)
       g[i] = draw(i + static_cast<std::size_t>(s), scale);
-    const Tensor G = autodiff::from_vector(g, {static_cast<std::int64_t>(n)}, dt);
+    const Tensor G = autodiff::from_vector(g, shape, dt);
     tape.reset();
     opt->zero_grad();
     autodiff::sum(w * G).backward(); // the gradient is G, exactly (G * 1)
@@ -349,6 +353,11 @@ BOOST_AUTO_TEST_CASE(updates_match_the_scalar_loops_bit_for_bit) {
         check_bitwise<float>(c, n, steps, c.ref32);
         check_bitwise<double>(c, n, steps, c.ref64);
       }
+    // A matrix is split by whole rows (333 rows of 211: three ranges of 111 rows at 3 threads).
+    for (const Case& c : every_configuration()) {
+      check_bitwise<float>(c, 333 * 211, 12, c.ref32, 333);
+      check_bitwise<double>(c, 333 * 211, 12, c.ref64, 333);
+    }
   }
   autodiff::set_num_threads(saved);
 }

@@ -143,4 +143,55 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
   set_num_threads(saved);
 }
 
+// Note [Owned rows]: linear splits a large product by rows of the weight (output features). At 1, 2
+// and 3 threads (three ranges, so two partial products of dx added in row order) the value and the
+// three gradients match plain loops in double; x has two leading dims (M = 2 x 32 rows).
+BOOST_AUTO_TEST_CASE(linear_split_by_output_features_matches_plain_loops) {
+  const int saved = get_num_threads();
+  manual_seed(11);
+  const std::int64_t b0 = 2, b1 = 32, m = b0 * b1, in = 256, out = 200; // 64 x 256 per row of w: 3 ranges
+  const Tensor xv = randn({b0, b1, in}, DType::float64), wv = randn({out, in}, DType::float64),
+               bv = randn({out}, DType::float64), cv = randn({b0, b1, out}, DType::float64);
+  const auto X = xv.to_vector(), W = wv.to_vector(), B = bv.to_vector(), Cm = cv.to_vector();
+  const auto at = [](const std::vector<double>& v, std::int64_t i, std::int64_t j, std::int64_t cols) {
+    return v[static_cast<std::size_t>(i * cols + j)];
+  };
+  std::vector<double> y(static_cast<std::size_t>(m * out)), gx(static_cast<std::size_t>(m * in)),
+      gw(static_cast<std::size_t>(out * in)), gb(static_cast<std::size_t>(out));
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t o = 0; o < out; ++o) {
+      double acc = B[static_cast<std::size_t>(o)];
+      for (std::int64_t k = 0; k < in; ++k)
+        acc += at(X, i, k, in) * at(W, o, k, in);
+      y[static_cast<std::size_t>(i * out + o)] = acc;
+      // loss = sum(y * c): dy = c
+      const double g = at(Cm, i, o, out);
+      gb[static_cast<std::size_t>(o)] += g;
+      for (std::int64_t k = 0; k < in; ++k) {
+        gx[static_cast<std::size_t>(i * in + k)] += g * at(W, o, k, in);
+        gw[static_cast<std::size_t>(o * in + k)] += g * at(X, i, k, in);
+      }
+    }
+  const auto close = [](const std::vector<double>& got, const std::vector<double>& want, const char* what, int t) {
+    BOOST_TEST_REQUIRE(got.size() == want.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
+    BOOST_TEST(worst < 1e-12, what << " at " << t << " threads: off by " << worst);
+  };
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    const Tensor x = xv.detach().requires_grad(true), w = wv.detach().requires_grad(true),
+                 b = bv.detach().requires_grad(true);
+    Tape tape;
+    const Tensor yt = linear(x, w, b);
+    sum(yt * cv).backward();
+    close(yt.to_vector(), y, "y", threads);
+    close(x.grad().to_vector(), gx, "dx", threads);
+    close(w.grad().to_vector(), gw, "dw", threads);
+    close(b.grad().to_vector(), gb, "db", threads);
+  }
+  set_num_threads(saved);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

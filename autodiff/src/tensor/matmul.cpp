@@ -7,7 +7,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <climits>
+#include <utility>
 
 namespace autodiff {
 
@@ -22,24 +25,31 @@ int blas_int(std::int64_t v) {
   return static_cast<int>(v);
 }
 
-// C[M,N] = op(A) op(B) + beta C, row-major; op transposes when the flag is set. The transposes of
-// matmul's backward go through these flags: no transposed copy is ever made.
-template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, const T* b, T* c, T beta) {
+// C[M,N] = op(A) op(B) + beta C, row-major with leading dimensions lda, ldb, ldc; op transposes when
+// the flag is set. The transposes of matmul's backward go through these flags: no transposed copy is
+// ever made. The leading dimensions let linear work on a block of columns (Note [Owned rows]).
+template <class T> void gemm_ld(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+                                std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (beta == T(0)) std::fill(c, c + m * n, T(0));
+    if (beta == T(0))
+      for (std::int64_t i = 0; i < m; ++i)
+        std::fill(c + i * ldc, c + i * ldc + n, T(0));
     return;
   }
-  const int lda = blas_int(std::max<std::int64_t>(1, ta ? m : k));
-  const int ldb = blas_int(std::max<std::int64_t>(1, tb ? k : n));
-  const int ldc = blas_int(std::max<std::int64_t>(1, n));
   const auto opa = ta ? CblasTrans : CblasNoTrans;
   const auto opb = tb ? CblasTrans : CblasNoTrans;
+  const int la = blas_int(std::max<std::int64_t>(1, lda)), lb = blas_int(std::max<std::int64_t>(1, ldb)),
+            lc = blas_int(std::max<std::int64_t>(1, ldc));
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, opa, opb, blas_int(m), blas_int(n), blas_int(k), 1.0f, a, lda, b, ldb, beta, c, ldc);
+    cblas_sgemm(CblasRowMajor, opa, opb, blas_int(m), blas_int(n), blas_int(k), 1.0f, a, la, b, lb, beta, c, lc);
   else
-    cblas_dgemm(CblasRowMajor, opa, opb, blas_int(m), blas_int(n), blas_int(k), 1.0, a, lda, b, ldb, beta, c, ldc);
+    cblas_dgemm(CblasRowMajor, opa, opb, blas_int(m), blas_int(n), blas_int(k), 1.0, a, la, b, lb, beta, c, lc);
+}
+// The same on whole (contiguous) matrices.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, const T* b, T* c, T beta) {
+  gemm_ld<T>(ta, tb, m, n, k, a, ta ? m : k, b, tb ? k : n, c, n, beta);
 }
 
 // matmul as a batched product: a [ba, m, k] times b [bb, k, n], batches 1 or equal.
@@ -175,22 +185,88 @@ std::int64_t linear_rows(const Shape& x) {
     m *= x[i];
   return m;
 }
+
+// Large products are split across the pool by rows of w (output features), so that each thread
+// touches only its own rows of w and of its gradient, in the forward, the backward and the
+// optimizer's update: Note [Owned rows]. A range does at least linear_grain_macs multiply-adds (a
+// pool round trip is 1-4 us, a million multiply-adds some 12 us on one core), and there are at most
+// linear_max_ranges of them (the partial products of dx are kept until summed).
+constexpr std::int64_t linear_grain_macs = std::int64_t{1} << 20;
+constexpr std::int64_t linear_max_ranges = 8;
+std::int64_t linear_row_grain(std::int64_t m, std::int64_t in_f, std::int64_t out_f) {
+  const std::int64_t per_row = std::max<std::int64_t>(1, m * in_f);
+  return std::max({std::int64_t{1}, (linear_grain_macs + per_row - 1) / per_row,
+                   (out_f + linear_max_ranges - 1) / linear_max_ranges});
+}
+// Too small for two ranges, whatever the shape: tested first, in double (no overflow, no integer
+// division), so that a tiny step's layers pay one multiplication for the split.
+bool linear_whole(std::int64_t m, std::int64_t in_f, std::int64_t out_f) {
+  return static_cast<double>(m) * static_cast<double>(in_f) * static_cast<double>(out_f) <
+         2.0 * static_cast<double>(linear_grain_macs);
+}
+// fn(r0, r1) over the rows of w: split when large, else one call on this thread (no call into the pool
+// for the small layers that make up a tiny step).
+template <class F> void linear_split(std::int64_t m, std::int64_t in_f, std::int64_t out_f, const F& fn) {
+  if (linear_whole(m, in_f, out_f)) return fn(std::int64_t{0}, out_f);
+  const std::int64_t grain = linear_row_grain(m, in_f, out_f);
+  if (out_f < 2 * grain)
+    fn(std::int64_t{0}, out_f);
+  else
+    parallel_for(out_f, grain, fn);
+}
+
 void linear_backward(BackwardCtx& x) {
   const Tensor& in = x.saved(0);
   const Tensor& w = x.saved(1);
   const std::int64_t out_f = w.size(0), in_f = w.size(1), m = linear_rows(in.shape());
   dispatch_float("linear", in.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.needs(0)) { // dx = g w
-      Tensor gx = Access::make(in.shape(), in.dtype());
-      gemm<T>(false, false, m, in_f, out_f, ptr<T>(x.g), ptr<T>(w), ptr<T>(gx), T(0));
-      x.grad(0, std::move(gx));
+    const T* gv = ptr<T>(x.g);
+    const T* wv = ptr<T>(w);
+    const T* iv = ptr<T>(in);
+    Tensor gx, gw;
+    if (x.needs(0)) gx = Access::make(in.shape(), in.dtype());
+    if (x.needs(1)) gw = Access::make(w.shape(), w.dtype());
+    // Rows r0:r1 of w: dw[r0:r1] = g[:, r0:r1]^T x, and their share of dx = g w,
+    // g[:, r0:r1] w[r0:r1], into dx_part.
+    const auto rows = [&](std::int64_t r0, std::int64_t r1, T* dx_part) {
+      if (gw.defined())
+        gemm_ld<T>(true, false, r1 - r0, in_f, m, gv + r0, out_f, iv, in_f, ptr<T>(gw) + r0 * in_f, in_f, T(0));
+      if (dx_part != nullptr)
+        gemm_ld<T>(false, false, m, in_f, r1 - r0, gv + r0, out_f, wv + r0 * in_f, in_f, dx_part, in_f, T(0));
+    };
+    // As linear_split; an empty w (out_f = 0) takes this branch too, where dx is filled with zeros.
+    if (linear_whole(m, in_f, out_f) || out_f < 2 * linear_row_grain(m, in_f, out_f)) {
+      rows(0, out_f, gx.defined() ? ptr<T>(gx) : nullptr);
+    } else {
+      const std::int64_t grain = linear_row_grain(m, in_f, out_f);
+      // dx is a sum over all rows of w: the range starting at row 0 writes gx, the others partial
+      // products, added to gx afterwards in row order (so its last bits depend on the number of
+      // ranges, as with any split of a sum; dw's do not).
+      std::array<std::pair<std::int64_t, Tensor>, linear_max_ranges> partial;
+      std::atomic<int> partials{0};
+      parallel_for(out_f, grain, [&](std::int64_t r0, std::int64_t r1) {
+        if (!gx.defined() || r0 == 0) return rows(r0, r1, gx.defined() ? ptr<T>(gx) : nullptr);
+        Tensor part = Access::make(in.shape(), in.dtype());
+        rows(r0, r1, ptr<T>(part));
+        partial[static_cast<std::size_t>(partials.fetch_add(1))] = {r0, std::move(part)};
+      });
+      if (gx.defined()) {
+        const int np = partials.load();
+        T* o = ptr<T>(gx);
+        for (std::int64_t last = 0, p = 0; p < np; ++p) { // the partial starting next after `last`
+          std::size_t next = 0;
+          for (std::size_t q = 0; q < static_cast<std::size_t>(np); ++q)
+            if (partial[q].first > last && (partial[next].first <= last || partial[q].first < partial[next].first))
+              next = q;
+          last = partial[next].first;
+          const T* pv = ptr<T>(partial[next].second);
+          split(gx.numel(), [=](std::int64_t i) { o[i] += pv[i]; });
+        }
+      }
     }
-    if (x.needs(1)) { // dw = g^T x
-      Tensor gw = Access::make(w.shape(), w.dtype());
-      gemm<T>(true, false, out_f, in_f, m, ptr<T>(x.g), ptr<T>(in), ptr<T>(gw), T(0));
-      x.grad(1, std::move(gw));
-    }
+    if (gx.defined()) x.grad(0, std::move(gx));
+    if (gw.defined()) x.grad(1, std::move(gw));
   });
   if (x.nin() == 3 && x.needs(2)) x.grad(2, x.g);
 }
@@ -229,19 +305,28 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   detail::dispatch_float("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* o = ptr<T>(out);
-    // The bias is copied into every row and the product added to it (beta = 1), as PyTorch's addmm
-    // does: no second pass over the output to add the bias. (Where BLAS splits a long k, the bias
-    // now joins the first partial sum instead of the total: a last-bit difference.)
-    if (b.defined()) {
-      const T* bv = ptr<T>(b);
-      // Rows in the widest vectors (kernels.hpp): a memmove call per short row, or this loop in
-      // baseline SSE, cost more than the rest of a tiny layer's forward.
-      detail::run_range(0, m, [=](std::int64_t i) {
-        for (std::int64_t j = 0; j < out_f; ++j)
-          o[i * out_f + j] = bv[j];
-      });
-    }
-    detail::gemm<T>(false, true, m, out_f, in_f, ptr<T>(x), ptr<T>(w), o, b.defined() ? T(1) : T(0));
+    const T* xv = ptr<T>(x);
+    const T* wv = ptr<T>(w);
+    const T* bv = b.defined() ? ptr<T>(b) : nullptr;
+    // Output columns r0:r1 (rows of w), Note [Owned rows]. The bias is copied into every row and the
+    // product added to it (beta = 1), as PyTorch's addmm does: no second pass over the output to add
+    // the bias. (Where BLAS splits a long k, the bias now joins the first partial sum instead of the
+    // total: a last-bit difference.)
+    detail::linear_split(m, in_f, out_f, [&](std::int64_t r0, std::int64_t r1) {
+      const std::int64_t nf = r1 - r0;
+      T* oc = o + r0;
+      if (bv != nullptr) {
+        const T* bc = bv + r0;
+        // Rows in the widest vectors (kernels.hpp): a memmove call per short row, or this loop in
+        // baseline SSE, cost more than the rest of a tiny layer's forward.
+        detail::run_range(0, m, [=](std::int64_t i) {
+          for (std::int64_t j = 0; j < nf; ++j)
+            oc[i * out_f + j] = bc[j];
+        });
+      }
+      detail::gemm_ld<T>(false, true, m, nf, in_f, xv, in_f, wv + r0 * in_f, in_f, oc, out_f,
+                         bv != nullptr ? T(1) : T(0));
+    });
   });
   if (b.defined() ? detail::any_requires_grad({&x, &w, &b}) : detail::any_requires_grad({&x, &w})) {
     const Tensor* in[3] = {&x, &w, &b};
