@@ -9,6 +9,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <vector>
@@ -158,6 +159,73 @@ TAPEGRAD_KERNEL_BENCH(sigmoid)
 TAPEGRAD_KERNEL_BENCH(exp)
 TAPEGRAD_KERNEL_BENCH(mul)
 TAPEGRAD_KERNEL_BENCH(sum)
+
+// Ops that work a row at a time (kernels.hpp's each_line): softmax and the fused cross-entropy on
+// [rows, 1000], forward then backward, against softmax as plain loops. range(0): rows; range(1):
+// threads. Rows split across the pool from 2 x 65536 elements (131 rows of 1000).
+constexpr std::int64_t row_cols = 1000;
+void BM_Kernel_rows(benchmark::State& state, bool loss) {
+  const std::int64_t rows = state.range(0);
+  set_num_threads(static_cast<int>(state.range(1)));
+  manual_seed(1);
+  Tensor x = randn({rows, row_cols});
+  const Tensor g = randn({rows, row_cols});
+  std::vector<double> tv(static_cast<std::size_t>(rows));
+  for (std::size_t i = 0; i < tv.size(); ++i)
+    tv[i] = static_cast<double>(i % row_cols);
+  const Tensor targets = from_vector(tv, {rows}, DType::int64);
+  x.requires_grad(true);
+  Tape tape;
+  for (auto _ : state) {
+    tape.reset();
+    if (loss)
+      cross_entropy(x, targets).backward();
+    else
+      softmax(x, 1).backward(g);
+    benchmark::DoNotOptimize(x.grad());
+    x.zero_grad();
+  }
+  set_rate(state, rows * row_cols);
+  set_num_threads(1);
+}
+void BM_Loop_softmax_rows(benchmark::State& state) {
+  const std::int64_t rows = state.range(0);
+  manual_seed(1);
+  const Tensor xt = randn({rows, row_cols}), gt = randn({rows, row_cols});
+  const std::span<const float> x = xt.data<float>(), g = gt.data<float>();
+  std::vector<float> r(x.size()), ga(x.size());
+  for (auto _ : state) {
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const std::size_t b = static_cast<std::size_t>(i * row_cols);
+      float m = x[b];
+      for (std::size_t k = 1; k < row_cols; ++k)
+        m = std::max(m, x[b + k]);
+      double sum = 0;
+      for (std::size_t k = 0; k < row_cols; ++k)
+        sum += r[b + k] = std::exp(x[b + k] - m);
+      const float inv = static_cast<float>(1.0 / sum);
+      for (std::size_t k = 0; k < row_cols; ++k)
+        r[b + k] *= inv;
+      double dot = 0;
+      for (std::size_t k = 0; k < row_cols; ++k)
+        dot += g[b + k] * r[b + k];
+      for (std::size_t k = 0; k < row_cols; ++k)
+        ga[b + k] = r[b + k] * (g[b + k] - static_cast<float>(dot));
+    }
+    benchmark::DoNotOptimize(ga.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, rows * row_cols);
+}
+void row_args(benchmark::internal::Benchmark* b) {
+  for (std::int64_t rows : {16, 128, 1024})
+    for (std::int64_t t : {1, 2})
+      b->Args({rows, t});
+  b->UseRealTime();
+}
+BENCHMARK(BM_Loop_softmax_rows)->Arg(16)->Arg(128)->Arg(1024)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Kernel_rows, softmax_fwd_bwd, false)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, cross_entropy_fwd_bwd, true)->Apply(row_args);
 
 } // namespace
 

@@ -143,6 +143,58 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
   set_num_threads(saved);
 }
 
+// The ops that work a line at a time (softmax and log_softmax, logsumexp, norm, max, min, prod,
+// the fused cross-entropy; kernels.hpp's each_line) split their lines across the pool above 2 x
+// 65536 elements, and compute each line alone: 1, 2 and 3 threads give the same bits, forward and
+// backward, along the last dim (rows) and along the first (columns: lines of stride 701).
+BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
+  const int saved = get_num_threads();
+  manual_seed(8);
+  const std::int64_t n = 400, c = 701; // 280,400 elements
+  const Tensor mv = randn({n, c}), w = randn({n, c});
+  std::vector<double> tv(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < tv.size(); ++i)
+    tv[i] = static_cast<double>((i * 37) % static_cast<std::size_t>(c));
+  const Tensor targets = from_vector(tv, {n}, DType::int64);
+  std::vector<std::vector<float>> first;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Tensor m = mv.detach();
+    m.requires_grad(true);
+    Tape tape;
+    const std::vector<Tensor> outs{softmax(m, 1),
+                                   log_softmax(m, 1),
+                                   softmax(m, 0),
+                                   log_softmax(m, 0),
+                                   logsumexp(m, 1),
+                                   logsumexp(m, 0),
+                                   norm(m, 2, 0),
+                                   max(m, 1),
+                                   min(m, 0),
+                                   prod(m * 0.01 + 1.0, 1),
+                                   cross_entropy(m, targets),
+                                   cross_entropy(m, targets, Reduction::none)};
+    Tensor loss = sum(outs[0] * w) + sum(outs[1] * w) + sum(outs[2] * w) + sum(outs[3] * w);
+    for (std::size_t k = 4; k < outs.size(); ++k)
+      loss = loss + sum(outs[k] * 0.5);
+    loss.backward();
+    std::vector<std::vector<float>> got;
+    for (const Tensor& t : outs) {
+      const auto d = t.data<float>();
+      got.emplace_back(d.begin(), d.end());
+    }
+    const auto g = m.grad().data<float>();
+    got.emplace_back(g.begin(), g.end());
+    if (first.empty())
+      first = got;
+    else
+      for (std::size_t k = 0; k < got.size(); ++k)
+        BOOST_TEST((std::memcmp(got[k].data(), first[k].data(), got[k].size() * sizeof(float)) == 0),
+                   "result " << k << " differs at " << threads << " threads");
+  }
+  set_num_threads(saved);
+}
+
 // Note [Owned rows]: linear splits a large product by rows of the weight (output features). At 1, 2
 // and 3 threads (three ranges, so two partial products of dx added in row order) the value and the
 // three gradients match plain loops in double; x has two leading dims (M = 2 x 32 rows).

@@ -4,6 +4,7 @@
 
 #include <autodiff/parallel.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -68,6 +69,29 @@ template <class F> void split(std::int64_t n, const F& body) {
     run_range(0, n, body);
   else
     parallel_for(n, map_grain, [&](std::int64_t lo, std::int64_t hi) { run_range(lo, hi, body); });
+}
+
+// line(q, i) for every line of an [outer, n, inner] view: the n elements, i + k inner for k < n,
+// that a reduction along a dim, a softmax or a loss row reads. Lines split across the pool when the
+// view has at least 2 * map_grain elements, at least map_grain elements a range; below, the plain
+// loop nest (no division per line). Each line is computed alone by one thread, so the bits do not
+// depend on the split.
+inline bool lines_split(std::int64_t lines, std::int64_t n) {
+  return lines >= 2 && static_cast<double>(lines) * static_cast<double>(n) >= 2.0 * map_grain;
+}
+template <class F> void each_line(std::int64_t outer, std::int64_t n, std::int64_t inner, const F& line) {
+  const std::int64_t lines = outer * inner;
+  if (!lines_split(lines, n)) {
+    for (std::int64_t q = 0; q < outer; ++q)
+      for (std::int64_t i = 0; i < inner; ++i)
+        line(q, i);
+    return;
+  }
+  parallel_for(lines, std::max<std::int64_t>(1, map_grain / std::max<std::int64_t>(1, n)),
+               [&](std::int64_t lo, std::int64_t hi) {
+                 for (std::int64_t l = lo; l < hi; ++l)
+                   line(l / inner, l % inner);
+               });
 }
 
 } // namespace autodiff::detail

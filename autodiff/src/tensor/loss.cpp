@@ -4,9 +4,11 @@
 // losses are thin wrappers of these (nn/src/loss.cpp).
 
 #include "internal.hpp"
+#include "kernels.hpp"
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace autodiff {
 
@@ -86,12 +88,14 @@ const OpInfo cross_entropy_info{"cross_entropy",
                                     const std::int64_t* tv = ptr<std::int64_t>(t);
                                     T* o = ptr<T>(ga);
                                     const double scale = loss_scale(x);
-                                    for (std::int64_t i = 0; i < n; ++i) {
+                                    // By value: a store through o must not make the loop reload
+                                    // the pointers through the closure (kernels.hpp, run_range).
+                                    each_line(n, c, 1, [=](std::int64_t i, std::int64_t) {
                                       const T gi = row_grad(gv, scale, i);
                                       for (std::int64_t j = 0; j < c; ++j)
                                         o[i * c + j] = gi * static_cast<T>(std::exp(xv[i * c + j] - lv[i]));
                                       o[i * c + tv[i]] -= gi;
-                                    }
+                                    });
                                   });
                                   x.grad(0, std::move(ga));
                                 },
@@ -120,8 +124,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red)
     const std::int64_t* tv = ptr<std::int64_t>(targets);
     double* lv = ptr<double>(lse);
     T* o = ptr<T>(out);
-    double total = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
+    // Row i's logsumexp into lse, and its loss.
+    const auto row_loss = [=](std::int64_t i) { // by value, as the backward's
       const T* row = xv + i * c;
       T m = -std::numeric_limits<T>::infinity();
       for (std::int64_t j = 0; j < c; ++j)
@@ -131,13 +135,26 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red)
         s += std::exp(static_cast<double>(row[j] - m));
       lv[i] = static_cast<double>(m) + std::log(s);
       // lse - x_t computed as (m - x_t) + log s: no cancellation between two huge numbers.
-      const double li = static_cast<double>(m - row[tv[i]]) + std::log(s);
-      if (red == Reduction::none)
-        o[i] = static_cast<T>(li);
-      else
-        total += li;
+      return static_cast<double>(m - row[tv[i]]) + std::log(s);
+    };
+    if (red == Reduction::none) {
+      detail::each_line(n, c, 1, [&](std::int64_t i, std::int64_t) { o[i] = static_cast<T>(row_loss(i)); });
+    } else {
+      // The rows' losses are added in row order on this thread, whether or not the rows were split
+      // across the pool: the same bits either way.
+      double total = 0;
+      if (detail::lines_split(n, c)) {
+        std::vector<double> li(static_cast<std::size_t>(n));
+        detail::each_line(n, c, 1,
+                          [&](std::int64_t i, std::int64_t) { li[static_cast<std::size_t>(i)] = row_loss(i); });
+        for (const double v : li)
+          total += v;
+      } else {
+        for (std::int64_t i = 0; i < n; ++i)
+          total += row_loss(i);
+      }
+      o[0] = static_cast<T>(total * scale);
     }
-    if (red != Reduction::none) o[0] = static_cast<T>(total * scale);
   });
   if (detail::any_requires_grad({&logits})) {
     const std::int64_t v[1] = {static_cast<std::int64_t>(red)};

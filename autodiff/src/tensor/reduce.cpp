@@ -81,21 +81,30 @@ const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_sca
 // combined in a fixed tree and the blocks added in order. The order of every addition is a function
 // of the run's length alone, so the bits do not depend on the vector width or the thread count.
 constexpr std::int64_t sum_block = 4096, sum_lanes = 8;
-template <class T> TAPEGRAD_KERNEL_CLONES double block_sum(const T* x, std::int64_t n) {
+// The sum of f(k) for k < n (n <= sum_block), f(k) converted to double.
+template <class F> TAPEGRAD_KERNEL_CLONES double block_sum_of(std::int64_t n, const F& f) {
+  const F at = f; // a local copy: see run_range (kernels.hpp)
   double lane[sum_lanes] = {};
   std::int64_t k = 0;
   for (; k + sum_lanes <= n; k += sum_lanes)
     for (std::int64_t j = 0; j < sum_lanes; ++j)
-      lane[j] += static_cast<double>(x[k + j]);
+      lane[j] += static_cast<double>(at(k + j));
   for (std::int64_t j = 0; k + j < n; ++j)
-    lane[j] += static_cast<double>(x[k + j]);
+    lane[j] += static_cast<double>(at(k + j));
   return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
-template <class T> double run_sum(const T* x, std::int64_t n) {
+template <class T> double block_sum(const T* x, std::int64_t n) {
+  return block_sum_of(n, [x](std::int64_t k) { return x[k]; });
+}
+// The sum of f(k) for k < n in blocks of sum_block, added in order.
+template <class F> double run_sum_of(std::int64_t n, const F& f) {
   double acc = 0;
   for (std::int64_t b = 0; b < n; b += sum_block)
-    acc += block_sum(x + b, std::min(sum_block, n - b));
+    acc += block_sum_of(std::min(sum_block, n - b), [f, b](std::int64_t k) { return f(b + k); });
   return acc;
+}
+template <class T> double run_sum(const T* x, std::int64_t n) {
+  return run_sum_of(n, [x](std::int64_t k) { return x[k]; });
 }
 // One long run (a full sum): the blocks' sums on the pool, added in order on the caller.
 template <class T> double long_run_sum(const T* x, std::int64_t n) {
@@ -155,11 +164,10 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
 template <class F> void for_extrema(const BackwardCtx& x, F&& f) {
   const std::int64_t* iv = ptr<std::int64_t>(x.saved(0));
   const Split p = reduced_split(x, x.in_shape(0));
-  for (std::int64_t q = 0; q < p.outer; ++q)
-    for (std::int64_t i = 0; i < p.inner; ++i) {
-      const std::int64_t j = q * p.inner + i;
-      f((q * p.n + iv[j]) * p.inner + i, j);
-    }
+  each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+    const std::int64_t j = q * p.inner + i;
+    f((q * p.n + iv[j]) * p.inner + i, j);
+  });
 }
 void extremum_backward(BackwardCtx& x) {
   Tensor ga = zeros(x.in_shape(0), x.g.dtype());
@@ -199,20 +207,19 @@ std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const
     const T* av = ptr<T>(a);
     T* vo = ptr<T>(val);
     std::int64_t* io = ptr<std::int64_t>(idx);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        const T* base = av + q * p.n * p.inner + i;
-        T best = base[0];
-        std::int64_t bk = 0;
-        // A NaN wins, as in PyTorch (max, min and argmax report the first one): a comparison
-        // alone would skip it unless it came first, and return a number from a slice with a NaN.
-        for (std::int64_t k = 1; k < p.n && best == best; ++k) {
-          const T v = base[k * p.inner];
-          if (IsMax ? v > best || v != v : v < best || v != v) best = v, bk = k;
-        }
-        vo[q * p.inner + i] = best;
-        io[q * p.inner + i] = bk;
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      const T* base = av + q * p.n * p.inner + i;
+      T best = base[0];
+      std::int64_t bk = 0;
+      // A NaN wins, as in PyTorch (max, min and argmax report the first one): a comparison
+      // alone would skip it unless it came first, and return a number from a slice with a NaN.
+      for (std::int64_t k = 1; k < p.n && best == best; ++k) {
+        const T v = base[k * p.inner];
+        if (IsMax ? v > best || v != v : v < best || v != v) best = v, bk = k;
       }
+      vo[q * p.inner + i] = best;
+      io[q * p.inner + i] = bk;
+    });
   });
   return {val, idx};
 }
@@ -239,21 +246,20 @@ const OpInfo prod_info{"prod",
                            const T* av = ptr<T>(a);
                            const T* gv = ptr<T>(x.g);
                            T* o = ptr<T>(ga);
-                           for (std::int64_t q = 0; q < p.outer; ++q)
-                             for (std::int64_t i = 0; i < p.inner; ++i) {
-                               const std::int64_t b = q * p.n * p.inner + i;
-                               T pre = 1;
-                               for (std::int64_t k = 0; k < p.n; ++k) { // o holds the prefix products
-                                 o[b + k * p.inner] = pre;
-                                 pre *= av[b + k * p.inner];
-                               }
-                               T suf = 1;
-                               const T g = gv[q * p.inner + i];
-                               for (std::int64_t k = p.n; k-- > 0;) {
-                                 o[b + k * p.inner] *= suf * g;
-                                 suf *= av[b + k * p.inner];
-                               }
+                           each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+                             const std::int64_t b = q * p.n * p.inner + i;
+                             T pre = 1;
+                             for (std::int64_t k = 0; k < p.n; ++k) { // o holds the prefix products
+                               o[b + k * p.inner] = pre;
+                               pre *= av[b + k * p.inner];
                              }
+                             T suf = 1;
+                             const T g = gv[q * p.inner + i];
+                             for (std::int64_t k = p.n; k-- > 0;) {
+                               o[b + k * p.inner] *= suf * g;
+                               suf *= av[b + k * p.inner];
+                             }
+                           });
                          });
                          x.grad(0, std::move(ga));
                        },
@@ -284,13 +290,12 @@ Tensor prod_impl(const Tensor& a, const int* dimp, bool keepdim) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        T acc = 1;
-        for (std::int64_t k = 0; k < p.n; ++k)
-          acc *= av[(q * p.n + k) * p.inner + i];
-        o[q * p.inner + i] = acc;
-      }
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      T acc = 1;
+      for (std::int64_t k = 0; k < p.n; ++k)
+        acc *= av[(q * p.n + k) * p.inner + i];
+      o[q * p.inner + i] = acc;
+    });
   });
   if (any_requires_grad({&a})) record(prod_info, out, {.inputs = {&a}, .saved = {&a}, .ints = r.ints()});
   return out;
@@ -311,12 +316,13 @@ template <class Local> void slice_backward(BackwardCtx& x, std::string_view name
     const T* rv = ptr<T>(r);
     const T* gv = ptr<T>(x.g);
     T* o = ptr<T>(ga);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t k = 0; k < p.n; ++k)
-        for (std::int64_t i = 0; i < p.inner; ++i) {
-          const std::int64_t j = q * p.inner + i, e = (q * p.n + k) * p.inner + i;
-          o[e] = local(av[e], rv[j], gv[j]);
-        }
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      const std::int64_t j = q * p.inner + i;
+      for (std::int64_t k = 0; k < p.n; ++k) {
+        const std::int64_t e = (q * p.n + k) * p.inner + i;
+        o[e] = local(av[e], rv[j], gv[j]);
+      }
+    });
   });
   x.grad(0, std::move(ga));
 }
@@ -362,31 +368,73 @@ template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool kee
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        const T* b = av + q * p.n * p.inner + i;
-        if constexpr (IsLse) {
-          T m = -std::numeric_limits<T>::infinity();
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      const T* b = av + q * p.n * p.inner + i;
+      if constexpr (IsLse) {
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t k = 0; k < p.n; ++k)
+          m = std::max(m, b[k * p.inner]);
+        double acc = 0;
+        if (std::isfinite(m))
           for (std::int64_t k = 0; k < p.n; ++k)
-            m = std::max(m, b[k * p.inner]);
-          double acc = 0;
-          if (std::isfinite(m))
-            for (std::int64_t k = 0; k < p.n; ++k)
-              acc += std::exp(static_cast<double>(b[k * p.inner] - m));
-          o[q * p.inner + i] = std::isfinite(m) ? static_cast<T>(m + std::log(acc)) : m;
-        } else {
-          double acc = 0;
-          for (std::int64_t k = 0; k < p.n; ++k)
-            acc += static_cast<double>(b[k * p.inner]) * static_cast<double>(b[k * p.inner]);
-          o[q * p.inner + i] = static_cast<T>(std::sqrt(acc));
-        }
+            acc += std::exp(static_cast<double>(b[k * p.inner] - m));
+        o[q * p.inner + i] = std::isfinite(m) ? static_cast<T>(m + std::log(acc)) : m;
+      } else {
+        double acc = 0;
+        for (std::int64_t k = 0; k < p.n; ++k)
+          acc += static_cast<double>(b[k * p.inner]) * static_cast<double>(b[k * p.inner]);
+        o[q * p.inner + i] = static_cast<T>(std::sqrt(acc));
       }
+    });
   });
   if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .saved = {&a, &out}, .ints = r.ints()});
   return out;
 }
 
 // ---- softmax and log_softmax --------------------------------------------------------------------
+// Rows along the last dim (inner = 1, the common case) run in vector lanes (Note [Vectorised
+// kernels]): the row's max in 16 lanes, exp into the output (libmvec's expf for float32), the sum
+// in run_sum's fixed blocks, then the normalisation. The max rounds nothing, so lanes give the same
+// value as one pass (a row with a NaN is all NaN whatever the max); the sum's order, a function of
+// the row's length alone, differs from one running sum by rounding in double.
+template <class T> TAPEGRAD_KERNEL_CLONES T row_max(const T* a, std::int64_t n) {
+  constexpr std::int64_t lanes = 16;
+  T lane[lanes];
+  for (T& l : lane)
+    l = -std::numeric_limits<T>::infinity();
+  std::int64_t k = 0;
+  for (; k + lanes <= n; k += lanes)
+    for (std::int64_t j = 0; j < lanes; ++j)
+      lane[j] = a[k + j] > lane[j] ? a[k + j] : lane[j];
+  T m = -std::numeric_limits<T>::infinity();
+  for (; k < n; ++k)
+    m = a[k] > m ? a[k] : m;
+  for (const T l : lane)
+    m = l > m ? l : m;
+  return m;
+}
+template <bool IsLog, class T> void softmax_row(const T* a, T* o, std::int64_t n) {
+  T m = row_max(a, n);
+  if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
+  run_range(0, n, [=](std::int64_t k) { o[k] = std::exp(a[k] - m); });
+  const double s = run_sum(o, n);
+  const T ls = static_cast<T>(std::log(s));
+  const T inv = static_cast<T>(1.0 / s);
+  if constexpr (IsLog)
+    run_range(0, n, [=](std::int64_t k) { o[k] = a[k] - m - ls; });
+  else
+    run_range(0, n, [=](std::int64_t k) { o[k] = o[k] * inv; });
+}
+template <bool IsLog, class T> void softmax_row_backward(const T* r, const T* g, T* o, std::int64_t n) {
+  if constexpr (IsLog) {
+    const T s = static_cast<T>(run_sum(g, n));
+    run_range(0, n, [=](std::int64_t k) { o[k] = g[k] - std::exp(r[k]) * s; });
+  } else {
+    const T s = static_cast<T>(run_sum_of(n, [=](std::int64_t k) { return g[k] * r[k]; }));
+    run_range(0, n, [=](std::int64_t k) { o[k] = r[k] * (g[k] - s); });
+  }
+}
+
 // Both from the saved result r: log_softmax' g = g - softmax * sum(g); softmax' g = r (g - sum(g r)).
 template <bool IsLog> void softmax_backward(BackwardCtx& x) {
   const Tensor& r = x.saved(0);
@@ -397,17 +445,20 @@ template <bool IsLog> void softmax_backward(BackwardCtx& x) {
     const T* rv = ptr<T>(r);
     const T* gv = ptr<T>(x.g);
     T* o = ptr<T>(ga);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        const std::int64_t b = q * p.n * p.inner + i;
-        double s = 0;
-        for (std::int64_t k = 0; k < p.n; ++k)
-          s += IsLog ? gv[b + k * p.inner] : gv[b + k * p.inner] * rv[b + k * p.inner];
-        for (std::int64_t k = 0; k < p.n; ++k) {
-          const std::int64_t e = b + k * p.inner;
-          o[e] = IsLog ? gv[e] - std::exp(rv[e]) * T(s) : rv[e] * (gv[e] - T(s));
-        }
+    if (p.inner == 1)
+      return each_line(p.outer, p.n, 1, [&](std::int64_t q, std::int64_t) {
+        softmax_row_backward<IsLog>(rv + q * p.n, gv + q * p.n, o + q * p.n, p.n);
+      });
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      const std::int64_t b = q * p.n * p.inner + i;
+      double s = 0;
+      for (std::int64_t k = 0; k < p.n; ++k)
+        s += IsLog ? gv[b + k * p.inner] : gv[b + k * p.inner] * rv[b + k * p.inner];
+      for (std::int64_t k = 0; k < p.n; ++k) {
+        const std::int64_t e = b + k * p.inner;
+        o[e] = IsLog ? gv[e] - std::exp(rv[e]) * T(s) : rv[e] * (gv[e] - T(s));
       }
+    });
   });
   x.grad(0, std::move(ga));
 }
@@ -432,26 +483,28 @@ template <bool IsLog> Tensor softmax_impl(const Tensor& a, int dim_) {
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
-    for (std::int64_t q = 0; q < p.outer; ++q)
-      for (std::int64_t i = 0; i < p.inner; ++i) {
-        const std::int64_t b = q * p.n * p.inner + i;
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t k = 0; k < p.n; ++k)
-          m = std::max(m, av[b + k * p.inner]);
-        if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
-        double s = 0;
-        for (std::int64_t k = 0; k < p.n; ++k) {
-          const T e = std::exp(av[b + k * p.inner] - m);
-          if (!IsLog) o[b + k * p.inner] = e;
-          s += e;
-        }
-        const T ls = static_cast<T>(std::log(s));
-        const T inv = static_cast<T>(1.0 / s);
-        for (std::int64_t k = 0; k < p.n; ++k) {
-          const std::int64_t e = b + k * p.inner;
-          o[e] = IsLog ? av[e] - m - ls : o[e] * inv;
-        }
+    if (p.inner == 1)
+      return each_line(p.outer, p.n, 1,
+                       [&](std::int64_t q, std::int64_t) { softmax_row<IsLog>(av + q * p.n, o + q * p.n, p.n); });
+    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+      const std::int64_t b = q * p.n * p.inner + i;
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::int64_t k = 0; k < p.n; ++k)
+        m = std::max(m, av[b + k * p.inner]);
+      if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
+      double s = 0;
+      for (std::int64_t k = 0; k < p.n; ++k) {
+        const T e = std::exp(av[b + k * p.inner] - m);
+        if (!IsLog) o[b + k * p.inner] = e;
+        s += e;
       }
+      const T ls = static_cast<T>(std::log(s));
+      const T inv = static_cast<T>(1.0 / s);
+      for (std::int64_t k = 0; k < p.n; ++k) {
+        const std::int64_t e = b + k * p.inner;
+        o[e] = IsLog ? av[e] - m - ls : o[e] * inv;
+      }
+    });
   });
   if (any_requires_grad({&a})) {
     const std::int64_t v[1] = {dim};
