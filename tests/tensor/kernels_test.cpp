@@ -51,6 +51,28 @@ std::int64_t max_ulps(const std::function<Tensor(const Tensor&)>& op, double lo,
   return m;
 }
 
+// Runs `results` at 1, 2 and 3 threads and checks that every tensor it returns has, at 2 and 3, the
+// bits it had at 1 (float32).
+void same_bits_at_every_thread_count(const std::function<std::vector<Tensor>()>& results) {
+  const int saved = get_num_threads();
+  std::vector<std::vector<float>> first;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    std::vector<std::vector<float>> got;
+    for (const Tensor& t : results()) {
+      const auto d = t.data<float>();
+      got.emplace_back(d.begin(), d.end());
+    }
+    if (first.empty())
+      first = got;
+    else
+      for (std::size_t k = 0; k < got.size(); ++k)
+        BOOST_TEST((std::memcmp(got[k].data(), first[k].data(), got[k].size() * sizeof(float)) == 0),
+                   "result " << k << " differs at " << threads << " threads");
+  }
+  set_num_threads(saved);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(kernels)
@@ -116,31 +138,17 @@ BOOST_AUTO_TEST_CASE(special_values_in_the_vector_body) {
 // partial sum of a reduction) is computed the same way for any split: 1, 2 and 3 threads give the
 // same bits, forward and backward.
 BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
-  const int saved = get_num_threads();
   manual_seed(7);
   const Tensor xv = randn({300007}), yv = randn({300007}), rows = randn({3, 100003});
-  std::vector<std::vector<float>> first;
-  for (int threads : {1, 2, 3}) {
-    set_num_threads(threads);
+  same_bits_at_every_thread_count([&] {
     Tensor x = xv.detach(), y = yv.detach();
     x.requires_grad(true);
     y.requires_grad(true);
     const Tensor z = tanh(x) * y + sigmoid(x - 0.5) * exp(y * 0.1);
     const Tensor s = sum(z) + mean(z) + sum(sum(rows, 1)) + sum(max(rows, 1));
     s.backward();
-    std::vector<std::vector<float>> got;
-    for (const Tensor& t : {z, s, x.grad(), y.grad(), sum(rows, 0)}) {
-      const auto d = t.data<float>();
-      got.emplace_back(d.begin(), d.end());
-    }
-    if (first.empty())
-      first = got;
-    else
-      for (std::size_t k = 0; k < got.size(); ++k)
-        BOOST_TEST((std::memcmp(got[k].data(), first[k].data(), got[k].size() * sizeof(float)) == 0),
-                   "result " << k << " differs at " << threads << " threads");
-  }
-  set_num_threads(saved);
+    return std::vector<Tensor>{z, s, x.grad(), y.grad(), sum(rows, 0)};
+  });
 }
 
 // The ops that work a line at a time (softmax and log_softmax, logsumexp, norm, max, min, prod,
@@ -148,7 +156,6 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
 // 65536 elements, and compute each line alone: 1, 2 and 3 threads give the same bits, forward and
 // backward, along the last dim (rows) and along the first (columns: lines of stride 701).
 BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
-  const int saved = get_num_threads();
   manual_seed(8);
   const std::int64_t n = 400, c = 701; // 280,400 elements
   const Tensor mv = randn({n, c}), w = randn({n, c});
@@ -156,43 +163,29 @@ BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
   for (std::size_t i = 0; i < tv.size(); ++i)
     tv[i] = static_cast<double>((i * 37) % static_cast<std::size_t>(c));
   const Tensor targets = from_vector(tv, {n}, DType::int64);
-  std::vector<std::vector<float>> first;
-  for (int threads : {1, 2, 3}) {
-    set_num_threads(threads);
+  same_bits_at_every_thread_count([&] {
     Tensor m = mv.detach();
     m.requires_grad(true);
     Tape tape;
-    const std::vector<Tensor> outs{softmax(m, 1),
-                                   log_softmax(m, 1),
-                                   softmax(m, 0),
-                                   log_softmax(m, 0),
-                                   logsumexp(m, 1),
-                                   logsumexp(m, 0),
-                                   norm(m, 2, 0),
-                                   max(m, 1),
-                                   min(m, 0),
-                                   prod(m * 0.01 + 1.0, 1),
-                                   cross_entropy(m, targets),
-                                   cross_entropy(m, targets, Reduction::none)};
+    std::vector<Tensor> outs{softmax(m, 1),
+                             log_softmax(m, 1),
+                             softmax(m, 0),
+                             log_softmax(m, 0),
+                             logsumexp(m, 1),
+                             logsumexp(m, 0),
+                             norm(m, 2, 0),
+                             max(m, 1),
+                             min(m, 0),
+                             prod(m * 0.01 + 1.0, 1),
+                             cross_entropy(m, targets),
+                             cross_entropy(m, targets, Reduction::none)};
     Tensor loss = sum(outs[0] * w) + sum(outs[1] * w) + sum(outs[2] * w) + sum(outs[3] * w);
     for (std::size_t k = 4; k < outs.size(); ++k)
       loss = loss + sum(outs[k] * 0.5);
     loss.backward();
-    std::vector<std::vector<float>> got;
-    for (const Tensor& t : outs) {
-      const auto d = t.data<float>();
-      got.emplace_back(d.begin(), d.end());
-    }
-    const auto g = m.grad().data<float>();
-    got.emplace_back(g.begin(), g.end());
-    if (first.empty())
-      first = got;
-    else
-      for (std::size_t k = 0; k < got.size(); ++k)
-        BOOST_TEST((std::memcmp(got[k].data(), first[k].data(), got[k].size() * sizeof(float)) == 0),
-                   "result " << k << " differs at " << threads << " threads");
-  }
-  set_num_threads(saved);
+    outs.push_back(m.grad());
+    return outs;
+  });
 }
 
 // Note [Owned rows]: linear splits a large product by rows of the weight (output features). At 1, 2
