@@ -140,17 +140,27 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
                        o[q] = static_cast<T>(run_sum(av + q * p.n, p.n) * scale);
                    });
     } else {
-      std::vector<double> acc(static_cast<std::size_t>(p.inner));
-      for (std::int64_t q = 0; q < p.outer; ++q) {
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (std::int64_t k = 0; k < p.n; ++k) {
-          const T* row = av + (q * p.n + k) * p.inner;
-          for (std::int64_t i = 0; i < p.inner; ++i)
-            acc[static_cast<std::size_t>(i)] += row[i];
+      // Along an inner dim: one double accumulator per output element, the rows added in order.
+      // Large ones split their columns [i0, i1) across the pool; a column is summed by one thread
+      // in the same order, so the bits do not depend on the split.
+      const auto columns = [&](std::int64_t i0, std::int64_t i1) {
+        std::vector<double> acc(static_cast<std::size_t>(i1 - i0));
+        for (std::int64_t q = 0; q < p.outer; ++q) {
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (std::int64_t k = 0; k < p.n; ++k) {
+            const T* row = av + (q * p.n + k) * p.inner;
+            for (std::int64_t i = i0; i < i1; ++i)
+              acc[static_cast<std::size_t>(i - i0)] += row[i];
+          }
+          for (std::int64_t i = i0; i < i1; ++i)
+            o[q * p.inner + i] = static_cast<T>(acc[static_cast<std::size_t>(i - i0)] * scale);
         }
-        for (std::int64_t i = 0; i < p.inner; ++i)
-          o[q * p.inner + i] = static_cast<T>(acc[static_cast<std::size_t>(i)] * scale);
-      }
+      };
+      if (lines_split(p.inner, p.outer * p.n))
+        parallel_for(p.inner, std::max<std::int64_t>(16, map_grain / std::max<std::int64_t>(1, p.outer * p.n)),
+                     columns);
+      else
+        columns(0, p.inner);
     }
   });
   if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .ints = r.ints()});
