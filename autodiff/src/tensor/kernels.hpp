@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 // A loop marked TAPEGRAD_CLONES is compiled for AVX-512, AVX2 and baseline x86-64, and the loader
 // picks the widest the CPU has (an ifunc), so the binary still runs on any x86-64. GCC only: clang 14
@@ -92,6 +93,70 @@ template <class F> void each_line(std::int64_t outer, std::int64_t n, std::int64
                  for (std::int64_t l = lo; l < hi; ++l)
                    line(l / inner, l % inner);
                });
+}
+
+// Note [Vectorised kernels]: a contiguous run is summed in blocks of sum_block elements, each block in
+// sum_lanes double accumulators (element k to lane k % sum_lanes: a vector's lanes), the lanes
+// combined in a fixed tree and the blocks added in order. The order of every addition is a function
+// of the run's length alone, so the bits do not depend on the vector width or the thread count.
+constexpr std::int64_t sum_block = 4096, sum_lanes = 8;
+// The sum of f(k) for k < n (n <= sum_block), f(k) converted to double.
+template <class F> TAPEGRAD_KERNEL_CLONES double block_sum_of(std::int64_t n, const F& f) {
+  const F at = f; // a local copy: see run_range
+  double lane[sum_lanes] = {};
+  std::int64_t k = 0;
+  for (; k + sum_lanes <= n; k += sum_lanes)
+    for (std::int64_t j = 0; j < sum_lanes; ++j)
+      lane[j] += static_cast<double>(at(k + j));
+  for (std::int64_t j = 0; k + j < n; ++j)
+    lane[j] += static_cast<double>(at(k + j));
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+template <class T> double block_sum(const T* x, std::int64_t n) {
+  return block_sum_of(n, [x](std::int64_t k) { return x[k]; });
+}
+// The sum of f(k) for k < n in blocks of sum_block, added in order.
+template <class F> double run_sum_of(std::int64_t n, const F& f) {
+  double acc = 0;
+  for (std::int64_t b = 0; b < n; b += sum_block)
+    acc += block_sum_of(std::min(sum_block, n - b), [f, b](std::int64_t k) { return f(b + k); });
+  return acc;
+}
+template <class T> double run_sum(const T* x, std::int64_t n) {
+  return run_sum_of(n, [x](std::int64_t k) { return x[k]; });
+}
+// The same sum as run_sum_of(n, f), bit for bit, for an f worth a vector loop of its own (a
+// transcendental: GCC does not vectorise one inside block_sum_of's double lanes): each block's f(k)
+// are first computed into a buffer on the stack by run_range, then summed.
+template <class F> double run_sum_of_values(std::int64_t n, const F& f) {
+  double acc = 0;
+  for (std::int64_t b = 0; b < n; b += sum_block) {
+    float block[sum_block];
+    float* v = block;
+    const std::int64_t len = std::min(sum_block, n - b);
+    run_range(0, len, [=](std::int64_t k) { v[k] = f(b + k); });
+    acc += block_sum(v, len);
+  }
+  return acc;
+}
+// The largest element of a[0, n) in 16 lanes (-inf when n = 0). A max rounds nothing, so the lanes
+// give the value one pass gives, for any row without a NaN (a NaN is skipped unless it comes first,
+// as std::max skips it; callers give NaN rows NaN results whatever the max).
+template <class T> TAPEGRAD_KERNEL_CLONES T row_max(const T* a, std::int64_t n) {
+  constexpr std::int64_t lanes = 16;
+  T lane[lanes];
+  for (T& l : lane)
+    l = -std::numeric_limits<T>::infinity();
+  std::int64_t k = 0;
+  for (; k + lanes <= n; k += lanes)
+    for (std::int64_t j = 0; j < lanes; ++j)
+      lane[j] = a[k + j] > lane[j] ? a[k + j] : lane[j];
+  T m = -std::numeric_limits<T>::infinity();
+  for (; k < n; ++k)
+    m = a[k] > m ? a[k] : m;
+  for (const T l : lane)
+    m = l > m ? l : m;
+  return m;
 }
 
 } // namespace autodiff::detail

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace autodiff {
@@ -73,40 +74,51 @@ Tensor reduce_loss(const Tensor& l, Reduction red) {
 namespace detail {
 namespace {
 // d/dx_ij = g_i (softmax_ij - [j == t_i]), the softmax recomputed from the saved logsumexp.
-const OpInfo cross_entropy_info{"cross_entropy",
-                                [](BackwardCtx& x) {
-                                  const Tensor& lg = x.saved(0);
-                                  const Tensor& t = x.saved(1);
-                                  const Tensor& lse = x.saved(2);
-                                  const std::int64_t n = lg.size(0), c = lg.size(1);
-                                  Tensor ga = Access::make(lg.shape(), lg.dtype());
-                                  dispatch_float("cross_entropy", lg.dtype(), [&](auto tag) {
-                                    using T = decltype(tag);
-                                    const T* xv = ptr<T>(lg);
-                                    const double* lv = ptr<double>(lse);
-                                    const T* gv = ptr<T>(x.g);
-                                    const std::int64_t* tv = ptr<std::int64_t>(t);
-                                    T* o = ptr<T>(ga);
-                                    const double scale = loss_scale(x);
-                                    // By value: a store through o must not make the loop reload
-                                    // the pointers through the closure (kernels.hpp, run_range).
-                                    each_line(n, c, 1, [=](std::int64_t i, std::int64_t) {
-                                      const T gi = row_grad(gv, scale, i);
-                                      for (std::int64_t j = 0; j < c; ++j)
-                                        o[i * c + j] = gi * static_cast<T>(std::exp(xv[i * c + j] - lv[i]));
-                                      o[i * c + tv[i]] -= gi;
-                                    });
-                                  });
-                                  x.grad(0, std::move(ga));
-                                },
-                                // The softmax is recorded from the logits as recorded (saved(0)), not
-                                // taken from the detached float64 logsumexp, so the Hessian comes out:
-                                // c (diag(p) - p p^T) per row.
-                                [](BackwardCtx& x) {
-                                  const Tensor& lg = x.saved(0);
-                                  const Tensor p = softmax(lg, 1);
-                                  x.grad(0, row_grad_graph(x, 1) * (p - one_hot(x.saved(1), lg.size(1), lg.dtype())));
-                                }};
+const OpInfo cross_entropy_info{
+    "cross_entropy",
+    [](BackwardCtx& x) {
+      const Tensor& lg = x.saved(0);
+      const Tensor& t = x.saved(1);
+      const Tensor& lse = x.saved(2);
+      const std::int64_t n = lg.size(0), c = lg.size(1);
+      Tensor ga = Access::make(lg.shape(), lg.dtype());
+      dispatch_float("cross_entropy", lg.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* xv = ptr<T>(lg);
+        const double* lv = ptr<double>(lse);
+        const T* gv = ptr<T>(x.g);
+        const std::int64_t* tv = ptr<std::int64_t>(t);
+        T* o = ptr<T>(ga);
+        const double scale = loss_scale(x);
+        // By value: a store through o must not make the loop reload
+        // the pointers through the closure (kernels.hpp, run_range).
+        each_line(n, c, 1, [=](std::int64_t i, std::int64_t) {
+          const T gi = row_grad(gv, scale, i);
+          const T* xr = xv + i * c;
+          T* orow = o + i * c;
+          const double l = lv[i];
+          if constexpr (std::is_same_v<T, float>)
+            // x - lse in double, then exp in float lanes (libmvec): the
+            // difference is rounded to float only after the subtraction,
+            // so p = exp(d) is off by at most p |d| 2^-24 <= 2.2e-8 plus
+            // expf's own 2 ulp, even for logits of magnitude 1e4.
+            run_range(0, c, [=](std::int64_t j) { orow[j] = gi * std::exp(static_cast<float>(xr[j] - l)); });
+          else // float64: scalar libm, the precise path
+            for (std::int64_t j = 0; j < c; ++j)
+              orow[j] = gi * std::exp(xr[j] - l);
+          orow[tv[i]] -= gi;
+        });
+      });
+      x.grad(0, std::move(ga));
+    },
+    // The softmax is recorded from the logits as recorded (saved(0)), not
+    // taken from the detached float64 logsumexp, so the Hessian comes out:
+    // c (diag(p) - p p^T) per row.
+    [](BackwardCtx& x) {
+      const Tensor& lg = x.saved(0);
+      const Tensor p = softmax(lg, 1);
+      x.grad(0, row_grad_graph(x, 1) * (p - one_hot(x.saved(1), lg.size(1), lg.dtype())));
+    }};
 } // namespace
 } // namespace detail
 
@@ -127,12 +139,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction red)
     // Row i's logsumexp into lse, and its loss.
     const auto row_loss = [=](std::int64_t i) { // by value, as the backward's
       const T* row = xv + i * c;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::int64_t j = 0; j < c; ++j)
-        m = std::max(m, row[j]);
+      const T m = detail::row_max(row, c);
+      // float32: exp of the (float) difference in float lanes (libmvec), summed in double in fixed
+      // blocks (Note [Vectorised kernels]); float64: scalar libm, one running sum.
       double s = 0;
-      for (std::int64_t j = 0; j < c; ++j)
-        s += std::exp(static_cast<double>(row[j] - m));
+      if constexpr (std::is_same_v<T, float>)
+        s = detail::run_sum_of_values(c, [=](std::int64_t j) { return std::exp(row[j] - m); });
+      else
+        for (std::int64_t j = 0; j < c; ++j)
+          s += std::exp(row[j] - m);
       lv[i] = static_cast<double>(m) + std::log(s);
       // lse - x_t computed as (m - x_t) + log s: no cancellation between two huge numbers.
       return static_cast<double>(m - row[tv[i]]) + std::log(s);

@@ -76,36 +76,6 @@ double mean_scale(const BackwardCtx& x) { return 1.0 / static_cast<double>(reduc
 const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_scale(x))); },
                        [](BackwardCtx& x) { x.grad(0, spread_graph(x, mean_scale(x))); }};
 
-// Note [Vectorised kernels]: a contiguous run is summed in blocks of sum_block elements, each block in
-// sum_lanes double accumulators (element k to lane k % sum_lanes: a vector's lanes), the lanes
-// combined in a fixed tree and the blocks added in order. The order of every addition is a function
-// of the run's length alone, so the bits do not depend on the vector width or the thread count.
-constexpr std::int64_t sum_block = 4096, sum_lanes = 8;
-// The sum of f(k) for k < n (n <= sum_block), f(k) converted to double.
-template <class F> TAPEGRAD_KERNEL_CLONES double block_sum_of(std::int64_t n, const F& f) {
-  const F at = f; // a local copy: see run_range (kernels.hpp)
-  double lane[sum_lanes] = {};
-  std::int64_t k = 0;
-  for (; k + sum_lanes <= n; k += sum_lanes)
-    for (std::int64_t j = 0; j < sum_lanes; ++j)
-      lane[j] += static_cast<double>(at(k + j));
-  for (std::int64_t j = 0; k + j < n; ++j)
-    lane[j] += static_cast<double>(at(k + j));
-  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-}
-template <class T> double block_sum(const T* x, std::int64_t n) {
-  return block_sum_of(n, [x](std::int64_t k) { return x[k]; });
-}
-// The sum of f(k) for k < n in blocks of sum_block, added in order.
-template <class F> double run_sum_of(std::int64_t n, const F& f) {
-  double acc = 0;
-  for (std::int64_t b = 0; b < n; b += sum_block)
-    acc += block_sum_of(std::min(sum_block, n - b), [f, b](std::int64_t k) { return f(b + k); });
-  return acc;
-}
-template <class T> double run_sum(const T* x, std::int64_t n) {
-  return run_sum_of(n, [x](std::int64_t k) { return x[k]; });
-}
 // One long run (a full sum): the blocks' sums on the pool, added in order on the caller.
 template <class T> double long_run_sum(const T* x, std::int64_t n) {
   const std::int64_t blocks = (n + sum_block - 1) / sum_block;
@@ -407,22 +377,6 @@ template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool kee
 // in run_sum's fixed blocks, then the normalisation. The max rounds nothing, so lanes give the same
 // value as one pass (a row with a NaN is all NaN whatever the max); the sum's order, a function of
 // the row's length alone, differs from one running sum by rounding in double.
-template <class T> TAPEGRAD_KERNEL_CLONES T row_max(const T* a, std::int64_t n) {
-  constexpr std::int64_t lanes = 16;
-  T lane[lanes];
-  for (T& l : lane)
-    l = -std::numeric_limits<T>::infinity();
-  std::int64_t k = 0;
-  for (; k + lanes <= n; k += lanes)
-    for (std::int64_t j = 0; j < lanes; ++j)
-      lane[j] = a[k + j] > lane[j] ? a[k + j] : lane[j];
-  T m = -std::numeric_limits<T>::infinity();
-  for (; k < n; ++k)
-    m = a[k] > m ? a[k] : m;
-  for (const T l : lane)
-    m = l > m ? l : m;
-  return m;
-}
 template <bool IsLog, class T> void softmax_row(const T* a, T* o, std::int64_t n) {
   T m = row_max(a, n);
   if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
