@@ -193,23 +193,24 @@ std::int64_t linear_rows(const Shape& x) {
 // linear_max_ranges of them (the partial products of dx are kept until summed).
 constexpr std::int64_t linear_grain_macs = std::int64_t{1} << 20;
 constexpr std::int64_t linear_max_ranges = 8;
-std::int64_t linear_row_grain(std::int64_t m, std::int64_t in_f, std::int64_t out_f) {
+// The rows of w per range when the product splits, or 0 when it runs as one call on this thread: too
+// small for two ranges whatever the shape (tested first, in double: no overflow, no integer
+// division, so a tiny step's layers pay one multiplication), or too few rows. An empty w (out_f = 0)
+// always runs whole, where dx is filled with zeros.
+std::int64_t linear_split_grain(std::int64_t m, std::int64_t in_f, std::int64_t out_f) {
+  if (static_cast<double>(m) * static_cast<double>(in_f) * static_cast<double>(out_f) <
+      2.0 * static_cast<double>(linear_grain_macs))
+    return 0;
   const std::int64_t per_row = std::max<std::int64_t>(1, m * in_f);
-  return std::max({std::int64_t{1}, (linear_grain_macs + per_row - 1) / per_row,
-                   (out_f + linear_max_ranges - 1) / linear_max_ranges});
-}
-// Too small for two ranges, whatever the shape: tested first, in double (no overflow, no integer
-// division), so that a tiny step's layers pay one multiplication for the split.
-bool linear_whole(std::int64_t m, std::int64_t in_f, std::int64_t out_f) {
-  return static_cast<double>(m) * static_cast<double>(in_f) * static_cast<double>(out_f) <
-         2.0 * static_cast<double>(linear_grain_macs);
+  const std::int64_t grain = std::max({std::int64_t{1}, (linear_grain_macs + per_row - 1) / per_row,
+                                       (out_f + linear_max_ranges - 1) / linear_max_ranges});
+  return out_f < 2 * grain ? 0 : grain;
 }
 // fn(r0, r1) over the rows of w: split when large, else one call on this thread (no call into the pool
 // for the small layers that make up a tiny step).
 template <class F> void linear_split(std::int64_t m, std::int64_t in_f, std::int64_t out_f, const F& fn) {
-  if (linear_whole(m, in_f, out_f)) return fn(std::int64_t{0}, out_f);
-  const std::int64_t grain = linear_row_grain(m, in_f, out_f);
-  if (out_f < 2 * grain)
+  const std::int64_t grain = linear_split_grain(m, in_f, out_f);
+  if (grain == 0)
     fn(std::int64_t{0}, out_f);
   else
     parallel_for(out_f, grain, fn);
@@ -235,11 +236,9 @@ void linear_backward(BackwardCtx& x) {
       if (dx_part != nullptr)
         gemm_ld<T>(false, false, m, in_f, r1 - r0, gv + r0, out_f, wv + r0 * in_f, in_f, dx_part, in_f, T(0));
     };
-    // As linear_split; an empty w (out_f = 0) takes this branch too, where dx is filled with zeros.
-    if (linear_whole(m, in_f, out_f) || out_f < 2 * linear_row_grain(m, in_f, out_f)) {
+    if (const std::int64_t grain = linear_split_grain(m, in_f, out_f); grain == 0) {
       rows(0, out_f, gx.defined() ? ptr<T>(gx) : nullptr);
     } else {
-      const std::int64_t grain = linear_row_grain(m, in_f, out_f);
       // dx is a sum over all rows of w: the range starting at row 0 writes gx, the others partial
       // products, added to gx afterwards in row order (so its last bits depend on the number of
       // ranges, as with any split of a sum; dw's do not).
