@@ -160,11 +160,15 @@ TAPEGRAD_KERNEL_BENCH(exp)
 TAPEGRAD_KERNEL_BENCH(mul)
 TAPEGRAD_KERNEL_BENCH(sum)
 
-// Ops that work a row at a time (kernels.hpp's each_line): softmax and the fused cross-entropy on
-// [rows, 1000], forward then backward, against softmax as plain loops. range(0): rows; range(1):
-// threads. Rows split across the pool from 2 x 65536 elements (131 rows of 1000).
+// Ops that work a line at a time (kernels.hpp's each_line, line_extremum, run_sum's blocks) on
+// [rows, 1000] float32, forward then backward, against the same as plain loops (one pass per line,
+// as the kernels were before lanes and as one writes them). range(0): rows; range(1): threads. Rows
+// split across the pool from 2 x 65536 elements (131 rows of 1000). `max_dim0` reduces the columns
+// (1000 lines of stride 1000, lanes across the columns); `max_all` the whole tensor (ranges on
+// the pool from 2 x 65536 elements).
+enum class Line { softmax, cross_entropy, logsumexp, max, norm, max_dim0, max_all };
 constexpr std::int64_t row_cols = 1000;
-void BM_Kernel_rows(benchmark::State& state, bool loss) {
+void BM_Kernel_rows(benchmark::State& state, Line op) {
   const std::int64_t rows = state.range(0);
   set_num_threads(static_cast<int>(state.range(1)));
   manual_seed(1);
@@ -178,31 +182,83 @@ void BM_Kernel_rows(benchmark::State& state, bool loss) {
   Tape tape;
   for (auto _ : state) {
     tape.reset();
-    if (loss)
-      cross_entropy(x, targets).backward();
-    else
+    switch (op) {
+    case Line::softmax:
       softmax(x, 1).backward(g);
+      break;
+    case Line::cross_entropy:
+      cross_entropy(x, targets).backward();
+      break;
+    case Line::logsumexp:
+      sum(logsumexp(x, 1)).backward();
+      break;
+    case Line::max:
+      sum(max(x, 1)).backward();
+      break;
+    case Line::norm:
+      sum(norm(x, 2, 1)).backward();
+      break;
+    case Line::max_dim0:
+      sum(max(x, 0)).backward();
+      break;
+    case Line::max_all:
+      max(x).backward();
+      break;
+    }
     benchmark::DoNotOptimize(x.grad());
     x.zero_grad();
   }
   set_rate(state, rows * row_cols);
   set_num_threads(1);
 }
-void BM_Loop_softmax_rows(benchmark::State& state) {
+void BM_Loop_rows(benchmark::State& state, Line op) {
   const std::int64_t rows = state.range(0);
   manual_seed(1);
   const Tensor xt = randn({rows, row_cols}), gt = randn({rows, row_cols});
   const std::span<const float> x = xt.data<float>(), g = gt.data<float>();
   std::vector<float> r(x.size()), ga(x.size());
+  const auto extremum = [&](std::size_t b, std::size_t n, std::size_t stride) { // the one-pass rule
+    float best = x[b];
+    std::size_t at = 0;
+    for (std::size_t k = 1; k < n && best == best; ++k)
+      if (x[b + k * stride] > best || x[b + k * stride] != x[b + k * stride]) best = x[b + k * stride], at = k;
+    return at;
+  };
   for (auto _ : state) {
-    for (std::int64_t i = 0; i < rows; ++i) {
+    std::fill(ga.begin(), ga.end(), 0.0f); // the backward of a max writes the winners into zeros
+    if (op == Line::max_all) {
+      ga[extremum(0, x.size(), 1)] = 1;
+    } else if (op == Line::max_dim0) {
+      for (std::size_t c = 0; c < row_cols; ++c)
+        ga[extremum(c, static_cast<std::size_t>(rows), row_cols) * row_cols + c] = 1;
+    }
+    for (std::int64_t i = 0; i < rows && op != Line::max_all && op != Line::max_dim0; ++i) {
       const std::size_t b = static_cast<std::size_t>(i * row_cols);
+      if (op == Line::max) {
+        ga[b + extremum(b, row_cols, 1)] = 1;
+        continue;
+      }
+      if (op == Line::norm) {
+        double s = 0;
+        for (std::size_t k = 0; k < row_cols; ++k)
+          s += static_cast<double>(x[b + k]) * x[b + k];
+        const float nrm = static_cast<float>(std::sqrt(s));
+        for (std::size_t k = 0; k < row_cols; ++k)
+          ga[b + k] = x[b + k] / nrm;
+        continue;
+      }
       float m = x[b];
       for (std::size_t k = 1; k < row_cols; ++k)
         m = std::max(m, x[b + k]);
       double sum = 0;
       for (std::size_t k = 0; k < row_cols; ++k)
         sum += r[b + k] = std::exp(x[b + k] - m);
+      if (op == Line::logsumexp) {
+        const float lse = static_cast<float>(m + std::log(sum));
+        for (std::size_t k = 0; k < row_cols; ++k)
+          ga[b + k] = std::exp(x[b + k] - lse);
+        continue;
+      }
       const float inv = static_cast<float>(1.0 / sum);
       for (std::size_t k = 0; k < row_cols; ++k)
         r[b + k] *= inv;
@@ -223,9 +279,24 @@ void row_args(benchmark::internal::Benchmark* b) {
       b->Args({rows, t});
   b->UseRealTime();
 }
-BENCHMARK(BM_Loop_softmax_rows)->Arg(16)->Arg(128)->Arg(1024)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Kernel_rows, softmax_fwd_bwd, false)->Apply(row_args);
-BENCHMARK_CAPTURE(BM_Kernel_rows, cross_entropy_fwd_bwd, true)->Apply(row_args);
+void loop_row_args(benchmark::internal::Benchmark* b) {
+  for (std::int64_t rows : {16, 128, 1024})
+    b->Arg(rows);
+  b->UseRealTime();
+}
+BENCHMARK_CAPTURE(BM_Loop_rows, softmax_fwd_bwd, Line::softmax)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, softmax_fwd_bwd, Line::softmax)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, cross_entropy_fwd_bwd, Line::cross_entropy)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, logsumexp_fwd_bwd, Line::logsumexp)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, logsumexp_fwd_bwd, Line::logsumexp)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, max_fwd_bwd, Line::max)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, max_fwd_bwd, Line::max)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, norm_fwd_bwd, Line::norm)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, norm_fwd_bwd, Line::norm)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, max_dim0_fwd_bwd, Line::max_dim0)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, max_dim0_fwd_bwd, Line::max_dim0)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, max_all_fwd_bwd, Line::max_all)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, max_all_fwd_bwd, Line::max_all)->Apply(row_args);
 
 } // namespace
 

@@ -12,7 +12,10 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <random>
+#include <span>
 #include <string>
+#include <type_traits>
 
 using namespace autodiff;
 using namespace tapegrad_test;
@@ -75,6 +78,62 @@ void same_bits_at_every_thread_count(const std::function<std::vector<Tensor>()>&
                    "result " << k << " differs at " << threads << " threads");
   }
   set_num_threads(saved);
+}
+
+template <class F> void dispatch_test(DType d, F&& f) {
+  if (d == DType::float32)
+    f(float{});
+  else if (d == DType::float64)
+    f(double{});
+  else
+    f(std::int64_t{});
+}
+
+// The one-pass rule for max and min (what they computed before lanes, and PyTorch's): the first
+// element that beats every one before it, the first NaN if there is one. Line k of a: a[b + k s].
+template <class T> bool nan_of(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::isnan(v);
+  else
+    return false;
+}
+template <class T>
+std::pair<T, std::int64_t> one_pass(std::span<const T> a, std::int64_t b, std::int64_t n, std::int64_t s, bool is_max) {
+  T best = a[static_cast<std::size_t>(b)];
+  std::int64_t at = 0;
+  for (std::int64_t k = 1; k < n && !nan_of(best); ++k) {
+    const T v = a[static_cast<std::size_t>(b + k * s)];
+    if ((is_max ? v > best : v < best) || nan_of(v)) best = v, at = k;
+  }
+  return {best, at};
+}
+// Checks max/min and argmax/argmin of t along dim (-1: everything) against one_pass, the values bit
+// for bit (so -0 and +0, and which NaN).
+template <class T> void check_extrema(const Tensor& t, int dim, const std::string& what) {
+  const auto a = t.data<T>();
+  const std::int64_t rank = t.dim();
+  std::int64_t outer = 1, n = t.numel(), inner = 1;
+  if (dim >= 0) {
+    n = t.shape()[dim];
+    for (int d = 0; d < dim; ++d)
+      outer *= t.shape()[d];
+    for (std::int64_t d = dim + 1; d < rank; ++d)
+      inner *= t.shape()[static_cast<int>(d)];
+  }
+  for (const bool is_max : {true, false}) {
+    const Tensor v = dim < 0 ? (is_max ? max(t) : min(t)) : (is_max ? max(t, dim) : min(t, dim));
+    const Tensor i = dim < 0 ? (is_max ? argmax(t) : argmin(t)) : (is_max ? argmax(t, dim) : argmin(t, dim));
+    const auto vv = v.data<T>();
+    const auto iv = i.data<std::int64_t>();
+    int wrong = 0;
+    for (std::int64_t q = 0; q < outer; ++q)
+      for (std::int64_t c = 0; c < inner; ++c) {
+        const auto [want, at] = one_pass<T>(a, q * n * inner + c, n, inner, is_max);
+        const std::size_t j = static_cast<std::size_t>(q * inner + c);
+        if (std::memcmp(&vv[j], &want, sizeof(T)) != 0 || iv[j] != at) ++wrong;
+      }
+    BOOST_TEST(wrong == 0, what << (is_max ? " max" : " min") << " along " << dim << ": " << wrong << " lines differ");
+  }
 }
 
 } // namespace
@@ -170,6 +229,147 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
   set_num_threads(saved);
 }
 
+// max, min, argmax and argmin in lanes (kernels.hpp's line_extremum along the last dim, extremum_row
+// along an inner dim, long_line_extremum for everything) against the one-pass loop, bit for bit, in
+// every dtype: lines of every length around the 16 lanes and the 64-element search blocks, full of
+// ties (small whole numbers, -0 and +0), with NaNs before and after the extremum, and infinities.
+BOOST_AUTO_TEST_CASE(extrema_match_the_one_pass_loop) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  std::mt19937 rng(5);
+  for (const std::int64_t n : {1, 2, 15, 16, 17, 31, 63, 64, 65, 129, 1000}) {
+    constexpr std::int64_t rows = 6;
+    std::vector<double> v(static_cast<std::size_t>(rows * n));
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t k = 0; k < n; ++k) {
+        const int w = static_cast<int>(rng() % 7) - 3;
+        v[static_cast<std::size_t>(r * n + k)] = w == 0 && rng() % 2 == 0 ? -0.0 : w; // ties, -0 and +0
+      }
+    const auto at = [&](std::int64_t r, std::int64_t k) -> double& { return v[static_cast<std::size_t>(r * n + k)]; };
+    at(1, n / 2) = nan; // row 1: a NaN in the middle; row 2: two, the first at the start of a block
+    at(2, std::min<std::int64_t>(64, n - 1)) = nan;
+    at(2, n - 1) = nan;
+    at(3, n - 1) = inf; // row 3: the infinities, last and first
+    at(3, 0) = -inf;
+    for (std::int64_t k = 0; k < n; ++k) // row 4: all equal; row 5: the extremum late, in the tail
+      at(4, k) = 2, at(5, k) = k == n - 1 ? 9 : -static_cast<double>(k % 5);
+    std::vector<double> tv(v.size()); // the same lines as columns: [n, rows]
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t k = 0; k < n; ++k)
+        tv[static_cast<std::size_t>(k * rows + r)] = at(r, k);
+    for (const DType d : {DType::float32, DType::float64, DType::int64}) {
+      std::vector<double> vd = v, tvd = tv;
+      if (d == DType::int64)
+        for (auto* w : {&vd, &tvd})
+          for (double& x : *w)
+            x = std::isfinite(x) ? x : 5;
+      const Tensor lines = from_vector(vd, {rows, n}, d), columns = from_vector(tvd, {n, rows}, d);
+      const std::string what = fmt::format("{} n={}", dtype_name(d), n);
+      dispatch_test(d, [&](auto tag) {
+        using T = decltype(tag);
+        check_extrema<T>(lines, 1, what + " rows");
+        check_extrema<T>(columns, 0, what + " columns");
+        check_extrema<T>(lines, -1, what + " everything");
+        check_extrema<T>(from_vector(vd, {2, rows * n / 2, 1}, d), 1, what + " [2, m, 1]");
+      });
+    }
+  }
+}
+
+// A full max or min of 2 x 65536 elements and more splits into ranges on the pool: at 1, 2 and 3
+// threads the first of equal extrema, across the ranges, and the first NaN win as in one pass.
+BOOST_AUTO_TEST_CASE(a_long_extremum_joins_its_ranges_in_order) {
+  const int saved = get_num_threads();
+  const std::int64_t n = 300017;
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k)
+    v[static_cast<std::size_t>(k)] = static_cast<double>((k * 7919) % 1000) - 500;
+  for (const std::int64_t k : {std::int64_t{40}, std::int64_t{150001}, n - 3}) // three equal maxima and minima
+    v[static_cast<std::size_t>(k)] = 1e6, v[static_cast<std::size_t>(k + 1)] = -1e6;
+  std::vector<double> with_nan = v;
+  with_nan[250000] = std::numeric_limits<double>::quiet_NaN();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (const DType d : {DType::float32, DType::float64, DType::int64}) {
+      dispatch_test(d, [&](auto tag) {
+        using T = decltype(tag);
+        const std::string what = fmt::format("{} at {} threads", dtype_name(d), threads);
+        check_extrema<T>(from_vector(v, {n}, d), -1, what);
+        if (d != DType::int64) check_extrema<T>(from_vector(with_nan, {n}, d), -1, what + " with a NaN");
+      });
+    }
+  }
+  set_num_threads(saved);
+}
+
+// logsumexp and norm along the last dim in lanes (the max in 16 lanes, float32's exps through
+// libmvec, the sums in run_sum's fixed blocks), and norm along an inner dim in lanes across the
+// columns, against long double loops: rows of lengths around the lanes and past a 4096-element
+// block, special rows (all -inf, a +inf, a NaN), forward and the backward rule.
+BOOST_AUTO_TEST_CASE(logsumexp_and_norm_lines_match_plain_loops) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  manual_seed(9);
+  for (const std::int64_t n : {1, 15, 16, 17, 1000, 5000}) {
+    constexpr std::int64_t rows = 5;
+    std::vector<double> v = (randn({rows, n}, DType::float64) * 20.0).to_vector();
+    const auto at = [&](std::int64_t r, std::int64_t k) -> double& { return v[static_cast<std::size_t>(r * n + k)]; };
+    for (std::int64_t k = 0; k < n; ++k)
+      at(1, k) = -inf; // all -inf: logsumexp -inf, gradient 0 (g exp(-inf + inf) is NaN: see the rule)
+    at(2, n - 1) = inf;
+    at(3, n / 2) = nan;
+    for (const DType d : {DType::float32, DType::float64}) {
+      Tensor x = from_vector(v, {rows, n}, d);
+      const auto xs = x.to_vector(); // the values as the dtype holds them
+      x.requires_grad(true);
+      Tape tape;
+      const Tensor lse = logsumexp(x, 1), nrm = norm(x, 2, 1), ncol = norm(transpose(x, 0, 1), 2, 0);
+      const auto lv = lse.to_vector(), nv = nrm.to_vector(), cv = ncol.to_vector();
+      const auto lcv = logsumexp(transpose(x, 0, 1), 0).to_vector(); // the strided loop
+      const double tol = d == DType::float32 ? 4e-7 : 1e-14;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        long double m = -inf, s = 0, q = 0;
+        for (std::int64_t k = 0; k < n; ++k)
+          m = std::max<long double>(m, xs[static_cast<std::size_t>(r * n + k)]);
+        for (std::int64_t k = 0; k < n; ++k) {
+          const long double e = xs[static_cast<std::size_t>(r * n + k)];
+          s += std::isfinite(static_cast<double>(m)) ? std::exp(e - m) : 0;
+          q += e * e;
+        }
+        const double want_l =
+            std::isfinite(static_cast<double>(m)) ? static_cast<double>(m + std::log(s)) : static_cast<double>(m);
+        const double want_n = static_cast<double>(std::sqrt(q));
+        const auto close = [&](double got, double want) {
+          if (std::isnan(want) || std::isinf(want)) return std::isnan(want) ? std::isnan(got) : got == want;
+          return std::fabs(got - want) <= tol * std::max(1.0, std::fabs(want));
+        };
+        const bool has_nan = r == 3;
+        BOOST_TEST(close(lv[static_cast<std::size_t>(r)], has_nan ? nan : want_l),
+                   dtype_name(d) << " n=" << n << " logsumexp row " << r << ": " << lv[static_cast<std::size_t>(r)]
+                                 << ", not " << want_l);
+        BOOST_TEST(close(nv[static_cast<std::size_t>(r)], has_nan ? nan : want_n),
+                   dtype_name(d) << " n=" << n << " norm row " << r << ": " << nv[static_cast<std::size_t>(r)]
+                                 << ", not " << want_n);
+        BOOST_TEST(close(cv[static_cast<std::size_t>(r)], has_nan ? nan : want_n),
+                   dtype_name(d) << " n=" << n << " norm column " << r);
+        BOOST_TEST(close(lcv[static_cast<std::size_t>(r)], has_nan ? nan : want_l),
+                   dtype_name(d) << " n=" << n << " logsumexp column " << r);
+      }
+      // The backward rule of the finite rows: g exp(x - lse) with g = 1, and x / |x| times 2.
+      (sum(lse * 1.0) + sum(nrm * 2.0)).backward();
+      const auto gx = x.grad().to_vector();
+      double worst = 0;
+      for (const std::int64_t r : {std::int64_t{0}, std::int64_t{4}})
+        for (std::int64_t k = 0; k < n; ++k) {
+          const std::size_t e = static_cast<std::size_t>(r * n + k);
+          const double want =
+              std::exp(xs[e] - lv[static_cast<std::size_t>(r)]) + 2 * xs[e] / nv[static_cast<std::size_t>(r)];
+          worst = std::max(worst, std::fabs(gx[e] - want) / std::max(1.0, std::fabs(want)));
+        }
+      BOOST_TEST(worst <= (d == DType::float32 ? 2e-6 : 1e-13), dtype_name(d)
+                                                                    << " n=" << n << " gradient off by " << worst);
+    }
+  }
+}
+
 // The ops that work a line at a time (softmax and log_softmax, logsumexp, norm, max, min, prod,
 // the fused cross-entropy; kernels.hpp's each_line) split their lines across the pool above 2 x
 // 65536 elements, and compute each line alone: 1, 2 and 3 threads give the same bits, forward and
@@ -197,7 +397,12 @@ BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
                              min(m, 0),
                              prod(m * 0.01 + 1.0, 1),
                              cross_entropy(m, targets),
-                             cross_entropy(m, targets, Reduction::none)};
+                             cross_entropy(m, targets, Reduction::none),
+                             logsumexp(m),
+                             norm(m),
+                             max(m),
+                             argmin(m).to(DType::float32),
+                             norm(m, 2, 1)};
     Tensor loss = sum(outs[0] * w) + sum(outs[1] * w) + sum(outs[2] * w) + sum(outs[3] * w);
     for (std::size_t k = 4; k < outs.size(); ++k)
       loss = loss + sum(outs[k] * 0.5);

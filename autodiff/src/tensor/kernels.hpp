@@ -8,6 +8,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 // A loop marked TAPEGRAD_CLONES is compiled for AVX-512, AVX2 and baseline x86-64, and the loader
 // picks the widest the CPU has (an ifunc), so the binary still runs on any x86-64. GCC only: clang 14
@@ -115,29 +119,46 @@ template <class F> TAPEGRAD_KERNEL_CLONES double block_sum_of(std::int64_t n, co
 template <class T> double block_sum(const T* x, std::int64_t n) {
   return block_sum_of(n, [x](std::int64_t k) { return x[k]; });
 }
+// The sum of block(b, len) over the blocks [b, b + len) of a run of n, added in order. A long run
+// (2 * map_grain elements and more: a full sum, one long row) computes its blocks on the pool and
+// adds them in the same order on the caller, so the bits are those of the serial loop. Inside a
+// range of the pool (a row of each_line) the blocks stay on that thread.
+template <class Block> double blocks_sum(std::int64_t n, const Block& block) {
+  double acc = 0;
+  if (n < 2 * map_grain) {
+    for (std::int64_t b = 0; b < n; b += sum_block)
+      acc += block(b, std::min(sum_block, n - b));
+    return acc;
+  }
+  const std::int64_t blocks = (n + sum_block - 1) / sum_block;
+  std::vector<double> part(static_cast<std::size_t>(blocks));
+  parallel_for(blocks, map_grain / sum_block, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t j = lo; j < hi; ++j)
+      part[static_cast<std::size_t>(j)] = block(j * sum_block, std::min(sum_block, n - j * sum_block));
+  });
+  for (const double v : part)
+    acc += v;
+  return acc;
+}
 // The sum of f(k) for k < n in blocks of sum_block, added in order.
 template <class F> double run_sum_of(std::int64_t n, const F& f) {
-  double acc = 0;
-  for (std::int64_t b = 0; b < n; b += sum_block)
-    acc += block_sum_of(std::min(sum_block, n - b), [f, b](std::int64_t k) { return f(b + k); });
-  return acc;
+  return blocks_sum(n, [&f](std::int64_t b, std::int64_t len) {
+    return block_sum_of(len, [f, b](std::int64_t k) { return f(b + k); });
+  });
 }
 template <class T> double run_sum(const T* x, std::int64_t n) {
   return run_sum_of(n, [x](std::int64_t k) { return x[k]; });
 }
-// The same sum as run_sum_of(n, f), bit for bit, for an f worth a vector loop of its own (a
+// The same sum as run_sum_of(n, f), bit for bit, for a float f worth a vector loop of its own (a
 // transcendental: GCC does not vectorise one inside block_sum_of's double lanes): each block's f(k)
 // are first computed into a buffer on the stack by run_range, then summed.
 template <class F> double run_sum_of_values(std::int64_t n, const F& f) {
-  double acc = 0;
-  for (std::int64_t b = 0; b < n; b += sum_block) {
+  return blocks_sum(n, [&f](std::int64_t b, std::int64_t len) {
     float block[sum_block];
     float* v = block;
-    const std::int64_t len = std::min(sum_block, n - b);
     run_range(0, len, [=](std::int64_t k) { v[k] = f(b + k); });
-    acc += block_sum(v, len);
-  }
-  return acc;
+    return block_sum(v, len);
+  });
 }
 // The largest element of a[0, n) in 16 lanes (-inf when n = 0). A max rounds nothing, so the lanes
 // give the value one pass gives, for any row without a NaN (a NaN is skipped unless it comes first,
@@ -157,6 +178,92 @@ template <class T> TAPEGRAD_KERNEL_CLONES T row_max(const T* a, std::int64_t n) 
   for (const T l : lane)
     m = l > m ? l : m;
   return m;
+}
+
+// max, min, argmax and argmin (Note [Vectorised kernels]): the first extremal element, the first NaN
+// if there is one (PyTorch's rule); a tie goes to the first. `beats(v, b)`: v replaces the best b.
+template <bool IsMax, class T> constexpr bool beats(T v, T b) { return IsMax ? v > b : v < b; }
+template <class T> constexpr bool is_nan(T v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return v != v;
+  else
+    return false;
+}
+// The first k in [from, n) with a[k] a NaN, or (WantM) equal to m; n if none. 64 elements at a time
+// in lanes, then the block that has it one by one.
+template <bool WantM, class T> std::int64_t first_equal_or_nan(const T* a, std::int64_t from, std::int64_t n, T m) {
+  constexpr std::int64_t block = 64;
+  const auto hit = [a, m](std::int64_t k) { return (WantM && a[k] == m) || is_nan(a[k]); };
+  std::int64_t b = from;
+  for (; b + block <= n; b += block) {
+    int any = 0;
+    for (std::int64_t j = 0; j < block; ++j)
+      any |= static_cast<int>(hit(b + j));
+    if (any != 0) break;
+  }
+  for (; b < n; ++b)
+    if (hit(b)) return b;
+  return n;
+}
+// The extremum of a[0, n) (n >= 1) and its first index, for any n and any dtype. Two passes in
+// lanes: the extremum of the numbers (16 lanes; a NaN never beats a lane, and nothing rounds, so
+// any order gives the one-pass value); then the first element equal to it or NaN, 64 elements at
+// a time; when that is a number, the rest is searched for a NaN the same way. The value returned is
+// the element itself (so -0 and +0 come back as they stand).
+template <bool IsMax, class T>
+TAPEGRAD_KERNEL_CLONES std::pair<T, std::int64_t> line_extremum(const T* a, std::int64_t n) {
+  constexpr std::int64_t lanes = 16;
+  T lane[lanes];
+  for (T& l : lane)
+    l = a[0];
+  std::int64_t k = 0;
+  for (; k + lanes <= n; k += lanes)
+    for (std::int64_t j = 0; j < lanes; ++j)
+      lane[j] = beats<IsMax>(a[k + j], lane[j]) ? a[k + j] : lane[j];
+  T m = a[0];
+  for (; k < n; ++k)
+    m = beats<IsMax>(a[k], m) ? a[k] : m;
+  for (const T l : lane)
+    m = beats<IsMax>(l, m) ? l : m;
+  std::int64_t at = first_equal_or_nan<true>(a, 0, n, m);
+  if (!is_nan(a[at])) { // a number: a NaN after it still wins
+    const std::int64_t nan = first_equal_or_nan<false>(a, at + 1, n, m);
+    if (nan < n) at = nan;
+  }
+  return {a[at], at};
+}
+// One row of an extremum along an inner dim: for i < len, row[i] (row k of the slice) replaces
+// best[i] (and k at[i]) when it beats it or is a NaN, unless best[i] is a NaN already: the one-pass
+// rule, column by column, in lanes across the columns.
+template <bool IsMax, class T> TAPEGRAD_KERNEL_CLONES void extremum_row(const T* __restrict row, std::int64_t k,
+                                                                        T* __restrict best, std::int64_t* __restrict at,
+                                                                        std::int64_t len) {
+  for (std::int64_t i = 0; i < len; ++i) {
+    const T v = row[i], b = best[i];
+    const bool take = !is_nan(b) && (beats<IsMax>(v, b) || is_nan(v));
+    best[i] = take ? v : b;
+    at[i] = take ? k : at[i];
+  }
+}
+// line_extremum of a long line (a full max): ranges on the pool from 2 * map_grain elements, their
+// results joined in range order on the caller by the same rule (a NaN stays; a later range's
+// result replaces the best only when it beats it or is a NaN), so the result is the one pass's.
+template <bool IsMax, class T> std::pair<T, std::int64_t> long_line_extremum(const T* a, std::int64_t n) {
+  if (n < 2 * map_grain) return line_extremum<IsMax>(a, n);
+  std::vector<std::pair<std::int64_t, std::pair<T, std::int64_t>>> parts; // (range start, its result)
+  std::mutex m;
+  parallel_for(n, map_grain, [&](std::int64_t lo, std::int64_t hi) {
+    const auto r = line_extremum<IsMax>(a + lo, hi - lo);
+    const std::lock_guard lock(m);
+    parts.push_back({lo, {r.first, lo + r.second}});
+  });
+  std::sort(parts.begin(), parts.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::pair<T, std::int64_t> best = parts[0].second;
+  for (std::size_t j = 1; j < parts.size(); ++j) {
+    const auto& r = parts[j].second;
+    if (!is_nan(best.first) && (beats<IsMax>(r.first, best.first) || is_nan(r.first))) best = r;
+  }
+  return best;
 }
 
 } // namespace autodiff::detail

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
+#include <vector>
 
 namespace autodiff {
 
@@ -76,19 +78,35 @@ double mean_scale(const BackwardCtx& x) { return 1.0 / static_cast<double>(reduc
 const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_scale(x))); },
                        [](BackwardCtx& x) { x.grad(0, spread_graph(x, mean_scale(x))); }};
 
-// One long run (a full sum): the blocks' sums on the pool, added in order on the caller.
-template <class T> double long_run_sum(const T* x, std::int64_t n) {
-  const std::int64_t blocks = (n + sum_block - 1) / sum_block;
-  if (n < 2 * map_grain) return run_sum(x, n);
-  std::vector<double> part(static_cast<std::size_t>(blocks));
-  parallel_for(blocks, map_grain / sum_block, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t b = lo; b < hi; ++b)
-      part[static_cast<std::size_t>(b)] = block_sum(x + b * sum_block, std::min(sum_block, n - b * sum_block));
-  });
-  double acc = 0;
-  for (const double v : part)
-    acc += v;
-  return acc;
+// A reduction along an inner dim (inner > 1) as columns(i0, i1) over ranges of its columns: the pool's
+// when the view is large (each_line's threshold; at least 16 columns, a line of float, a range).
+template <class F> void split_columns(const Split& p, const F& columns) {
+  if (lines_split(p.inner, p.outer * p.n))
+    parallel_for(p.inner, std::max<std::int64_t>(16, map_grain / std::max<std::int64_t>(1, p.outer * p.n)), columns);
+  else
+    columns(0, p.inner);
+}
+
+// Sums along an inner dim: for each output element o[q inner + i], finish(the sum of term(a) over
+// its slice, in double, the slice's rows added in order). Row by row, in lanes across the columns;
+// large ones split their columns [i0, i1) across the pool. A column is summed by one thread in the
+// same order, so the bits do not depend on the split.
+template <class T, class Term, class Finish>
+void column_sums(const T* av, T* o, const Split& p, const Term& term, const Finish& finish) {
+  const auto columns = [&](std::int64_t i0, std::int64_t i1) {
+    std::vector<double> accv(static_cast<std::size_t>(i1 - i0));
+    double* acc = accv.data();
+    for (std::int64_t q = 0; q < p.outer; ++q) {
+      std::fill(accv.begin(), accv.end(), 0.0);
+      for (std::int64_t k = 0; k < p.n; ++k) {
+        const T* row = av + (q * p.n + k) * p.inner + i0;
+        run_range(0, i1 - i0, [=](std::int64_t i) { acc[i] += static_cast<double>(term(row[i])); });
+      }
+      for (std::int64_t i = i0; i < i1; ++i)
+        o[q * p.inner + i] = static_cast<T>(finish(acc[i - i0]));
+    }
+  };
+  split_columns(p, columns);
 }
 
 Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
@@ -102,35 +120,16 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
     if (p.inner == 1 && p.outer == 1) {
-      o[0] = static_cast<T>(long_run_sum(av, p.n) * scale); // float32 sums accumulate in double
-    } else if (p.inner == 1) {                              // rows split across the pool, each summed on one thread
+      o[0] = static_cast<T>(run_sum(av, p.n) * scale); // float32 sums accumulate in double
+    } else if (p.inner == 1) {                         // rows split across the pool, each summed on one thread
       parallel_for(p.outer, std::max<std::int64_t>(1, map_grain / std::max<std::int64_t>(1, p.n)),
                    [&](std::int64_t lo, std::int64_t hi) {
                      for (std::int64_t q = lo; q < hi; ++q)
                        o[q] = static_cast<T>(run_sum(av + q * p.n, p.n) * scale);
                    });
     } else {
-      // Along an inner dim: one double accumulator per output element, the rows added in order.
-      // Large ones split their columns [i0, i1) across the pool; a column is summed by one thread
-      // in the same order, so the bits do not depend on the split.
-      const auto columns = [&](std::int64_t i0, std::int64_t i1) {
-        std::vector<double> acc(static_cast<std::size_t>(i1 - i0));
-        for (std::int64_t q = 0; q < p.outer; ++q) {
-          std::fill(acc.begin(), acc.end(), 0.0);
-          for (std::int64_t k = 0; k < p.n; ++k) {
-            const T* row = av + (q * p.n + k) * p.inner;
-            for (std::int64_t i = i0; i < i1; ++i)
-              acc[static_cast<std::size_t>(i - i0)] += row[i];
-          }
-          for (std::int64_t i = i0; i < i1; ++i)
-            o[q * p.inner + i] = static_cast<T>(acc[static_cast<std::size_t>(i - i0)] * scale);
-        }
-      };
-      if (lines_split(p.inner, p.outer * p.n))
-        parallel_for(p.inner, std::max<std::int64_t>(16, map_grain / std::max<std::int64_t>(1, p.outer * p.n)),
-                     columns);
-      else
-        columns(0, p.inner);
+      column_sums(
+          av, o, p, [](T v) { return v; }, [scale](double acc) { return acc * scale; });
     }
   });
   if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .ints = r.ints()});
@@ -187,19 +186,28 @@ std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const
     const T* av = ptr<T>(a);
     T* vo = ptr<T>(val);
     std::int64_t* io = ptr<std::int64_t>(idx);
-    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
-      const T* base = av + q * p.n * p.inner + i;
-      T best = base[0];
-      std::int64_t bk = 0;
-      // A NaN wins, as in PyTorch (max, min and argmax report the first one): a comparison
-      // alone would skip it unless it came first, and return a number from a slice with a NaN.
-      for (std::int64_t k = 1; k < p.n && best == best; ++k) {
-        const T v = base[k * p.inner];
-        if (IsMax ? v > best || v != v : v < best || v != v) best = v, bk = k;
-      }
-      vo[q * p.inner + i] = best;
-      io[q * p.inner + i] = bk;
-    });
+    // Note [Vectorised kernels]: lines along the last dim in lanes, a full extremum in ranges on
+    // the pool, and along an inner dim row by row in lanes across the columns.
+    if (p.inner == 1 && p.outer == 1) {
+      std::tie(vo[0], io[0]) = long_line_extremum<IsMax>(av, p.n);
+    } else if (p.inner == 1) {
+      each_line(p.outer, p.n, 1, [&](std::int64_t q, std::int64_t) {
+        std::tie(vo[q], io[q]) = line_extremum<IsMax>(av + q * p.n, p.n);
+      });
+    } else {
+      const auto columns = [&](std::int64_t i0, std::int64_t i1) {
+        for (std::int64_t q = 0; q < p.outer; ++q) {
+          const T* base = av + q * p.n * p.inner;
+          T* best = vo + q * p.inner;
+          std::int64_t* at = io + q * p.inner;
+          std::copy(base + i0, base + i1, best + i0);
+          std::fill(at + i0, at + i1, std::int64_t{0});
+          for (std::int64_t k = 1; k < p.n; ++k)
+            extremum_row<IsMax>(base + k * p.inner + i0, k, best + i0, at + i0, i1 - i0);
+        }
+      };
+      split_columns(p, columns);
+    }
   });
   return {val, idx};
 }
@@ -296,6 +304,13 @@ template <class Local> void slice_backward(BackwardCtx& x, std::string_view name
     const T* rv = ptr<T>(r);
     const T* gv = ptr<T>(x.g);
     T* o = ptr<T>(ga);
+    if (p.inner == 1) // lines along the last dim in lanes (libmvec's expf for float32 logsumexp)
+      return each_line(p.outer, p.n, 1, [&](std::int64_t q, std::int64_t) {
+        const T* al = av + q * p.n;
+        T* ol = o + q * p.n;
+        const T rj = rv[q], gj = gv[q];
+        run_range(0, p.n, [=](std::int64_t k) { ol[k] = local(al[k], rj, gj); });
+      });
     each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
       const std::int64_t j = q * p.inner + i;
       for (std::int64_t k = 0; k < p.n; ++k) {
@@ -338,6 +353,34 @@ const OpInfo norm_info{"norm",
                          x.grad(0, where(at0, zero, as_shape(x.g, ks) * x.saved(0) / where(at0, one, r)));
                        }};
 
+// logsumexp of a line whose max (NaN skipped) m is infinite: m (all -inf, or empty: -inf; a +inf:
+// +inf), unless the line has a NaN, which makes it NaN as everywhere else (PyTorch's too).
+template <class T, class At> T infinite_lse(T m, std::int64_t n, const At& at) {
+  for (std::int64_t k = 0; k < n; ++k)
+    if (std::isnan(at(k))) return at(k);
+  return m;
+}
+// A line of logsumexp: the max in lanes (a NaN skipped, as std::max skips it; the sum then makes
+// the result NaN), exp(a - max) summed in run_sum's fixed blocks (float32's exps in lanes, libmvec,
+// a block at a time), so the bits do not depend on the vector width or the thread count.
+template <class T> T lse_line(const T* a, std::int64_t n) {
+  const T m = row_max(a, n);
+  if (!std::isfinite(m)) return infinite_lse(m, n, [a](std::int64_t k) { return a[k]; });
+  double s = 0;
+  if constexpr (std::is_same_v<T, float>)
+    s = run_sum_of_values(n, [=](std::int64_t k) { return std::exp(a[k] - m); });
+  else
+    s = run_sum_of(n, [=](std::int64_t k) { return std::exp(a[k] - m); });
+  return static_cast<T>(m + std::log(s));
+}
+// A line of the 2-norm: the squares in double, summed in run_sum's fixed blocks.
+template <class T> T norm_line(const T* a, std::int64_t n) {
+  return static_cast<T>(std::sqrt(run_sum_of(n, [=](std::int64_t k) {
+    const double v = a[k];
+    return v * v;
+  })));
+}
+
 template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool keepdim) {
   const OpInfo& op = IsLse ? logsumexp_info : norm_info;
   check_float(op.name, a);
@@ -348,23 +391,27 @@ template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool kee
     using T = decltype(tag);
     const T* av = ptr<T>(a);
     T* o = ptr<T>(out);
+    if (p.inner == 1) // lines along the last dim (and everything: one line) in lanes
+      return each_line(p.outer, p.n, 1, [&](std::int64_t q, std::int64_t) {
+        o[q] = IsLse ? lse_line(av + q * p.n, p.n) : norm_line(av + q * p.n, p.n);
+      });
+    if constexpr (!IsLse)
+      return column_sums(
+          av, o, p, [](T v) { return static_cast<double>(v) * static_cast<double>(v); },
+          [](double acc) { return std::sqrt(acc); });
     each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
       const T* b = av + q * p.n * p.inner + i;
-      if constexpr (IsLse) {
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t k = 0; k < p.n; ++k)
-          m = std::max(m, b[k * p.inner]);
-        double acc = 0;
-        if (std::isfinite(m))
-          for (std::int64_t k = 0; k < p.n; ++k)
-            acc += std::exp(static_cast<double>(b[k * p.inner] - m));
-        o[q * p.inner + i] = std::isfinite(m) ? static_cast<T>(m + std::log(acc)) : m;
-      } else {
-        double acc = 0;
-        for (std::int64_t k = 0; k < p.n; ++k)
-          acc += static_cast<double>(b[k * p.inner]) * static_cast<double>(b[k * p.inner]);
-        o[q * p.inner + i] = static_cast<T>(std::sqrt(acc));
+      T m = -std::numeric_limits<T>::infinity();
+      for (std::int64_t k = 0; k < p.n; ++k)
+        m = std::max(m, b[k * p.inner]);
+      if (!std::isfinite(m)) {
+        o[q * p.inner + i] = infinite_lse(m, p.n, [b, &p](std::int64_t k) { return b[k * p.inner]; });
+        return;
       }
+      double acc = 0;
+      for (std::int64_t k = 0; k < p.n; ++k)
+        acc += std::exp(static_cast<double>(b[k * p.inner] - m));
+      o[q * p.inner + i] = static_cast<T>(m + std::log(acc));
     });
   });
   if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .saved = {&a, &out}, .ints = r.ints()});
