@@ -307,6 +307,17 @@ BOOST_AUTO_TEST_CASE(a_long_extremum_joins_its_ranges_in_order) {
 // block, special rows (all -inf, a +inf, a NaN), forward and the backward rule.
 BOOST_AUTO_TEST_CASE(logsumexp_and_norm_lines_match_plain_loops) {
   const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  // A NaN makes the line NaN even when its max is infinite (it returned the max: -inf, inf), in the
+  // lanes (rows) and in the strided loop (columns).
+  for (const DType d : {DType::float32, DType::float64}) {
+    const Tensor t = from_vector(std::vector<double>{nan, -inf, inf, nan, nan, nan}, {3, 2}, d);
+    for (const double r : logsumexp(t, 1).to_vector())
+      BOOST_TEST(std::isnan(r), dtype_name(d) << " logsumexp of a row with a NaN: " << r);
+    for (const double r : logsumexp(transpose(t, 0, 1), 0).to_vector())
+      BOOST_TEST(std::isnan(r), dtype_name(d) << " logsumexp of a column with a NaN: " << r);
+    BOOST_TEST(logsumexp(from_vector(std::vector<double>{-inf, -inf}, {2}, d)).item() == -inf);
+    BOOST_TEST(logsumexp(from_vector(std::vector<double>{1, inf}, {2}, d)).item() == inf);
+  }
   manual_seed(9);
   for (const std::int64_t n : {1, 15, 16, 17, 1000, 5000}) {
     constexpr std::int64_t rows = 5;
