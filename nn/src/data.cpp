@@ -48,16 +48,50 @@ std::byte* mutable_bytes_of(Tensor& t) {
   }
   return nullptr;
 }
-// Rows `indices` of t, as a new contiguous tensor.
+// Asks for the cache line holding p. GCC 12 deletes __builtin_prefetch calls in the loop below as
+// dead code (its DCE pass; -fno-tree-dce keeps them), so on x86 the instruction is written out.
+inline void prefetch_line(const std::byte* p) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
+// copy(k, row) for the rows of a batch, row k being the `bytes` bytes at base + indices[k] * bytes.
+// Why the prefetch: a shuffled batch reads rows scattered over the whole set (47 MB of Fashion-MNIST
+// bytes), each a few cache lines the hardware prefetcher cannot guess, so every row waited for
+// memory: 40 us a demo batch of 128 images. The lines of the row `ahead` places on are requested
+// while this one is copied: 16-20 us (4, 8 and 16 places measured alike, within the VM's noise).
+// The indices are checked by the caller.
+template <class Copy> void each_row_prefetched(const std::byte* base, std::size_t bytes,
+                                               std::span<const std::int64_t> indices, const Copy& copy) {
+  constexpr std::size_t ahead = 8, line = 64, most = 4096; // past 4 KiB a row streams on its own
+  const auto prefetch = [&](std::size_t k) {
+    if (k >= indices.size()) return;
+    const std::byte* row = base + static_cast<std::size_t>(indices[k]) * bytes;
+    const std::size_t n = std::min(bytes, most);
+    for (std::size_t b = 0; b < n; b += line)
+      prefetch_line(row + b);
+    if (n > 0) prefetch_line(row + n - 1); // a row that does not start on a line ends on one more
+  };
+  for (std::size_t k = 0; k < ahead; ++k)
+    prefetch(k);
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    prefetch(k + ahead);
+    copy(k, base + static_cast<std::size_t>(indices[k]) * bytes);
+  }
+}
+
+// Rows `indices` of t (checked by the caller), as a new contiguous tensor.
 Tensor gather_rows(const Tensor& t, std::span<const std::int64_t> indices) {
   autodiff::Shape s = t.shape();
   s[0] = static_cast<std::int64_t>(indices.size());
-  Tensor out = autodiff::zeros(s, t.dtype());
+  Tensor out = autodiff::empty(s, t.dtype()); // every byte is written below
   const std::size_t rb = row_bytes(t);
-  const std::byte* src = bytes_of(t);
   std::byte* dst = mutable_bytes_of(out);
-  for (std::size_t i = 0; i < indices.size(); ++i)
-    std::memcpy(dst + i * rb, src + static_cast<std::size_t>(indices[i]) * rb, rb);
+  each_row_prefetched(bytes_of(t), rb, indices,
+                      [&](std::size_t k, const std::byte* row) { std::memcpy(dst + k * rb, row, rb); });
   return out;
 }
 } // namespace
@@ -122,14 +156,19 @@ Batch ByteImageDataset::batch(std::span<const std::int64_t> indices) const {
   float* dst = x.mutable_data<float>().data();
   std::int64_t* lab = y.mutable_data<std::int64_t>().data();
   const auto per = static_cast<std::size_t>(per_image_);
-  for (std::size_t k = 0; k < indices.size(); ++k) {
-    const std::int64_t i = indices[k];
+  for (const std::int64_t i : indices)
     if (i < 0 || i >= size()) fail(fmt::format("ByteImageDataset: index {} out of range [0, {})", i, size()));
-    const std::uint8_t* src = pixels_.data() + static_cast<std::size_t>(i) * per;
-    for (std::size_t p = 0; p < per; ++p)
-      dst[k * per + p] = static_cast<float>(src[p]) * scale_;
-    lab[k] = labels_[static_cast<std::size_t>(i)];
-  }
+  // The scale and the length by value: a store through row could otherwise change a float the
+  // lambda reaches by reference, and the loop reloaded it every element instead of running in lanes.
+  const float scale = scale_;
+  each_row_prefetched(reinterpret_cast<const std::byte*>(pixels_.data()), per, indices,
+                      [&, scale, per](std::size_t k, const std::byte* bytes) {
+                        const auto* src = reinterpret_cast<const std::uint8_t*>(bytes);
+                        float* row = dst + k * per;
+                        for (std::size_t p = 0; p < per; ++p)
+                          row[p] = static_cast<float>(src[p]) * scale;
+                        lab[k] = labels_[static_cast<std::size_t>(indices[k])];
+                      });
   return {x, y};
 }
 

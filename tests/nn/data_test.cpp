@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 #include <unistd.h>
@@ -89,6 +90,43 @@ BOOST_AUTO_TEST_CASE(byte_images_are_scaled_per_batch) {
   BOOST_CHECK_THROW(nn::ByteImageDataset({}, std::int64_t{1} << 62, {}), autodiff::Error);
   const std::int64_t bad[1] = {3};
   BOOST_CHECK_THROW(data->batch(bad), autodiff::Error);
+}
+
+// nn/src/data.cpp prefetches the rows a batch reads 8 places ahead: batches longer than that, in a
+// scattered order, copy every row (the first, the ones past the prefetch start, the last), and an
+// index out of range anywhere, even in the prefetched part, is an error before anything is read.
+BOOST_AUTO_TEST_CASE(long_scattered_batches_copy_every_row) {
+  constexpr std::int64_t images = 40, per = 100;
+  std::vector<std::uint8_t> pixels(static_cast<std::size_t>(images * per));
+  std::vector<double> floats(pixels.size());
+  for (std::size_t k = 0; k < pixels.size(); ++k)
+    floats[k] = pixels[k] = static_cast<std::uint8_t>((k * 7 + k / per) % 256);
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(images));
+  std::iota(labels.begin(), labels.end(), 100);
+  const auto bytes = std::make_shared<nn::ByteImageDataset>(pixels, per, labels, 1.0f);
+  const auto tensors = std::make_shared<nn::TensorDataset>(
+      autodiff::from_vector(floats, {images, per}),
+      autodiff::from_vector(std::vector<double>(labels.begin(), labels.end()), {images}, autodiff::DType::int64));
+  std::vector<std::int64_t> idx;
+  for (std::int64_t k = 0; k < 30; ++k)
+    idx.push_back((k * 17) % images);
+  for (const nn::Batch& b : {bytes->batch(idx), tensors->batch(idx)}) {
+    const auto x = b.inputs.to_vector();
+    const auto y = b.targets.to_vector();
+    int wrong = 0;
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      const auto i = static_cast<std::size_t>(idx[k]);
+      wrong += y[k] != static_cast<double>(labels[i]);
+      for (std::size_t p = 0; p < static_cast<std::size_t>(per); ++p)
+        wrong += x[k * per + p] != static_cast<double>(pixels[i * per + p]);
+    }
+    BOOST_TEST(wrong == 0);
+  }
+  idx[20] = images; // past the end, in the part the first rows prefetch
+  BOOST_CHECK_THROW(bytes->batch(idx), autodiff::Error);
+  BOOST_CHECK_THROW(tensors->batch(idx), autodiff::Error);
+  idx[20] = -1;
+  BOOST_CHECK_THROW(bytes->batch(idx), autodiff::Error);
 }
 
 BOOST_AUTO_TEST_CASE(loader_errors) {
