@@ -165,8 +165,8 @@ TAPEGRAD_KERNEL_BENCH(sum)
 // as the kernels were before lanes and as one writes them). range(0): rows; range(1): threads. Rows
 // split across the pool from 2 x 65536 elements (131 rows of 1000). `max_dim0` reduces the columns
 // (1000 lines of stride 1000, lanes across the columns); `max_all` the whole tensor (ranges on
-// the pool from 2 x 65536 elements).
-enum class Line { softmax, cross_entropy, logsumexp, max, norm, max_dim0, max_all };
+// the pool from 2 x 65536 elements); `softmax_dim0` a softmax along the rows, each line strided.
+enum class Line { softmax, cross_entropy, logsumexp, max, norm, max_dim0, max_all, softmax_dim0 };
 constexpr std::int64_t row_cols = 1000;
 void BM_Kernel_rows(benchmark::State& state, Line op) {
   const std::int64_t rows = state.range(0);
@@ -204,6 +204,9 @@ void BM_Kernel_rows(benchmark::State& state, Line op) {
     case Line::max_all:
       max(x).backward();
       break;
+    case Line::softmax_dim0:
+      softmax(x, 0).backward(g);
+      break;
     }
     benchmark::DoNotOptimize(x.grad());
     x.zero_grad();
@@ -226,13 +229,29 @@ void BM_Loop_rows(benchmark::State& state, Line op) {
   };
   for (auto _ : state) {
     std::fill(ga.begin(), ga.end(), 0.0f); // the backward of a max writes the winners into zeros
-    if (op == Line::max_all) {
+    if (op == Line::softmax_dim0) {        // a strided loop per column, as the one-line kernel was
+      for (std::size_t c = 0; c < row_cols; ++c) {
+        const auto n = static_cast<std::size_t>(rows);
+        float m = x[c];
+        for (std::size_t k = 1; k < n; ++k)
+          m = std::max(m, x[k * row_cols + c]);
+        double sum = 0;
+        for (std::size_t k = 0; k < n; ++k)
+          sum += r[k * row_cols + c] = std::exp(x[k * row_cols + c] - m);
+        const float inv = static_cast<float>(1.0 / sum);
+        double dot = 0;
+        for (std::size_t k = 0; k < n; ++k)
+          dot += g[k * row_cols + c] * (r[k * row_cols + c] *= inv);
+        for (std::size_t k = 0; k < n; ++k)
+          ga[k * row_cols + c] = r[k * row_cols + c] * (g[k * row_cols + c] - static_cast<float>(dot));
+      }
+    } else if (op == Line::max_all) {
       ga[extremum(0, x.size(), 1)] = 1;
     } else if (op == Line::max_dim0) {
       for (std::size_t c = 0; c < row_cols; ++c)
         ga[extremum(c, static_cast<std::size_t>(rows), row_cols) * row_cols + c] = 1;
     }
-    for (std::int64_t i = 0; i < rows && op != Line::max_all && op != Line::max_dim0; ++i) {
+    for (std::int64_t i = 0; i < rows && op != Line::max_all && op != Line::max_dim0 && op != Line::softmax_dim0; ++i) {
       const std::size_t b = static_cast<std::size_t>(i * row_cols);
       if (op == Line::max) {
         ga[b + extremum(b, row_cols, 1)] = 1;
@@ -295,6 +314,8 @@ BENCHMARK_CAPTURE(BM_Loop_rows, norm_fwd_bwd, Line::norm)->Apply(loop_row_args);
 BENCHMARK_CAPTURE(BM_Kernel_rows, norm_fwd_bwd, Line::norm)->Apply(row_args);
 BENCHMARK_CAPTURE(BM_Loop_rows, max_dim0_fwd_bwd, Line::max_dim0)->Apply(loop_row_args);
 BENCHMARK_CAPTURE(BM_Kernel_rows, max_dim0_fwd_bwd, Line::max_dim0)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_Loop_rows, softmax_dim0_fwd_bwd, Line::softmax_dim0)->Apply(loop_row_args);
+BENCHMARK_CAPTURE(BM_Kernel_rows, softmax_dim0_fwd_bwd, Line::softmax_dim0)->Apply(row_args);
 BENCHMARK_CAPTURE(BM_Loop_rows, max_all_fwd_bwd, Line::max_all)->Apply(loop_row_args);
 BENCHMARK_CAPTURE(BM_Kernel_rows, max_all_fwd_bwd, Line::max_all)->Apply(row_args);
 

@@ -202,7 +202,8 @@ BOOST_AUTO_TEST_CASE(special_values_in_the_vector_body) {
 // same bits, forward and backward.
 BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
   manual_seed(7);
-  const Tensor xv = randn({300007}), yv = randn({300007}), rows = randn({3, 100003});
+  // rows: tails in every loop; cols: rows of whole cache lines, so that sum(cols, 0) splits its columns.
+  const Tensor xv = randn({300007}), yv = randn({300007}), rows = randn({3, 100003}), cols = randn({3, 100000});
   same_bits_at_every_thread_count([&] {
     Tensor x = xv.detach(), y = yv.detach();
     x.requires_grad(true);
@@ -210,21 +211,21 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
     const Tensor z = tanh(x) * y + sigmoid(x - 0.5) * exp(y * 0.1);
     const Tensor s = sum(z) + mean(z) + sum(sum(rows, 1)) + sum(max(rows, 1));
     s.backward();
-    return std::vector<Tensor>{z, s, x.grad(), y.grad(), sum(rows, 0)};
+    return std::vector<Tensor>{z, s, x.grad(), y.grad(), sum(rows, 0), sum(cols, 0)};
   });
   // Equal bits could hide an element no thread wrote (a recycled buffer keeps the last run's value):
   // the split column sums against plain loops too.
-  const auto r = rows.to_vector();
+  const auto r = cols.to_vector();
   const int saved = get_num_threads();
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
-    const auto got = sum(rows, 0).to_vector();
+    const auto got = sum(cols, 0).to_vector();
     double worst = 0;
     for (std::size_t i = 0; i < got.size(); ++i) {
       const double want = r[i] + r[i + got.size()] + r[i + 2 * got.size()];
       worst = std::max(worst, std::fabs(got[i] - want));
     }
-    BOOST_TEST(worst < 1e-5, "sum(rows, 0) at " << threads << " threads: off by " << worst);
+    BOOST_TEST(worst < 1e-5, "sum(cols, 0) at " << threads << " threads: off by " << worst);
   }
   set_num_threads(saved);
 }
@@ -381,13 +382,66 @@ BOOST_AUTO_TEST_CASE(logsumexp_and_norm_lines_match_plain_loops) {
   }
 }
 
+// softmax, log_softmax and logsumexp along an inner dim (a row at a time, in lanes across the
+// columns) against the same ops on the transpose along the last dim (the row kernels), forward and
+// backward: equal within rounding (the row kernels sum in blocks), the same NaNs and infinities, for
+// column counts around the lanes and columns that are all -inf, hold a +inf, or a NaN.
+BOOST_AUTO_TEST_CASE(inner_dim_lines_match_the_rows) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  manual_seed(10);
+  for (const std::int64_t n : {1, 5, 300})
+    for (const std::int64_t c : {1, 2, 17, 40})
+      for (const DType d : {DType::float32, DType::float64}) {
+        std::vector<double> v = (randn({n, c}, DType::float64) * 10.0).to_vector();
+        const auto at = [&](std::int64_t k, std::int64_t i) -> double& {
+          return v[static_cast<std::size_t>(k * c + i)];
+        };
+        for (std::int64_t k = 0; k < n && c > 3; ++k)
+          at(k, 1) = -inf;
+        if (c > 3) at(n - 1, 2) = inf, at(n / 2, 3) = nan;
+        const Tensor gv = randn({n, c}, d);
+        const Tensor xv = from_vector(v, {n, c}, d);
+        const auto run = [&](bool by_rows) {
+          Tensor x = xv.detach();
+          x.requires_grad(true);
+          Tape tape;
+          const auto along = [&](const Tensor& y) { return by_rows ? transpose(y, 0, 1) : y; };
+          const Tensor xt = along(x);
+          const int dim = by_rows ? 1 : 0;
+          const std::vector<Tensor> outs{along(softmax(xt, dim)), along(log_softmax(xt, dim)), logsumexp(xt, dim)};
+          (sum(outs[0] * gv) + sum(outs[1] * gv * 0.5) + sum(logsumexp(xt, dim) * 0.25)).backward();
+          std::vector<std::vector<double>> r;
+          for (const Tensor& t : outs)
+            r.push_back(t.to_vector());
+          r.push_back(x.grad().to_vector());
+          return r;
+        };
+        const auto cols = run(false), rows = run(true);
+        const double tol = d == DType::float32 ? 2e-6 : 1e-13;
+        for (std::size_t j = 0; j < cols.size(); ++j) {
+          int wrong = 0;
+          for (std::size_t e = 0; e < cols[j].size(); ++e) {
+            const double a = cols[j][e], b = rows[j][e];
+            if (std::isnan(a) || std::isnan(b) || std::isinf(a) || std::isinf(b))
+              wrong += !(std::isnan(a) && std::isnan(b)) && a != b;
+            else
+              wrong += std::fabs(a - b) > tol * std::max(1.0, std::fabs(b));
+          }
+          BOOST_TEST(wrong == 0, dtype_name(d) << " [" << n << ", " << c << "] result " << j << ": " << wrong
+                                               << " elements differ from the rows'");
+        }
+      }
+}
+
 // The ops that work a line at a time (softmax and log_softmax, logsumexp, norm, max, min, prod,
 // the fused cross-entropy; kernels.hpp's each_line) split their lines across the pool above 2 x
 // 65536 elements, and compute each line alone: 1, 2 and 3 threads give the same bits, forward and
 // backward, along the last dim (rows) and along the first (columns: lines of stride 701).
 BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
   manual_seed(8);
-  const std::int64_t n = 400, c = 701; // 280,400 elements
+  // 281,600 elements; rows of 704 floats are whole cache lines, so the ops along dim 0 split their
+  // columns (split_columns in reduce.cpp keeps rows that are not on one thread).
+  const std::int64_t n = 400, c = 704;
   const Tensor mv = randn({n, c}), w = randn({n, c});
   std::vector<double> tv(static_cast<std::size_t>(n));
   for (std::size_t i = 0; i < tv.size(); ++i)

@@ -79,12 +79,21 @@ const OpInfo mean_info{"mean", [](BackwardCtx& x) { x.grad(0, spread(x, mean_sca
                        [](BackwardCtx& x) { x.grad(0, spread_graph(x, mean_scale(x))); }};
 
 // A reduction along an inner dim (inner > 1) as columns(i0, i1) over ranges of its columns: the pool's
-// when the view is large (each_line's threshold; at least 16 columns, a line of float, a range).
-template <class F> void split_columns(const Split& p, const F& columns) {
-  if (lines_split(p.inner, p.outer * p.n))
-    parallel_for(p.inner, std::max<std::int64_t>(16, map_grain / std::max<std::int64_t>(1, p.outer * p.n)), columns);
-  else
-    columns(0, p.inner);
+// when the view is large (each_line's threshold) and its rows are whole cache lines.
+// - A range starts on a multiple of 16 columns, so a column falls in the vector body or the scalar
+//   tail of its range's loops as it does in the whole loop: libmvec's expf and libm's round
+//   differently, and softmax along dim 0 gave other bits at 3 threads than at 1 without it
+//   (line_ops_do_not_depend_on_the_thread_count).
+// - Rows that are not whole lines (1000 floats: 4000 bytes) would put a range boundary inside a
+//   line of every other row, a line both threads write: softmax along dim 0 of [1024, 1000] took
+//   1.37 ms at 2 threads against 1.03 at 1 (kernel_bench). Those stay on the calling thread.
+template <class T, class F> void split_columns(const Split& p, const F& columns) {
+  constexpr std::int64_t block = 16, line = 64;
+  if (!lines_split(p.inner, p.outer * p.n) || p.inner * static_cast<std::int64_t>(sizeof(T)) % line != 0)
+    return columns(0, p.inner);
+  const std::int64_t per_block = block * std::max<std::int64_t>(1, p.outer * p.n);
+  parallel_for((p.inner + block - 1) / block, std::max<std::int64_t>(1, map_grain / per_block),
+               [&](std::int64_t b0, std::int64_t b1) { columns(b0 * block, std::min(b1 * block, p.inner)); });
 }
 
 // Sums along an inner dim: for each output element o[q inner + i], finish(the sum of term(a) over
@@ -106,7 +115,7 @@ void column_sums(const T* av, T* o, const Split& p, const Term& term, const Fini
         o[q * p.inner + i] = static_cast<T>(finish(acc[i - i0]));
     }
   };
-  split_columns(p, columns);
+  split_columns<T>(p, columns);
 }
 
 Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim, bool is_mean) {
@@ -143,7 +152,10 @@ Tensor sum_impl(const OpInfo& op, const Tensor& a, const int* dimp, bool keepdim
 template <class F> void for_extrema(const BackwardCtx& x, F&& f) {
   const std::int64_t* iv = ptr<std::int64_t>(x.saved(0));
   const Split p = reduced_split(x, x.in_shape(0));
-  each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
+  // One element a slice, not n: the pool pays only from 2 * map_grain slices (each_line's threshold
+  // counted the slices' n elements, and split the 1000 writes of max(x, 0)'s backward on [1024, 1000]
+  // across the threads, slower than one: 212 against 176 us with the zero fill, kernel_bench).
+  each_line(p.outer, 1, p.inner, [&](std::int64_t q, std::int64_t i) {
     const std::int64_t j = q * p.inner + i;
     f((q * p.n + iv[j]) * p.inner + i, j);
   });
@@ -206,7 +218,7 @@ std::pair<Tensor, Tensor> extremum(std::string_view name, const Tensor& a, const
             extremum_row<IsMax>(base + k * p.inner + i0, k, best + i0, at + i0, i1 - i0);
         }
       };
-      split_columns(p, columns);
+      split_columns<T>(p, columns);
     }
   });
   return {val, idx};
@@ -353,6 +365,40 @@ const OpInfo norm_info{"norm",
                          x.grad(0, where(at0, zero, as_shape(x.g, ks) * x.saved(0) / where(at0, one, r)));
                        }};
 
+// ---- lines along an inner dim, in lanes across the columns -----------------------------------------
+// softmax, log_softmax and logsumexp along an inner dim (inner > 1) read each line with a stride. So
+// they go a row at a time instead: slice q's n rows, columns [i0, i1), each pass a loop across the
+// columns (vector lanes), with one running value per column kept in the order the one-line loop
+// used (the max, then the sum of the exps in double, in row order): the same arithmetic, line by
+// line, as that loop, which the scalar fallback would be. Large ones split their columns
+// (split_columns).
+template <class T> struct ColumnScratch {
+  std::vector<T> m, e;
+  std::vector<double> acc;
+  explicit ColumnScratch(std::int64_t len)
+      : m(static_cast<std::size_t>(len)), e(static_cast<std::size_t>(len)), acc(static_cast<std::size_t>(len)) {}
+};
+// The max of each column of rows [0, n) at base (NaN skipped, as std::max skips it) into m.
+template <class T> void column_max(const T* base, std::int64_t n, std::int64_t inner, std::int64_t len, T* m) {
+  std::fill(m, m + len, -std::numeric_limits<T>::infinity());
+  for (std::int64_t k = 0; k < n; ++k) {
+    const T* row = base + k * inner;
+    run_range(0, len, [=](std::int64_t i) { m[i] = row[i] > m[i] ? row[i] : m[i]; });
+  }
+}
+// acc[i] = the sum over the rows of exp(row[i] - m[i]), in double, in row order; each row's exps
+// (libmvec's for float32) first into e, which keep_e keeps as row k of out.
+template <class T> void column_exp_sums(const T* base, std::int64_t n, std::int64_t inner, std::int64_t len, const T* m,
+                                        double* acc, T* e, T* out) {
+  std::fill(acc, acc + len, 0.0);
+  for (std::int64_t k = 0; k < n; ++k) {
+    const T* row = base + k * inner;
+    T* ek = out != nullptr ? out + k * inner : e;
+    run_range(0, len, [=](std::int64_t i) { ek[i] = std::exp(row[i] - m[i]); });
+    run_range(0, len, [=](std::int64_t i) { acc[i] += static_cast<double>(ek[i]); });
+  }
+}
+
 // logsumexp of a line whose max (NaN skipped) m is infinite: m (all -inf, or empty: -inf; a +inf:
 // +inf), unless the line has a NaN, which makes it NaN as everywhere else (PyTorch's too).
 template <class T, class At> T infinite_lse(T m, std::int64_t n, const At& at) {
@@ -399,19 +445,20 @@ template <bool IsLse> Tensor lse_norm(const Tensor& a, const int* dimp, bool kee
       return column_sums(
           av, o, p, [](T v) { return static_cast<double>(v) * static_cast<double>(v); },
           [](double acc) { return std::sqrt(acc); });
-    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
-      const T* b = av + q * p.n * p.inner + i;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::int64_t k = 0; k < p.n; ++k)
-        m = std::max(m, b[k * p.inner]);
-      if (!std::isfinite(m)) {
-        o[q * p.inner + i] = infinite_lse(m, p.n, [b, &p](std::int64_t k) { return b[k * p.inner]; });
-        return;
+    split_columns<T>(p, [&](std::int64_t i0, std::int64_t i1) {
+      const std::int64_t len = i1 - i0;
+      ColumnScratch<T> w(len);
+      for (std::int64_t q = 0; q < p.outer; ++q) {
+        const T* base = av + q * p.n * p.inner + i0;
+        column_max(base, p.n, p.inner, len, w.m.data());
+        column_exp_sums(base, p.n, p.inner, len, w.m.data(), w.acc.data(), w.e.data(), static_cast<T*>(nullptr));
+        for (std::int64_t i = 0; i < len; ++i) {
+          const T m = w.m[static_cast<std::size_t>(i)];
+          o[q * p.inner + i0 + i] =
+              std::isfinite(m) ? static_cast<T>(m + std::log(w.acc[static_cast<std::size_t>(i)]))
+                               : infinite_lse(m, p.n, [base, &p, i](std::int64_t k) { return base[k * p.inner + i]; });
+        }
       }
-      double acc = 0;
-      for (std::int64_t k = 0; k < p.n; ++k)
-        acc += std::exp(static_cast<double>(b[k * p.inner] - m));
-      o[q * p.inner + i] = static_cast<T>(m + std::log(acc));
     });
   });
   if (any_requires_grad({&a})) record(op, out, {.inputs = {&a}, .saved = {&a, &out}, .ints = r.ints()});
@@ -460,14 +507,30 @@ template <bool IsLog> void softmax_backward(BackwardCtx& x) {
       return each_line(p.outer, p.n, 1, [&](std::int64_t q, std::int64_t) {
         softmax_row_backward<IsLog>(rv + q * p.n, gv + q * p.n, o + q * p.n, p.n);
       });
-    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
-      const std::int64_t b = q * p.n * p.inner + i;
-      double s = 0;
-      for (std::int64_t k = 0; k < p.n; ++k)
-        s += IsLog ? gv[b + k * p.inner] : gv[b + k * p.inner] * rv[b + k * p.inner];
-      for (std::int64_t k = 0; k < p.n; ++k) {
-        const std::int64_t e = b + k * p.inner;
-        o[e] = IsLog ? gv[e] - std::exp(rv[e]) * T(s) : rv[e] * (gv[e] - T(s));
+    split_columns<T>(p, [&](std::int64_t i0, std::int64_t i1) {
+      const std::int64_t len = i1 - i0;
+      ColumnScratch<T> w(len);
+      double* acc = w.acc.data();
+      T* st = w.m.data();
+      for (std::int64_t q = 0; q < p.outer; ++q) {
+        const std::int64_t b = q * p.n * p.inner + i0;
+        std::fill(acc, acc + len, 0.0);
+        for (std::int64_t k = 0; k < p.n; ++k) { // sum(g) or sum(g r) per column, in row order
+          const T* g = gv + b + k * p.inner;
+          const T* rr = rv + b + k * p.inner;
+          run_range(0, len, [=](std::int64_t i) { acc[i] += static_cast<double>(IsLog ? g[i] : g[i] * rr[i]); });
+        }
+        for (std::int64_t i = 0; i < len; ++i)
+          st[i] = static_cast<T>(acc[i]);
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const T* g = gv + b + k * p.inner;
+          const T* rr = rv + b + k * p.inner;
+          T* og = o + b + k * p.inner;
+          if constexpr (IsLog)
+            run_range(0, len, [=](std::int64_t i) { og[i] = g[i] - std::exp(rr[i]) * st[i]; });
+          else
+            run_range(0, len, [=](std::int64_t i) { og[i] = rr[i] * (g[i] - st[i]); });
+        }
       }
     });
   });
@@ -497,23 +560,30 @@ template <bool IsLog> Tensor softmax_impl(const Tensor& a, int dim_) {
     if (p.inner == 1)
       return each_line(p.outer, p.n, 1,
                        [&](std::int64_t q, std::int64_t) { softmax_row<IsLog>(av + q * p.n, o + q * p.n, p.n); });
-    each_line(p.outer, p.n, p.inner, [&](std::int64_t q, std::int64_t i) {
-      const std::int64_t b = q * p.n * p.inner + i;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::int64_t k = 0; k < p.n; ++k)
-        m = std::max(m, av[b + k * p.inner]);
-      if (!std::isfinite(m)) m = 0; // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
-      double s = 0;
-      for (std::int64_t k = 0; k < p.n; ++k) {
-        const T e = std::exp(av[b + k * p.inner] - m);
-        if (!IsLog) o[b + k * p.inner] = e;
-        s += e;
-      }
-      const T ls = static_cast<T>(std::log(s));
-      const T inv = static_cast<T>(1.0 / s);
-      for (std::int64_t k = 0; k < p.n; ++k) {
-        const std::int64_t e = b + k * p.inner;
-        o[e] = IsLog ? av[e] - m - ls : o[e] * inv;
+    split_columns<T>(p, [&](std::int64_t i0, std::int64_t i1) {
+      const std::int64_t len = i1 - i0;
+      ColumnScratch<T> w(len);
+      T* m = w.m.data();
+      T* ls = w.e.data(); // after the sums: log s (log_softmax) or 1 / s (softmax) per column
+      for (std::int64_t q = 0; q < p.outer; ++q) {
+        const T* base = av + q * p.n * p.inner + i0;
+        T* ob = o + q * p.n * p.inner + i0;
+        column_max(base, p.n, p.inner, len, m);
+        // all -inf (or a +inf): let the arithmetic give nan/0 as PyTorch
+        run_range(0, len, [=](std::int64_t i) { m[i] = std::isfinite(m[i]) ? m[i] : T(0); });
+        column_exp_sums(base, p.n, p.inner, len, m, w.acc.data(), ls, ob); // the exps into the output
+        for (std::int64_t i = 0; i < len; ++i) {
+          const double sum = w.acc[static_cast<std::size_t>(i)];
+          ls[i] = IsLog ? static_cast<T>(std::log(sum)) : static_cast<T>(1.0 / sum);
+        }
+        for (std::int64_t k = 0; k < p.n; ++k) {
+          const T* row = base + k * p.inner;
+          T* orow = ob + k * p.inner;
+          if constexpr (IsLog)
+            run_range(0, len, [=](std::int64_t i) { orow[i] = row[i] - m[i] - ls[i]; });
+          else
+            run_range(0, len, [=](std::int64_t i) { orow[i] = orow[i] * ls[i]; });
+        }
       }
     });
   });
