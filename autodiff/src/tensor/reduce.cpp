@@ -386,8 +386,9 @@ template <class T> void column_max(const T* base, std::int64_t n, std::int64_t i
     run_range(0, len, [=](std::int64_t i) { m[i] = row[i] > m[i] ? row[i] : m[i]; });
   }
 }
-// acc[i] = the sum over the rows of exp(row[i] - m[i]), in double, in row order; each row's exps
-// (libmvec's for float32) first into e, which keep_e keeps as row k of out.
+// acc[i] = the sum over the rows of exp(row[i] - m[i]), in double, in row order. Each row's exps
+// (libmvec's for float32) are first written out: into row k of `out` when it is given (softmax keeps
+// them), else into the scratch row e.
 template <class T> void column_exp_sums(const T* base, std::int64_t n, std::int64_t inner, std::int64_t len, const T* m,
                                         double* acc, T* e, T* out) {
   std::fill(acc, acc + len, 0.0);
