@@ -66,7 +66,7 @@ inline void prefetch_line(const std::byte* p) {
 // The indices are checked by the caller.
 template <class Copy> void each_row_prefetched(const std::byte* base, std::size_t bytes,
                                                std::span<const std::int64_t> indices, const Copy& copy) {
-  constexpr std::size_t ahead = 8, line = 64, most = 4096; // past 4 KiB a row streams on its own
+  constexpr std::size_t ahead = 8, line = 64, most = 4096; // a longer row: a sequential read the hardware follows
   const auto prefetch = [&](std::size_t k) {
     if (k >= indices.size()) return;
     const std::byte* row = base + static_cast<std::size_t>(indices[k]) * bytes;
@@ -158,11 +158,9 @@ Batch ByteImageDataset::batch(std::span<const std::int64_t> indices) const {
   const auto per = static_cast<std::size_t>(per_image_);
   for (const std::int64_t i : indices)
     if (i < 0 || i >= size()) fail(fmt::format("ByteImageDataset: index {} out of range [0, {})", i, size()));
-  // The scale and the length by value: a store through row could otherwise change a float the
-  // lambda reaches by reference, and the loop reloaded it every element instead of running in lanes.
   const float scale = scale_;
   each_row_prefetched(reinterpret_cast<const std::byte*>(pixels_.data()), per, indices,
-                      [&, scale, per](std::size_t k, const std::byte* bytes) {
+                      [&](std::size_t k, const std::byte* bytes) {
                         const auto* src = reinterpret_cast<const std::uint8_t*>(bytes);
                         float* row = dst + k * per;
                         for (std::size_t p = 0; p < per; ++p)
