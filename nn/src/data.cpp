@@ -3,6 +3,7 @@
 #include <nn/data.hpp>
 
 #include <autodiff/error.hpp>
+#include <autodiff/parallel.hpp>
 #include <autodiff/tensor.hpp>
 #include <fmt/format.h>
 
@@ -63,24 +64,36 @@ inline void prefetch_line(const std::byte* p) {
 // bytes), each a few cache lines the hardware prefetcher cannot guess, so every row waited for
 // memory: 40 us a demo batch of 128 images. The lines of the row `ahead` places on are requested
 // while this one is copied: 16-20 us (4, 8 and 16 places measured alike, within the VM's noise).
-// The indices are checked by the caller.
-template <class Copy> void each_row_prefetched(const std::byte* base, std::size_t bytes,
+// Why the split: a batch of at least two ranges of split_bytes of output has its rows copied across
+// the pool (autodiff::parallel_for; range t on thread t, as the rows split of a step reads them).
+// At 2 threads the cores had both read the previous batch from the buffer the allocator hands back,
+// and a core writing lines the other has read waits for them (6.9x a local write on the far VM,
+// benchmarks/coherence_bench). The demo's batch in epoch_compare's 2-thread step (features split)
+// took 69-103 us whole on the caller, 39-62 us split (36-48 us at 1 thread). `out_bytes` is a row's
+// size in the output. The indices are checked by the caller; `copy(k, row)` writes output row k only.
+template <class Copy> void each_row_prefetched(const std::byte* base, std::size_t bytes, std::size_t out_bytes,
                                                std::span<const std::int64_t> indices, const Copy& copy) {
   constexpr std::size_t ahead = 8, line = 64, most = 4096; // a longer row: a sequential read the hardware follows
-  const auto prefetch = [&](std::size_t k) {
-    if (k >= indices.size()) return;
-    const std::byte* row = base + static_cast<std::size_t>(indices[k]) * bytes;
-    const std::size_t n = std::min(bytes, most);
-    for (std::size_t b = 0; b < n; b += line)
-      prefetch_line(row + b);
-    if (n > 0) prefetch_line(row + n - 1); // a row that does not start on a line ends on one more
+  constexpr std::size_t split_bytes = 65536;               // some 3-6 us of copying, against a 1 us pool round trip
+  const auto rows = [&](std::int64_t r0, std::int64_t r1) {
+    const auto first = static_cast<std::size_t>(r0), last = static_cast<std::size_t>(r1);
+    const auto prefetch = [&](std::size_t k) {
+      if (k >= last) return;
+      const std::byte* row = base + static_cast<std::size_t>(indices[k]) * bytes;
+      const std::size_t n = std::min(bytes, most);
+      for (std::size_t b = 0; b < n; b += line)
+        prefetch_line(row + b);
+      if (n > 0) prefetch_line(row + n - 1); // a row that does not start on a line ends on one more
+    };
+    for (std::size_t k = first; k < first + ahead; ++k)
+      prefetch(k);
+    for (std::size_t k = first; k < last; ++k) {
+      prefetch(k + ahead);
+      copy(k, base + static_cast<std::size_t>(indices[k]) * bytes);
+    }
   };
-  for (std::size_t k = 0; k < ahead; ++k)
-    prefetch(k);
-  for (std::size_t k = 0; k < indices.size(); ++k) {
-    prefetch(k + ahead);
-    copy(k, base + static_cast<std::size_t>(indices[k]) * bytes);
-  }
+  const auto grain = static_cast<std::int64_t>(split_bytes / std::max<std::size_t>(out_bytes, 1)) + 1;
+  autodiff::parallel_for(static_cast<std::int64_t>(indices.size()), grain, rows);
 }
 
 // Rows `indices` of t (checked by the caller), as a new contiguous tensor.
@@ -90,7 +103,7 @@ Tensor gather_rows(const Tensor& t, std::span<const std::int64_t> indices) {
   Tensor out = autodiff::empty(s, t.dtype()); // every byte is written below
   const std::size_t rb = row_bytes(t);
   std::byte* dst = mutable_bytes_of(out);
-  each_row_prefetched(bytes_of(t), rb, indices,
+  each_row_prefetched(bytes_of(t), rb, rb, indices,
                       [&](std::size_t k, const std::byte* row) { std::memcpy(dst + k * rb, row, rb); });
   return out;
 }
@@ -159,7 +172,7 @@ Batch ByteImageDataset::batch(std::span<const std::int64_t> indices) const {
   for (const std::int64_t i : indices)
     if (i < 0 || i >= size()) fail(fmt::format("ByteImageDataset: index {} out of range [0, {})", i, size()));
   const float scale = scale_;
-  each_row_prefetched(reinterpret_cast<const std::byte*>(pixels_.data()), per, indices,
+  each_row_prefetched(reinterpret_cast<const std::byte*>(pixels_.data()), per, per * sizeof(float), indices,
                       [&](std::size_t k, const std::byte* bytes) {
                         const auto* src = reinterpret_cast<const std::uint8_t*>(bytes);
                         float* row = dst + k * per;

@@ -1,11 +1,12 @@
 // The thread pool (docs/design.md, Note [One thread pool]): parallel_for covers its range exactly
 // once in ranges of at least the grain, runs small ranges, nested calls and calls made while
 // another thread owns the pool on the caller, rethrows, and stays usable; the optimizers give the
-// same bits at any thread count. Run under ThreadSanitizer by scripts/test.sh.
+// same bits at any thread count; batches copy their rows across it. Run under ThreadSanitizer by scripts/test.sh.
 
 #include <autodiff/error.hpp>
 #include <autodiff/parallel.hpp>
 #include <autodiff/tensor.hpp>
+#include <nn/data.hpp>
 #include <nn/optim.hpp>
 
 #include <boost/test/unit_test.hpp>
@@ -224,6 +225,52 @@ BOOST_AUTO_TEST_CASE(linear_layers_split_across_threads_train_as_on_one) {
     for (std::size_t i = 0; i < one.size(); ++i)
       worst = std::max(worst, std::fabs(many[i] - one[i]) / (1 + std::fabs(one[i])));
     BOOST_TEST(worst < 1e-5, "threads " << t << ": off by " << worst);
+  }
+}
+
+// A batch of at least two 64 KiB ranges of output has its rows copied across the pool
+// (nn/src/data.cpp): every row lands where it belongs at 1, 2 and 3 threads, for both datasets, and
+// bad indices are still refused before any range starts. Under ThreadSanitizer this checks that the
+// ranges write disjoint rows. Fresh outputs at every count are kept alive together, so a row no
+// range wrote cannot pass by holding an earlier run's value (the allocator hands buffers back).
+BOOST_AUTO_TEST_CASE(batches_copy_their_rows_across_threads) {
+  const RestoreThreads restore;
+  constexpr std::int64_t images = 97, per = 3001; // 12 KiB of float a row: ranges of 6 rows
+  std::vector<std::uint8_t> pixels(static_cast<std::size_t>(images * per));
+  std::vector<double> floats(pixels.size());
+  for (std::size_t k = 0; k < pixels.size(); ++k)
+    floats[k] = pixels[k] = static_cast<std::uint8_t>((k * 7 + k / per * 13) % 251);
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(images));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    labels[i] = static_cast<std::int64_t>(i * 5 % 11);
+  const nn::ByteImageDataset bytes(pixels, per, labels, 0.5f);
+  const nn::TensorDataset tensors(
+      autodiff::from_vector(floats, {images, per}),
+      autodiff::from_vector(std::vector<double>(labels.begin(), labels.end()), {images}, autodiff::DType::int64));
+  std::vector<std::int64_t> idx;
+  for (std::int64_t k = 0; k < 61; ++k)
+    idx.push_back((k * 37 + 3) % images);
+  std::vector<nn::Batch> kept;
+  for (const int t : {1, 2, 3}) {
+    autodiff::set_num_threads(t);
+    for (const bool from_bytes : {true, false}) {
+      kept.push_back(from_bytes ? bytes.batch(idx) : tensors.batch(idx));
+      const auto x = kept.back().inputs.to_vector();
+      const auto y = kept.back().targets.to_vector();
+      BOOST_TEST_REQUIRE(x.size() == idx.size() * static_cast<std::size_t>(per));
+      int wrong = 0;
+      for (std::size_t k = 0; k < idx.size(); ++k) {
+        const auto i = static_cast<std::size_t>(idx[k]);
+        wrong += y[k] != static_cast<double>(labels[i]);
+        for (std::size_t p = 0; p < static_cast<std::size_t>(per); ++p)
+          wrong += x[k * per + p] != (from_bytes ? 0.5 : 1.0) * static_cast<double>(pixels[i * per + p]);
+      }
+      BOOST_TEST(wrong == 0, "threads " << t << (from_bytes ? ", bytes" : ", tensors") << ": " << wrong << " wrong");
+    }
+    idx.back() = images; // refused before the copy starts, at every count
+    BOOST_CHECK_THROW(bytes.batch(idx), autodiff::Error);
+    BOOST_CHECK_THROW(tensors.batch(idx), autodiff::Error);
+    idx.back() = 5;
   }
 }
 
