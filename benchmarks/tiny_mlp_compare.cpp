@@ -84,8 +84,10 @@ template <class F> FLOOR_CLONES void each(int n, const F& f) {
 
 // z = a w^T + b for a [n, in], w [out, in], b [out]: z [n, out].
 void linear(int n, int in, int out, const float* a, const float* w, const float* b, float* z) {
-  for (int i = 0; i < n; ++i)
-    each(out, [&](int o) { z[i * out + o] = b[o]; });
+  each(n, [&](int i) { // the rows in one vectorised loop nest, as tapegrad's linear fills them
+    for (int o = 0; o < out; ++o)
+      z[i * out + o] = b[o];
+  });
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1, a, in, w, in, 1, z, out);
 }
 // gw = d^T a [out, in], gb = column sums of d [out] (d^T times a vector of ones), and, when ga is
