@@ -217,9 +217,11 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
   // the split column sums against plain loops too.
   const auto r = cols.to_vector();
   const int saved = get_num_threads();
+  std::vector<Tensor> kept; // each count's output stays alive: no recycled buffer holds a right value
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
-    const auto got = sum(cols, 0).to_vector();
+    kept.push_back(sum(cols, 0));
+    const auto got = kept.back().to_vector();
     double worst = 0;
     for (std::size_t i = 0; i < got.size(); ++i) {
       const double want = r[i] + r[i + got.size()] + r[i + 2 * got.size()];
@@ -479,7 +481,9 @@ BOOST_AUTO_TEST_CASE(line_ops_do_not_depend_on_the_thread_count) {
 
 // Note [Owned rows]: linear splits a large product by rows of the weight (output features). At 1, 2
 // and 3 threads (three ranges, so two partial products of dx added in row order) the value and the
-// three gradients match plain loops in double; x has two leading dims (M = 2 x 32 rows).
+// three gradients match plain loops in double; x has two leading dims (M = 2 x 32 rows). Every run's
+// tensors are kept alive, so a block no range wrote cannot pass by holding an earlier run's value
+// (the allocator hands buffers back).
 BOOST_AUTO_TEST_CASE(linear_split_by_output_features_matches_plain_loops) {
   const int saved = get_num_threads();
   manual_seed(11);
@@ -513,6 +517,7 @@ BOOST_AUTO_TEST_CASE(linear_split_by_output_features_matches_plain_loops) {
       worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
     BOOST_TEST(worst < 1e-12, what << " at " << t << " threads: off by " << worst);
   };
+  std::vector<Tensor> kept;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     const Tensor x = xv.detach().requires_grad(true), w = wv.detach().requires_grad(true),
@@ -520,6 +525,7 @@ BOOST_AUTO_TEST_CASE(linear_split_by_output_features_matches_plain_loops) {
     Tape tape;
     const Tensor yt = linear(x, w, b);
     sum(yt * cv).backward();
+    kept.insert(kept.end(), {x, w, b, yt, x.grad(), w.grad(), b.grad()});
     close(yt.to_vector(), y, "y", threads);
     close(x.grad().to_vector(), gx, "dx", threads);
     close(w.grad().to_vector(), gw, "dw", threads);

@@ -199,6 +199,7 @@ BOOST_AUTO_TEST_CASE(optimizer_steps_split_across_threads_keep_their_bits) {
 // 3 threads agree with one thread up to the rounding of dx's partial sums.
 BOOST_AUTO_TEST_CASE(linear_layers_split_across_threads_train_as_on_one) {
   const RestoreThreads restore;
+  std::vector<autodiff::Tensor> kept; // every run's tensors stay alive: no run gets another's buffers back
   auto run = [&](int t) {
     autodiff::set_num_threads(t);
     autodiff::manual_seed(9);
@@ -213,6 +214,7 @@ BOOST_AUTO_TEST_CASE(linear_layers_split_across_threads_train_as_on_one) {
       autodiff::sum(autodiff::tanh(autodiff::linear(x, w, b) * 0.05)).backward();
       opt.step();
     }
+    kept.insert(kept.end(), {x, w, b, x.grad()});
     std::vector<double> v = w.to_vector(), gx = x.grad().to_vector();
     v.insert(v.end(), gx.begin(), gx.end());
     return v;
