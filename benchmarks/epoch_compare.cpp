@@ -58,9 +58,14 @@ struct Data {
   std::int64_t count() const { return images->size(); }
   // Batch b in the shuffled order: inputs [n, 784] float32, targets [n] int64, as the demo's loader
   // makes them.
-  nn::Batch batch_at(std::int64_t b) const {
+  nn::Batch batch_at(std::int64_t b) const { return images->batch(span_of(b)); }
+  // Asks for batch b + 1's rows while batch b trains, as nn::DataLoader does.
+  void prefetch_after(std::int64_t b) const {
+    if ((b + 1) * batch < count()) images->prefetch(span_of(b + 1));
+  }
+  std::span<const std::int64_t> span_of(std::int64_t b) const {
     const std::int64_t first = b * batch, n = std::min(batch, count() - first);
-    return images->batch(std::span(order).subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(n)));
+    return std::span(order).subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(n));
   }
 };
 
@@ -113,6 +118,7 @@ struct Tapegrad {
     for (std::int64_t b = 0; b < batches; ++b) {
       const auto p0 = clock_type::now();
       const nn::Batch xy = d.batch_at(b);
+      d.prefetch_after(b);
       const autodiff::Tensor &x = xy.inputs, &y = xy.targets;
       const auto p0b = clock_type::now();
       tape.reset();
@@ -157,6 +163,7 @@ struct Torch {
     const auto t0 = clock_type::now();
     for (std::int64_t b = 0; b < batches; ++b) {
       const nn::Batch xy = d.batch_at(b); // read in place: it outlives the step
+      d.prefetch_after(b);
       const std::int64_t n = xy.inputs.shape()[0];
       const torch::Tensor x = torch::from_blob(const_cast<float*>(xy.inputs.data<float>().data()), {n, pixels});
       const torch::Tensor y =

@@ -59,6 +59,22 @@ inline void prefetch_line(const std::byte* p) {
 #endif
 }
 
+// Asks for the lines of a row of `bytes` bytes at `row`: its first 4096 bytes (a longer row is a
+// sequential read the hardware prefetcher follows).
+inline void prefetch_row(const std::byte* row, std::size_t bytes) {
+  constexpr std::size_t line = 64, most = 4096;
+  const std::size_t n = std::min(bytes, most);
+  for (std::size_t b = 0; b < n; b += line)
+    prefetch_line(row + b);
+  if (n > 0) prefetch_line(row + n - 1); // a row that does not start on a line ends on one more
+}
+// The rows at `indices` (those in [0, count)) of an array of `count` rows of `bytes` bytes.
+void prefetch_rows(const std::byte* base, std::size_t bytes, std::int64_t count,
+                   std::span<const std::int64_t> indices) {
+  for (const std::int64_t i : indices)
+    if (i >= 0 && i < count) prefetch_row(base + static_cast<std::size_t>(i) * bytes, bytes);
+}
+
 // copy(k, row) for the rows of a batch, row k being the `bytes` bytes at base + indices[k] * bytes.
 // Why the prefetch: a shuffled batch reads rows scattered over the whole set (47 MB of Fashion-MNIST
 // bytes), each a few cache lines the hardware prefetcher cannot guess, so every row waited for
@@ -73,17 +89,12 @@ inline void prefetch_line(const std::byte* p) {
 // size in the output. The indices are checked by the caller; `copy(k, row)` writes output row k only.
 template <class Copy> void each_row_prefetched(const std::byte* base, std::size_t bytes, std::size_t out_bytes,
                                                std::span<const std::int64_t> indices, const Copy& copy) {
-  constexpr std::size_t ahead = 8, line = 64, most = 4096; // a longer row: a sequential read the hardware follows
-  constexpr std::size_t split_bytes = 65536;               // some 3-6 us of copying, against a 1 us pool round trip
+  constexpr std::size_t ahead = 8;
+  constexpr std::size_t split_bytes = 65536; // some 3-6 us of copying, against a 1 us pool round trip
   const auto rows = [&](std::int64_t r0, std::int64_t r1) {
     const auto first = static_cast<std::size_t>(r0), last = static_cast<std::size_t>(r1);
     const auto prefetch = [&](std::size_t k) {
-      if (k >= last) return;
-      const std::byte* row = base + static_cast<std::size_t>(indices[k]) * bytes;
-      const std::size_t n = std::min(bytes, most);
-      for (std::size_t b = 0; b < n; b += line)
-        prefetch_line(row + b);
-      if (n > 0) prefetch_line(row + n - 1); // a row that does not start on a line ends on one more
+      if (k < last) prefetch_row(base + static_cast<std::size_t>(indices[k]) * bytes, bytes);
     };
     for (std::size_t k = first; k < first + ahead; ++k)
       prefetch(k);
@@ -108,6 +119,8 @@ Tensor gather_rows(const Tensor& t, std::span<const std::int64_t> indices) {
   return out;
 }
 } // namespace
+
+void Dataset::prefetch(std::span<const std::int64_t> /*indices*/) const {}
 
 Batch Dataset::batch(std::span<const std::int64_t> indices) const {
   std::vector<Tensor> xs, ys;
@@ -142,6 +155,11 @@ Batch TensorDataset::batch(std::span<const std::int64_t> indices) const {
   for (auto i : indices)
     if (i < 0 || i >= size()) fail(fmt::format("TensorDataset: index {} out of range [0, {})", i, size()));
   return {gather_rows(inputs_, indices), gather_rows(targets_, indices)};
+}
+
+void TensorDataset::prefetch(std::span<const std::int64_t> indices) const {
+  prefetch_rows(bytes_of(inputs_), row_bytes(inputs_), size(), indices);
+  prefetch_rows(bytes_of(targets_), row_bytes(targets_), size(), indices);
 }
 
 ByteImageDataset::ByteImageDataset(std::vector<std::uint8_t> pixels, std::int64_t per_image,
@@ -181,6 +199,12 @@ Batch ByteImageDataset::batch(std::span<const std::int64_t> indices) const {
                         lab[k] = labels_[static_cast<std::size_t>(indices[k])];
                       });
   return {x, y};
+}
+
+void ByteImageDataset::prefetch(std::span<const std::int64_t> indices) const {
+  prefetch_rows(reinterpret_cast<const std::byte*>(pixels_.data()), static_cast<std::size_t>(per_image_), size(),
+                indices);
+  prefetch_rows(reinterpret_cast<const std::byte*>(labels_.data()), sizeof(std::int64_t), size(), indices);
 }
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> data, DataLoaderOptions o) : data_(std::move(data)), o_(o) {
@@ -223,6 +247,11 @@ void DataLoader::Iterator::load() {
   const std::int64_t count = std::min(bs, loader_->data_->size() - first);
   batch_ = loader_->data_->batch(
       std::span<const std::int64_t>(loader_->order_.data() + first, static_cast<std::size_t>(count)));
+  if (pos_ + 1 < loader_->end_pos_) { // the next batch's rows, towards the cache while this one trains
+    const std::int64_t next = std::min(bs, loader_->data_->size() - first - count);
+    loader_->data_->prefetch(
+        std::span<const std::int64_t>(loader_->order_.data() + first + count, static_cast<std::size_t>(next)));
+  }
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {

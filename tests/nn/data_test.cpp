@@ -129,6 +129,41 @@ BOOST_AUTO_TEST_CASE(long_scattered_batches_copy_every_row) {
   BOOST_CHECK_THROW(bytes->batch(idx), autodiff::Error);
 }
 
+// prefetch is a hint (the DataLoader asks for the next batch's rows while one trains): it accepts
+// any indices without failing, skips those out of range (a row pointer past the data would be
+// undefined behaviour, which UBSan reports under scripts/test.sh), and changes no batch.
+BOOST_AUTO_TEST_CASE(prefetch_is_a_hint_that_never_fails) {
+  const auto tensors = numbered(20);
+  std::vector<std::uint8_t> pixels(20 * 3);
+  std::iota(pixels.begin(), pixels.end(), std::uint8_t{0});
+  std::vector<std::int64_t> labels(20);
+  std::iota(labels.begin(), labels.end(), 0);
+  const nn::ByteImageDataset bytes(pixels, 3, labels, 1.0f);
+  constexpr std::int64_t huge = std::numeric_limits<std::int64_t>::max();
+  const std::vector<std::int64_t> odd{0, 19, -1, 20, huge, std::numeric_limits<std::int64_t>::min(), 7};
+  const std::vector<std::int64_t> good{19, 0, 7};
+  for (const nn::Dataset* d :
+       {static_cast<const nn::Dataset*>(tensors.get()), static_cast<const nn::Dataset*>(&bytes)}) {
+    const auto before = d->batch(good).inputs.to_vector();
+    BOOST_CHECK_NO_THROW(d->prefetch(odd));
+    BOOST_CHECK_NO_THROW(d->prefetch({}));
+    BOOST_TEST(d->batch(good).inputs.to_vector() == before);
+  }
+  // A DataLoader over a dataset whose prefetch is the default (a no-op) still gives every example.
+  struct Plain : nn::Dataset {
+    std::int64_t size() const override { return 5; }
+    nn::Batch get(std::int64_t i) const override {
+      return {autodiff::full({1}, static_cast<double>(i)), autodiff::full({}, static_cast<double>(i), DType::int64)};
+    }
+  };
+  nn::DataLoader loader(std::make_shared<Plain>(), {.batch_size = 2});
+  std::vector<double> seen;
+  for (const nn::Batch& b : loader)
+    for (const double v : b.inputs.to_vector())
+      seen.push_back(v);
+  BOOST_TEST((seen == std::vector<double>{0, 1, 2, 3, 4}));
+}
+
 BOOST_AUTO_TEST_CASE(loader_errors) {
   BOOST_CHECK_THROW(nn::DataLoader(numbered(5), {.batch_size = 0}), autodiff::Error);
   BOOST_CHECK_THROW(nn::TensorDataset(autodiff::zeros({3, 2}), autodiff::zeros({4})), autodiff::Error);

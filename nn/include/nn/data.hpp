@@ -27,6 +27,11 @@ public:
   // The examples at `indices`, stacked along a new first dim. The default stacks get(i); datasets
   // held in memory override it to copy rows straight into the batch.
   virtual Batch batch(std::span<const std::int64_t> indices) const;
+  // A hint that batch(indices) comes next: datasets held in memory ask the CPU to bring those rows
+  // into its caches now, so that the copy later finds them there (the DataLoader calls it for the
+  // next batch while the current one trains). The default does nothing. It never fails: an index out
+  // of range is skipped here and refused by batch().
+  virtual void prefetch(std::span<const std::int64_t> indices) const;
 };
 
 // Rows of two tensors: inputs [N, ...] and targets [N, ...] (any dtypes).
@@ -36,6 +41,7 @@ public:
   std::int64_t size() const override { return inputs_.size(0); }
   Batch get(std::int64_t index) const override;
   Batch batch(std::span<const std::int64_t> indices) const override;
+  void prefetch(std::span<const std::int64_t> indices) const override;
   const Tensor& inputs() const { return inputs_; }
   const Tensor& targets() const { return targets_; }
 
@@ -52,6 +58,7 @@ public:
   std::int64_t size() const override { return static_cast<std::int64_t>(labels_.size()); }
   Batch get(std::int64_t index) const override;
   Batch batch(std::span<const std::int64_t> indices) const override;
+  void prefetch(std::span<const std::int64_t> indices) const override;
 
 private:
   std::vector<std::uint8_t> pixels_;
