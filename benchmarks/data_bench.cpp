@@ -44,12 +44,16 @@ const Set& set() {
   return s;
 }
 
-void BM_ByteImageDataset(benchmark::State& state) {
+// One shuffled batch a iteration from `data`, through nn's batch().
+void time_batches(benchmark::State& state, const nn::Dataset& data) {
   const Set& s = set();
-  const nn::ByteImageDataset data(s.bytes, pixels, s.labels);
   std::int64_t i = 0;
   for (auto _ : state)
     benchmark::DoNotOptimize(data.batch(s.indices(i++)));
+}
+void BM_ByteImageDataset(benchmark::State& state) {
+  const Set& s = set();
+  time_batches(state, nn::ByteImageDataset(s.bytes, pixels, s.labels));
 }
 void BM_Loop_byte_batch(benchmark::State& state) {
   const Set& s = set();
@@ -72,11 +76,8 @@ void BM_Loop_byte_batch(benchmark::State& state) {
 }
 void BM_TensorDataset(benchmark::State& state) {
   const Set& s = set();
-  const nn::TensorDataset data(autodiff::from_vector(s.floats, {images, pixels}),
-                               autodiff::from_vector(s.labels, {images}));
-  std::int64_t i = 0;
-  for (auto _ : state)
-    benchmark::DoNotOptimize(data.batch(s.indices(i++)));
+  time_batches(state, nn::TensorDataset(autodiff::from_vector(s.floats, {images, pixels}),
+                                        autodiff::from_vector(s.labels, {images})));
 }
 void BM_Loop_float_batch(benchmark::State& state) {
   const Set& s = set();

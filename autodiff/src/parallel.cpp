@@ -91,14 +91,11 @@ public:
     if (!use.owns_lock()) return fn(ctx, 0, n);
     if (workers_.empty()) start_workers(threads - 1);
 
-    // BLAS calls inside the ranges (a shard's forward and backward: nn::parallel_backward; linear's
-    // ranges) run on one thread each: the ranges already occupy the cores, and OpenBLAS called from
-    // two threads at once with a pool of two queues the calls behind each other. Set before the job
-    // is posted: a polling worker starts its range at once, and it was set just after, so a worker's
-    // range sometimes ran its products on OpenBLAS's threads (whose sgemm rounds a 128x784x256
-    // product differently: the demo's 2-thread runs differed in the last bits, tests/threads,
-    // blas_runs_one_thread_per_range). Restored once every range is done; no BLAS call is in flight
-    // on this thread, and the pool is ours (use_).
+    // BLAS calls inside the ranges (linear's ranges, nn::parallel_backward's shards) run on one
+    // thread each: the ranges already occupy the cores. Set before the job is posted, since a polling
+    // worker starts its range at once (set after, its products sometimes ran on OpenBLAS's threads
+    // and rounded differently: docs/design.md, Note [Data-parallel steps]). Restored once every range
+    // is done; no BLAS call is in flight on this thread, and the pool is ours (use_).
     const int blas = openblas_get_num_threads();
     if (blas > 1) openblas_set_num_threads(1);
     {
