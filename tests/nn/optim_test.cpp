@@ -255,17 +255,20 @@ std::vector<Case> every_configuration() {
   };
 }
 
-// Runs `steps` steps of one configuration on a parameter of n elements with random gradients
-// (normal at three scales, with exact zeros, huge values and signed zeros mixed in) and checks every
-// bit of the parameter and of every buffer against the scalar loop after each step.
-// A parameter of n elements, of shape [rows, n / rows] when rows > 1 (split by whole rows).
-template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
-                                      const std::function<void(ScalarRef<T>&, const std::vector<T>&)>& ref,
-                                      std::int64_t rows = 1) {
-  const autodiff::Shape shape = rows > 1 ? autodiff::Shape{rows, static_cast<std::int64_t>(n) / rows}
-                                         : autodiff::Shape{static_cast<std::int64_t>(n)};
-  constexpr DType dt = std::is_same_v<T, float> ? DType::float32 : DType::float64;
-  std::mt19937_64 rng(n * 7919 + steps);
+// The starting weights and each step's gradient for n elements and `steps` steps: zeros, -0, and
+// normals at three scales with a 1e6 outlier in every 11. They depend on n and steps only, so they are
+// drawn once and shared by every configuration, dtype and thread count: drawing them each time (libstdc++'s
+// normal_distribution calls logl per number) was a third of this test's 41 s under the sanitizers.
+struct Draws {
+  std::vector<double> w0;
+  std::vector<std::vector<double>> g; // one per step
+};
+const Draws& draws_for(std::size_t n, int steps) {
+  static std::map<std::pair<std::size_t, int>, Draws> cache;
+  auto [it, fresh] = cache.try_emplace({n, steps});
+  Draws& d = it->second;
+  if (!fresh) return d;
+  std::mt19937_64 rng(n * 7919 + static_cast<std::size_t>(steps));
   std::normal_distribution<double> normal;
   auto draw = [&](std::size_t i, double scale) {
     switch (i % 11) {
@@ -279,9 +282,30 @@ template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
       return scale * normal(rng);
     }
   };
-  std::vector<double> w0(n);
+  d.w0.resize(n);
   for (std::size_t i = 0; i < n; ++i)
-    w0[i] = draw(i + 1, 1.0);
+    d.w0[i] = draw(i + 1, 1.0);
+  for (int s = 0; s < steps; ++s) {
+    const double scale = s % 3 == 0 ? 1e-3 : s % 3 == 1 ? 1.0 : 30.0;
+    std::vector<double>& g = d.g.emplace_back(n);
+    for (std::size_t i = 0; i < n; ++i)
+      g[i] = draw(i + static_cast<std::size_t>(s), scale);
+  }
+  return d;
+}
+
+// Runs `steps` steps of one configuration on a parameter of n elements with random gradients
+// (normal at three scales, with exact zeros, huge values and signed zeros mixed in) and checks every
+// bit of the parameter and of every buffer against the scalar loop after each step.
+// A parameter of n elements, of shape [rows, n / rows] when rows > 1 (split by whole rows).
+template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
+                                      const std::function<void(ScalarRef<T>&, const std::vector<T>&)>& ref,
+                                      std::int64_t rows = 1) {
+  const autodiff::Shape shape = rows > 1 ? autodiff::Shape{rows, static_cast<std::int64_t>(n) / rows}
+                                         : autodiff::Shape{static_cast<std::int64_t>(n)};
+  constexpr DType dt = std::is_same_v<T, float> ? DType::float32 : DType::float64;
+  const Draws& d = draws_for(n, steps);
+  const std::vector<double>& w0 = d.w0;
   Tensor w = autodiff::from_vector(w0, shape, dt).requires_grad(true);
   auto opt = c.make({w});
   ScalarRef<T> r;
@@ -292,10 +316,7 @@ template <class T> void check_bitwise(const Case& c, std::size_t n, int steps,
   r.b3.assign(n, T(0));
   autodiff::Tape tape;
   for (int s = 0; s < steps; ++s) {
-    std::vector<double> g(n);
-    const double scale = s % 3 == 0 ? 1e-3 : s % 3 == 1 ? 1.0 : 30.0;
-    for (std::size_t i = 0; i < n; ++i)
-      g[i] = draw(i + static_cast<std::size_t>(s), scale);
+    const std::vector<double>& g = d.g[static_cast<std::size_t>(s)];
     const Tensor G = autodiff::from_vector(g, shape, dt);
     tape.reset();
     opt->zero_grad();
