@@ -137,14 +137,15 @@ struct Net {
 };
 
 struct Floor : Net {
-  void step(const Data& d) {
-    constexpr int nh = batch * hidden;
-    float *a1 = h1.data(), *a2 = h2.data(), *g1 = d1.data(), *g2 = d2.data(), *o = out.data(), *go = dout.data();
+  // The step's three phases, as tapegrad's (forward with the loss, backward, update), so that
+  // --only-floor can time each against --only-tapegrad's phases.
+  void forward(const Data& d) {
+    float *a1 = h1.data(), *a2 = h2.data(), *o = out.data(), *go = dout.data();
     const float* y = d.y.data();
     linear(batch, 2, hidden, d.x.data(), w1.data(), b1.data(), a1);
-    each(nh, [&](int k) { a1[k] = std::tanh(a1[k]); });
+    each(batch * hidden, [&](int k) { a1[k] = std::tanh(a1[k]); });
     linear(batch, hidden, hidden, a1, w2.data(), b2.data(), a2);
-    each(nh, [&](int k) { a2[k] = std::tanh(a2[k]); });
+    each(batch * hidden, [&](int k) { a2[k] = std::tanh(a2[k]); });
     linear(batch, hidden, 1, a2, w3.data(), b3.data(), o);
     float sum = 0;
     for (int i = 0; i < batch; ++i) {
@@ -153,17 +154,27 @@ struct Floor : Net {
       go[i] = 2 * e / batch;
     }
     loss = sum / batch;
-    linear_backward(batch, hidden, 1, a2, w3.data(), go, gw3.data(), gb3.data(), g2);
-    each(nh, [&](int k) { g2[k] *= 1 - a2[k] * a2[k]; });
+  }
+  void backward(const Data& d) {
+    float *a1 = h1.data(), *a2 = h2.data(), *g1 = d1.data(), *g2 = d2.data();
+    linear_backward(batch, hidden, 1, a2, w3.data(), dout.data(), gw3.data(), gb3.data(), g2);
+    each(batch * hidden, [&](int k) { g2[k] *= 1 - a2[k] * a2[k]; });
     linear_backward(batch, hidden, hidden, a1, w2.data(), g2, gw2.data(), gb2.data(), g1);
-    each(nh, [&](int k) { g1[k] *= 1 - a1[k] * a1[k]; });
+    each(batch * hidden, [&](int k) { g1[k] *= 1 - a1[k] * a1[k]; });
     linear_backward(batch, 2, hidden, d.x.data(), w1.data(), g1, gw1.data(), gb1.data(), nullptr);
+  }
+  void update() {
     auto sgd = [](std::vector<float>& p, const std::vector<float>& g) {
       float* pv = p.data();
       const float* gv = g.data();
       each(static_cast<int>(p.size()), [&](int k) { pv[k] -= lr * gv[k]; });
     };
-    update(sgd);
+    Net::update(sgd);
+  }
+  void step(const Data& d) {
+    forward(d);
+    backward(d);
+    update();
   }
 };
 
@@ -296,15 +307,30 @@ int main(int argc, char** argv) {
 #endif
 
   autodiff::set_num_threads(1); // tiny ops run on the calling thread anyway; no pool wake-ups
-  if (only_floor) {
+  using clock = std::chrono::steady_clock;
+  if (only_floor) { // as --only-tapegrad: the step alone, then its phases
     for (int r = 0; r < rounds; ++r)
       fmt::print("floor {:.2f} us/step\n", us_per_step(engines[0].second, steps));
+    double t[3] = {};
+    for (int i = 0; i < steps; ++i) {
+      const auto t0 = clock::now();
+      floor.forward(d);
+      const auto t1 = clock::now();
+      floor.backward(d);
+      const auto t2 = clock::now();
+      floor.update();
+      const auto t3 = clock::now();
+      const std::chrono::duration<double, std::micro> p[3] = {t1 - t0, t2 - t1, t3 - t2};
+      for (int k = 0; k < 3; ++k)
+        t[k] += p[k].count();
+    }
+    fmt::print("phases, us/step: forward {:.2f}, backward {:.2f}, step {:.2f}\n", t[0] / steps, t[1] / steps,
+               t[2] / steps);
     return 0;
   }
   if (only_tapegrad) { // the step alone, then split into its phases (one clock read between phases)
     for (int r = 0; r < rounds; ++r)
       fmt::print("tapegrad {:.2f} us/step\n", us_per_step(engines[1].second, steps));
-    using clock = std::chrono::steady_clock;
     double t[4] = {};
     for (int i = 0; i < steps; ++i) {
       const auto t0 = clock::now();
