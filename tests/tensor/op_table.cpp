@@ -8,6 +8,17 @@ namespace tapegrad_test {
 
 namespace {
 
+// The elements of x (dims xd) along dim k through the index idx (whose k-th entry is ignored).
+std::vector<double> slice_along(const std::vector<double>& x, const std::vector<std::int64_t>& xd, std::size_t k,
+                                std::vector<std::int64_t> idx) {
+  std::vector<double> slice;
+  for (std::int64_t j = 0; j < xd[k]; ++j) {
+    idx[k] = j;
+    slice.push_back(x[static_cast<std::size_t>(flat(idx, xd))]);
+  }
+  return slice;
+}
+
 // A reduction over `dim` (or everything when dim is none), written as loops over the slice.
 constexpr int all_dims = 99;
 RefFn reduce_ref(int dim, bool keepdim, std::function<double(const std::vector<double>&)> fn) {
@@ -23,11 +34,7 @@ RefFn reduce_ref(int dim, bool keepdim, std::function<double(const std::vector<d
     std::vector<double> res(static_cast<std::size_t>(count(kd)));
     for (std::int64_t p = 0; p < count(kd); ++p) {
       auto idx = unflat(p, kd);
-      std::vector<double> slice;
-      for (std::int64_t j = 0; j < xd[k]; ++j) {
-        idx[k] = j;
-        slice.push_back(x[0][static_cast<std::size_t>(flat(idx, xd))]);
-      }
+      const std::vector<double> slice = slice_along(x[0], xd, k, idx);
       res[static_cast<std::size_t>(p)] = fn(slice);
     }
     out = kd;
@@ -45,11 +52,7 @@ RefFn along_ref(int dim, std::function<std::vector<double>(const std::vector<dou
     std::vector<double> res(x[0].size());
     for (std::int64_t p = 0; p < count(kd); ++p) {
       auto idx = unflat(p, kd);
-      std::vector<double> slice;
-      for (std::int64_t j = 0; j < xd[k]; ++j) {
-        idx[k] = j;
-        slice.push_back(x[0][static_cast<std::size_t>(flat(idx, xd))]);
-      }
+      const std::vector<double> slice = slice_along(x[0], xd, k, idx);
       const auto r = fn(slice);
       for (std::int64_t j = 0; j < xd[k]; ++j) {
         idx[k] = j;
@@ -365,24 +368,25 @@ std::vector<TensorOpInfo> tensor_op_table() {
   row(
       "linear_no_bias", {{Shape{4, 3}, Shape{5, 3}}, {Shape{0, 3}, Shape{2, 3}}, {Shape{2, 0}, Shape{3, 0}}},
       [](T x) { return linear(x[0], x[1]); }, linear_ref(false));
+  // reshape(x, {2, -1, 3}) has x's elements in x's order, in the shape `dims`.
+  const auto same_elements = [](std::vector<std::int64_t> dims) -> RefFn {
+    return [dims](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
+      out = dims;
+      return x[0];
+    };
+  };
   row(
       "reshape", {{Shape{3, 4}}},
       [](T x) {
         return reshape(x[0], {2, -1, 3}) * 1.0;
       },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {2, 2, 3};
-        return x[0];
-      });
+      same_elements({2, 2, 3}));
   row(
       "reshape_empty", {{Shape{0, 6}}, {Shape{3, 0, 2}}},
       [](T x) {
         return reshape(x[0], {2, -1, 3}) * 1.0;
       },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {2, 0, 3};
-        return x[0];
-      });
+      same_elements({2, 0, 3}));
   row(
       "transpose", {{Shape{3, 4}}, {Shape{1, 5}}, {Shape{0, 5}}}, [](T x) { return transpose(x[0]); },
       [](const Vals& x, const Dims& d, std::vector<std::int64_t>& out) {
@@ -694,10 +698,7 @@ std::vector<TensorOpInfo> tensor_op_table() {
       [](T x) {
         return reshape(x[0], {2, -1, 3});
       },
-      [](const Vals& x, const Dims&, std::vector<std::int64_t>& out) {
-        out = {2, 2, 3};
-        return x[0];
-      });
+      same_elements({2, 2, 3}));
   return t;
 }
 
